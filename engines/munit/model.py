@@ -1,0 +1,138 @@
+"""The MUNIT engine: presets, capabilities and inference for napari-i2i."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engines.blocks import TileStatistics
+from engines.munit.networks import AutoEncoder
+from napari_i2i.engine_api import (
+    Capabilities,
+    Engine,
+    EngineError,
+    StyleMode,
+    StyleRequest,
+    TranslationModel,
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Published sizes (≈15 M parameters per generator).
+    "paper": dict(
+        channels_a=3, channels_b=3, dim=64, n_downsample=2, n_res=4,
+        style_dim=8, style_downsample=4, mlp_dim=256,
+    ),
+    # Same architecture, narrow and shallow enough to train on two CPU cores.
+    "small": dict(
+        channels_a=3, channels_b=3, dim=16, n_downsample=2, n_res=2,
+        style_dim=8, style_downsample=4, mlp_dim=64,
+    ),
+}
+
+
+def receptive_radius(n_downsample: int, n_res: int) -> int:
+    """Input pixels on each side that one output pixel of the a→b path depends on."""
+    radius = 3 + 3  # 7×7 convolutions in and out
+    for level in range(n_downsample):
+        scale = 2**level
+        radius += 2 * scale  # 4×4 stride-2 convolution, seen from the input
+        radius += 2 * scale + scale  # 5×5 convolution after a nearest ×2 upsample
+    radius += 2 * 2 * n_res * 2**n_downsample  # encoder and decoder residual blocks
+    return radius
+
+
+@dataclass
+class MunitConditioning:
+    direction: str
+    styles: torch.Tensor  # (S, style_dim)
+
+
+class MunitModel(TranslationModel):
+    """Two autoencoders, one per domain; a→b = content of a with a style of b."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        shared = {k: config[k] for k in
+                  ("dim", "n_downsample", "n_res", "style_dim", "style_downsample", "mlp_dim")}
+        self.gen_a = AutoEncoder(config["channels_a"], **shared)
+        self.gen_b = AutoEncoder(config["channels_b"], **shared)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        a, b = self.config["channels_a"], self.config["channels_b"]
+        return Capabilities(
+            directions={"a2b": (a, b), "b2a": (b, a)},
+            style_modes=(StyleMode.RANDOM, StyleMode.REFERENCE),
+            size_multiple=2 ** self.config["n_downsample"],
+            context=receptive_radius(self.config["n_downsample"], self.config["n_res"]),
+        )
+
+    def _generators(self, direction: str) -> tuple[AutoEncoder, AutoEncoder]:
+        if direction == "a2b":
+            return self.gen_a, self.gen_b
+        if direction == "b2a":
+            return self.gen_b, self.gen_a
+        raise EngineError(f"MUNIT translates 'a2b' or 'b2a', not {direction!r}")
+
+    def condition(self, request: StyleRequest) -> MunitConditioning:
+        _, target = self._generators(request.direction)
+        device = next(self.parameters()).device
+        if request.mode is StyleMode.RANDOM:
+            if request.n_samples < 1:
+                raise EngineError("the number of random styles must be at least 1")
+            # Drawn on the CPU so a seed gives the same styles on every device.
+            generator = torch.Generator().manual_seed(request.seed)
+            styles = torch.randn(request.n_samples, target.style_dim, generator=generator)
+            return MunitConditioning(request.direction, styles.to(device))
+        if request.mode is StyleMode.REFERENCE:
+            if not request.references:
+                raise EngineError("style from reference needs at least one reference image")
+            channels = self.capabilities.directions[request.direction][1]
+            codes = []
+            for reference in request.references:
+                if reference.shape[1] != channels:
+                    raise EngineError(
+                        f"a style reference for {request.direction} needs {channels} channel(s), "
+                        f"got {reference.shape[1]}"
+                    )
+                min_size = 2 ** self.config["style_downsample"]
+                if min(reference.shape[-2:]) < min_size:
+                    raise EngineError(
+                        f"a style reference must be at least {min_size}×{min_size} pixels, "
+                        f"got {tuple(reference.shape[-2:])}"
+                    )
+                codes.append(target.style_encoder(reference.to(device)).float().mean(0))
+            return MunitConditioning(request.direction, torch.stack(codes).mean(0, keepdim=True))
+        raise EngineError(f"MUNIT has no {request.mode.value!r} style mode")
+
+    def translate(self, images: torch.Tensor, conditioning: MunitConditioning) -> torch.Tensor:
+        source, target = self._generators(conditioning.direction)
+        content = source.content_encoder(images)
+        styles = conditioning.styles.to(content.dtype)
+        content = content.expand(styles.shape[0], -1, -1, -1)
+        return target.decode(content, styles)
+
+    def shared_statistics(self) -> TileStatistics:
+        return TileStatistics(self)
+
+
+class MunitEngine(Engine):
+    name = "munit"
+    description = "MUNIT: multimodal unsupervised translation, random or reference styles"
+    presets = PRESETS
+
+    def build(self, config: Mapping[str, Any]) -> MunitModel:
+        missing = set(PRESETS["paper"]) - set(config)
+        unknown = set(config) - set(PRESETS["paper"])
+        if missing or unknown:
+            raise EngineError(
+                f"MUNIT config: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}"
+            )
+        for key, value in config.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise EngineError(f"MUNIT config: {key} must be a positive integer, got {value!r}")
+        return MunitModel(config)

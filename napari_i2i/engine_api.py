@@ -1,0 +1,157 @@
+"""What an engine is, as the host (widget, CLI, tiler) sees it.
+
+Engines are pure torch: they take float tensors in ``[-1, 1]`` shaped
+``(N, C, H, W)`` and return tensors of the same kind. Everything about napari
+layers, files, devices and tiling stays on the host side; everything about
+network maths stays in the engine.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+
+class StyleMode(enum.Enum):
+    """How the style (the "which look" part of a translation) is chosen."""
+
+    NONE = "none"  # deterministic: one output per input (UNIT)
+    RANDOM = "random"  # N styles drawn from the prior with a seed (MUNIT)
+    REFERENCE = "reference"  # style of one or more reference images, codes averaged
+    FEW_SHOT = "few_shot"  # K example images of a class never seen in training
+    PAIRED = "paired"  # style from the aligned target of a registered pair
+    INTERPOLATE = "interpolate"  # N steps between the styles of two references
+
+
+class EngineError(Exception):
+    """A request an engine cannot serve, with a message meant for the user."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a built model can do, so front ends offer only valid controls."""
+
+    # direction name -> (input channels, output channels), e.g. {"a2b": (3, 3)}
+    directions: Mapping[str, tuple[int, int]]
+    style_modes: tuple[StyleMode, ...]
+    domains: tuple[str, ...] = ("a", "b")
+    # Spatial sizes handed to the model must be multiples of this; the host
+    # pads the image and crops the result.
+    size_multiple: int = 1
+    # Receptive-field radius in input pixels: how much context each tile
+    # needs for tiled translation to equal whole-image translation.
+    context: int = 0
+
+    def describe(self) -> str:
+        modes = ", ".join(m.value for m in self.style_modes)
+        directions = ", ".join(
+            f"{name} ({c_in}->{c_out} ch)" for name, (c_in, c_out) in self.directions.items()
+        )
+        return f"directions: {directions}; styles: {modes}"
+
+
+@dataclass
+class StyleRequest:
+    """The style part of a translation request, in tensors on the model's device.
+
+    ``references`` holds one tensor per reference image, shaped ``(n, C, h, w)``:
+    a large reference arrives cut into ``n`` crops, and the engine treats the
+    crops of one reference as that reference.
+    """
+
+    mode: StyleMode
+    direction: str
+    n_samples: int = 1
+    seed: int = 0
+    references: Sequence[torch.Tensor] = field(default_factory=list)
+
+
+class StatisticsPassDone(Exception):
+    """Raised inside a tile's forward pass when the rest of it is not needed yet."""
+
+
+class SharedStatistics(Protocol):
+    """Lets tiles of one image share normalisation statistics.
+
+    Instance/layer normalisation computed per tile gives every tile its own
+    brightness and contrast, i.e. visible seams. The tiler runs the image in
+    :meth:`passes` passes (a fresh object per image); in all but the last the
+    engine accumulates whole-image statistics over the part of each tile that
+    the tile owns (``region``) and may end a tile's forward pass early by
+    raising :class:`StatisticsPassDone`. The last pass gives the output.
+    """
+
+    def passes(self, translate: Callable[[torch.Tensor], Any], tile: torch.Tensor) -> int:
+        """How many passes over the tiles ``translate`` needs (may run it on ``tile``)."""
+
+    def collect(self) -> AbstractContextManager[None]:
+        """One pass over all tiles of one image."""
+
+    def region(
+        self, rows: tuple[float, float], cols: tuple[float, float]
+    ) -> AbstractContextManager[None]:
+        """The tile's own part as fractions of its height and width."""
+
+
+class TranslationModel(nn.Module, ABC):
+    """A built engine network: conditioning first, then tile after tile.
+
+    ``config`` is the JSON-serialisable config it was built from; it is saved
+    in model files so the same networks can be built again.
+    """
+
+    config: dict[str, Any]
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @abstractmethod
+    def condition(self, request: StyleRequest) -> Any:
+        """Turn a style request into whatever :meth:`translate` needs (codes…).
+
+        Raise :class:`EngineError` for a request the model cannot serve.
+        """
+
+    @abstractmethod
+    def translate(self, images: torch.Tensor, conditioning: Any) -> torch.Tensor:
+        """Translate ``(1, C_in, H, W)`` to ``(S, C_out, H, W)``, S = styles."""
+
+    def shared_statistics(self) -> SharedStatistics | None:
+        """A fresh per-image statistics sharer, or ``None`` when tiles are independent."""
+        return None
+
+
+class Engine(ABC):
+    """One translation method: its presets and how to build its networks."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]]
+
+    def config(self, preset: str = "small", **overrides: Any) -> dict[str, Any]:
+        """A full config: a preset with some keys replaced."""
+        if preset not in self.presets:
+            raise EngineError(
+                f"engine {self.name!r} has no preset {preset!r}; "
+                f"choose one of {sorted(self.presets)}"
+            )
+        config = dict(self.presets[preset])
+        unknown = set(overrides) - set(config)
+        if unknown:
+            raise EngineError(
+                f"unknown config keys for engine {self.name!r}: {sorted(unknown)}"
+            )
+        config.update(overrides)
+        return config
+
+    @abstractmethod
+    def build(self, config: Mapping[str, Any]) -> TranslationModel:
+        """Networks for *config*, randomly initialised; raise EngineError if invalid."""

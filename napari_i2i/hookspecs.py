@@ -1,0 +1,49 @@
+"""Hook specifications: the contract between napari-i2i and engine plugins.
+
+A plugin is any module named by an entry point in the group
+``napari_i2i.engines`` (see :data:`ENTRY_POINT_GROUP`). napari-i2i imports each
+such module in isolation, registers it with a :class:`pluggy.PluginManager`
+for the project ``napari_i2i`` and calls the hooks below on it. The built-in
+engines (``engines.munit`` …) are registered the very same way::
+
+    # pyproject.toml of a third-party engine
+    [project.entry-points."napari_i2i.engines"]
+    my_engine = "my_package.i2i_plugin"
+
+    # my_package/i2i_plugin.py
+    from napari_i2i import hookimpl
+
+    @hookimpl
+    def i2i_register_engines(registry):
+        registry.add(MyEngine())
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from napari_i2i.registry import EngineRegistry
+
+PROJECT_NAME = "napari_i2i"
+ENTRY_POINT_GROUP = "napari_i2i.engines"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def i2i_register_engines(registry: EngineRegistry) -> None:
+    """Add this plugin's engines to *registry* with ``registry.add(engine)``.
+
+    Called once per plugin when the registry loads. Registration is atomic per
+    plugin: if this hook raises, or adds an engine whose name is already taken,
+    none of the plugin's engines are kept and the error is recorded in
+    ``registry.load_errors`` (shown by ``napari-i2i engines``), while every
+    other plugin still loads.
+
+    An engine is an :class:`napari_i2i.engine_api.Engine`: pure torch, tensors
+    in and tensors out, no Qt and no napari imports.
+    """

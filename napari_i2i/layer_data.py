@@ -1,0 +1,179 @@
+"""Image arrays (napari layers, files) ↔ model tensors, without napari itself.
+
+The conversions, documented in ``docs/usage.md``:
+
+- An RGB(A) image (``rgb``) has its colour on the last axis; alpha is dropped.
+  Any other image is a stack of grayscale planes, unless the model wants
+  ``k > 1`` channels and the axis before Y/X has length ``k``: then that axis
+  holds the channels. Every other leading axis is a stack axis and each 2-D
+  plane is translated on its own.
+- Channel counts are converted when there is one obvious way: gray → RGB
+  repeats the plane, RGB → gray takes the luminance (ITU-R 601). Anything
+  else is an error naming both counts.
+- Intensities map to ``[-1, 1]`` through the contrast limits the user sees in
+  napari (clipped there); without them, uint8 uses 0…255 and other types
+  their min…max. Outputs go back through the same range and keep integer
+  dtypes; float inputs give float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+class LayerDataError(ValueError):
+    """An image that cannot be fed to the model, and why."""
+
+
+@dataclass
+class ImageData:
+    """A source image as napari or a file gives it (never written to)."""
+
+    data: object  # numpy-like: np.ndarray, dask array, zarr array…
+    name: str = "image"
+    rgb: bool = False
+    contrast_limits: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class PlaneLayout:
+    """Where the planes, channels and intensities of one image are."""
+
+    shape: tuple[int, ...]
+    stack_shape: tuple[int, ...]
+    channel_axis: int | None  # axis index in ``shape``; None for grayscale planes
+    channels: int
+    dtype: np.dtype
+    intensity_range: tuple[float, float]
+
+    @property
+    def n_planes(self) -> int:
+        return int(np.prod(self.stack_shape, dtype=np.int64))
+
+
+def _intensity_range(image: ImageData, array: object, dtype: np.dtype) -> tuple[float, float]:
+    if image.contrast_limits is not None:
+        low, high = (float(v) for v in image.contrast_limits)
+    elif dtype == np.uint8:
+        low, high = 0.0, 255.0
+    elif dtype == np.bool_:
+        low, high = 0.0, 1.0
+    else:
+        values = np.asarray(array)
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    if not np.isfinite([low, high]).all():
+        raise LayerDataError(f"{image.name}: intensity range {low}…{high} is not finite")
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def layout(image: ImageData, model_channels: int) -> PlaneLayout:
+    """Work out planes and channels of *image* for a model taking *model_channels*."""
+    array = image.data
+    shape = tuple(int(n) for n in getattr(array, "shape", ()))
+    dtype = np.dtype(getattr(array, "dtype", np.float32))
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or np.issubdtype(
+        dtype, np.complexfloating
+    ):
+        raise LayerDataError(f"{image.name}: cannot translate {dtype} data")
+    if image.rgb:
+        if len(shape) < 3 or shape[-1] not in (3, 4):
+            raise LayerDataError(f"{image.name}: an RGB image needs 3 or 4 values on its last axis")
+        channel_axis, channels = len(shape) - 1, 3
+        stack_shape = shape[:-3]
+    elif model_channels > 1 and len(shape) >= 3 and shape[-3] == model_channels:
+        channel_axis, channels = len(shape) - 3, model_channels
+        stack_shape = shape[:-3]
+    else:
+        if len(shape) < 2:
+            raise LayerDataError(f"{image.name}: needs at least 2 dimensions, has shape {shape}")
+        channel_axis, channels = None, 1
+        stack_shape = shape[:-2]
+    if min(shape) == 0:
+        raise LayerDataError(f"{image.name}: empty image of shape {shape}")
+    convertible = channels == model_channels or (channels, model_channels) in {(1, 3), (3, 1)}
+    if not convertible:
+        raise LayerDataError(
+            f"{image.name}: has {channels} channel(s), the model takes {model_channels}; "
+            "no conversion between these counts"
+        )
+    return PlaneLayout(
+        shape=shape,
+        stack_shape=stack_shape,
+        channel_axis=channel_axis,
+        channels=channels,
+        dtype=dtype,
+        intensity_range=_intensity_range(image, array, dtype),
+    )
+
+
+def iter_planes(
+    image: ImageData, plan: PlaneLayout, model_channels: int
+) -> Iterator[torch.Tensor]:
+    """Yield each 2-D plane as a ``(1, model_channels, H, W)`` float32 tensor in [-1, 1]."""
+    low, high = plan.intensity_range
+    for index in np.ndindex(*plan.stack_shape):
+        plane = np.asarray(image.data[index], dtype=np.float32)  # reads one plane of lazy data
+        if plan.channel_axis is None:
+            plane = plane[None]
+        elif plan.channel_axis == len(plan.shape) - 1:
+            plane = np.moveaxis(plane[..., :3], -1, 0)
+        if plan.channels == 3 and model_channels == 1:
+            plane = np.tensordot(LUMINANCE, plane, axes=1)[None]
+        elif plan.channels == 1 and model_channels == 3:
+            plane = np.repeat(plane, 3, axis=0)
+        plane = (plane - low) / (high - low) * 2.0 - 1.0
+        yield torch.from_numpy(np.clip(plane, -1.0, 1.0, out=plane))[None]
+
+
+def to_image_array(
+    planes: list[torch.Tensor], plan: PlaneLayout, samples_axis: bool
+) -> tuple[np.ndarray, bool]:
+    """Stack translated ``(S, C, H, W)`` planes back into the source's layout.
+
+    Returns the array and whether it is RGB (3 output channels go last, as
+    napari expects; other multi-channel outputs keep channels before Y/X).
+    The sample axis comes first when ``samples_axis``.
+    """
+    out = torch.stack(planes, dim=1)  # (S, P, C, H, W)
+    n_samples, _, channels, height, width = out.shape
+    out = out.reshape(n_samples, *plan.stack_shape, channels, height, width)
+    rgb = channels == 3
+    if rgb:
+        out = out.movedim(-3, -1)
+    elif channels == 1:
+        out = out.squeeze(-3)
+    array = out.numpy()
+    low, high = plan.intensity_range
+    array = (array + 1.0) / 2.0 * (high - low) + low
+    if np.issubdtype(plan.dtype, np.integer):
+        info = np.iinfo(plan.dtype)
+        array = np.clip(np.rint(array), info.min, info.max).astype(plan.dtype)
+    else:
+        array = array.astype(np.float32)
+    return (array if samples_axis else array[0]), rgb
+
+
+def output_axes(plan: PlaneLayout, output_channels: int, samples_axis: bool) -> list[int | None]:
+    """For each non-RGB output axis, the source axis it comes from (None: new).
+
+    napari's ``scale``, ``translate``, ``units`` and ``axis_labels`` of the
+    output are taken from the source along this map.
+    """
+    source_axes = list(range(len(plan.stack_shape)))
+    if plan.channel_axis is not None and plan.channel_axis < len(plan.shape) - 1:
+        channel_source: int | None = plan.channel_axis
+    else:
+        channel_source = None
+    spatial = [len(plan.stack_shape) + (channel_source is not None) + k for k in (0, 1)]
+    axes: list[int | None] = [None] if samples_axis else []
+    axes += source_axes
+    if output_channels not in (1, 3):
+        axes.append(channel_source)
+    return axes + spatial
+

@@ -1,0 +1,152 @@
+"""The engine registry: every engine plugin, each loaded in isolation."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
+
+import pluggy
+
+from napari_i2i import hookspecs
+from napari_i2i.engine_api import Engine, EngineError
+
+BUILTIN_SOURCE = "napari-i2i"
+
+
+@dataclass(frozen=True)
+class PluginSource:
+    """Where an engine came from: entry point name, module and distribution."""
+
+    entry_point: str
+    module: str
+    distribution: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.entry_point!r} ({self.module}, from {self.distribution})"
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """A plugin that could not be loaded, and why."""
+
+    source: PluginSource
+    message: str
+    details: str  # the traceback, for bug reports
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}"
+
+
+class DuplicateEngineError(EngineError):
+    """Two plugins registered engines of the same name."""
+
+
+class UnknownEngineError(EngineError):
+    """No engine of that name is registered."""
+
+
+class EngineRegistry:
+    """Engines by name, with the plugin each came from and the plugins that failed."""
+
+    def __init__(self) -> None:
+        self._engines: dict[str, tuple[Engine, PluginSource | None]] = {}
+        self._staged: dict[str, Engine] | None = None
+        self.load_errors: list[LoadError] = []
+
+    def add(self, engine: Engine) -> None:
+        """Register *engine*; called by plugins from their ``i2i_register_engines``."""
+        if not isinstance(engine, Engine):
+            raise TypeError(
+                f"registry.add() takes an napari_i2i.engine_api.Engine, got {type(engine).__name__}"
+            )
+        name = engine.name
+        taken_by = self._engines.get(name)
+        if taken_by is not None or (self._staged is not None and name in self._staged):
+            first = str(taken_by[1]) if taken_by else "the same plugin"
+            raise DuplicateEngineError(f"engine name {name!r} is already registered by {first}")
+        if self._staged is not None:
+            self._staged[name] = engine
+        else:
+            self._engines[name] = (engine, None)
+
+    def get(self, name: str) -> Engine:
+        try:
+            return self._engines[name][0]
+        except KeyError:
+            known = ", ".join(sorted(self._engines)) or "none"
+            hint = f" ({len(self.load_errors)} plugin(s) failed to load)" if self.load_errors else ""
+            raise UnknownEngineError(
+                f"no engine named {name!r} is installed; available: {known}{hint}"
+            ) from None
+
+    def source(self, name: str) -> PluginSource | None:
+        self.get(name)
+        return self._engines[name][1]
+
+    def names(self) -> list[str]:
+        return sorted(self._engines)
+
+    def __iter__(self) -> Iterator[Engine]:
+        return (self._engines[name][0] for name in self.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._engines
+
+    def load_plugins(
+        self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None
+    ) -> None:
+        """Import and register each entry point on its own.
+
+        A plugin that fails to import, does not implement the hook correctly,
+        raises while registering or reuses a taken engine name is recorded in
+        :attr:`load_errors` with none of its engines kept; the rest still load.
+        """
+        if entry_points is None:
+            entry_points = importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP)
+        manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        manager.add_hookspecs(hookspecs)
+        for entry_point in sorted(entry_points, key=lambda ep: ep.name):
+            source = PluginSource(
+                entry_point=entry_point.name,
+                module=entry_point.value,
+                distribution=entry_point.dist.name if entry_point.dist else "unknown",
+            )
+            self._staged = {}
+            try:
+                plugin = entry_point.load()
+                manager.register(plugin, name=entry_point.name)
+                caller = manager.subset_hook_caller(
+                    "i2i_register_engines",
+                    remove_plugins=[p for p in manager.get_plugins() if p is not plugin],
+                )
+                if not manager.get_hookcallers(plugin):
+                    raise EngineError("the module implements no napari_i2i hook")
+                caller(registry=self)
+            except Exception as error:  # noqa: BLE001 - one broken plugin must not stop the rest
+                self._staged = None
+                self.load_errors.append(
+                    LoadError(
+                        source=source,
+                        message=f"{type(error).__name__}: {error}",
+                        details=traceback.format_exc(),
+                    )
+                )
+            else:
+                self._commit(source)
+
+    def _commit(self, source: PluginSource) -> None:
+        assert self._staged is not None
+        for name, engine in self._staged.items():
+            self._engines[name] = (engine, source)
+        self._staged = None
+
+
+@cache
+def default_registry() -> EngineRegistry:
+    """The registry of all installed engine plugins, loaded once per process."""
+    registry = EngineRegistry()
+    registry.load_plugins()
+    return registry
