@@ -124,6 +124,16 @@ class TranslationModel(nn.Module, ABC):
     def translate(self, images: torch.Tensor, conditioning: Any) -> torch.Tensor:
         """Translate ``(1, C_in, H, W)`` to ``(S, C_out, H, W)``, S = styles."""
 
+    def stages(self, conditioning: Any) -> Sequence[Callable[[torch.Tensor], torch.Tensor]]:
+        """:meth:`translate` cut into steps whose composition equals it.
+
+        The tiler keeps every window's activations between stages, so with
+        shared statistics each pass re-runs only the stage that holds the
+        layer being settled. One stage (the default) is always correct; finer
+        stages make tiled translation of large images several times faster.
+        """
+        return [lambda images: self.translate(images, conditioning)]
+
     def shared_statistics(self) -> SharedStatistics | None:
         """A fresh per-image statistics sharer, or ``None`` when tiles are independent."""
         return None

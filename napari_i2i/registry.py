@@ -103,12 +103,13 @@ class EngineRegistry:
         A plugin that fails to import, does not implement the hook correctly,
         raises while registering or reuses a taken engine name is recorded in
         :attr:`load_errors` with none of its engines kept; the rest still load.
+        Built-in engines load first, so their names cannot be taken over.
         """
         if entry_points is None:
             entry_points = importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP)
         manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         manager.add_hookspecs(hookspecs)
-        for entry_point in sorted(entry_points, key=lambda ep: ep.name):
+        for entry_point in sorted(entry_points, key=_load_order):
             source = PluginSource(
                 entry_point=entry_point.name,
                 module=entry_point.value,
@@ -142,6 +143,12 @@ class EngineRegistry:
         for name, engine in self._staged.items():
             self._engines[name] = (engine, source)
         self._staged = None
+
+
+def _load_order(entry_point: importlib.metadata.EntryPoint) -> tuple[bool, str, str]:
+    """Built-in engines first, so a plugin cannot take over their names; then by name."""
+    distribution = entry_point.dist.name if entry_point.dist else ""
+    return distribution != BUILTIN_SOURCE, distribution, entry_point.name
 
 
 @cache

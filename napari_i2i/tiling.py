@@ -11,7 +11,7 @@ with weights that ramp linearly across the overlaps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -117,62 +117,75 @@ def _pad(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def translate_tiled(
-    translate: Callable[[torch.Tensor], torch.Tensor],
+    stages: Sequence[Callable[[torch.Tensor], torch.Tensor]],
     image: torch.Tensor,
     plan: TilePlan,
     statistics: SharedStatistics | None,
     device: torch.device,
-) -> Generator[tuple[int, int], None, torch.Tensor]:
-    """Run ``translate`` over the tiles of ``image`` (``(1, C, H, W)`` on the host).
+) -> Generator[float, None, torch.Tensor]:
+    """Run the model's ``stages`` over the windows of ``image`` (``(1, C, H, W)`` on the host).
 
-    A generator: it yields ``(done, total)`` tile evaluations as it goes (so
-    callers can show progress and stop early) and returns the blended
+    A generator: it yields the fraction done after every window evaluation
+    (so callers can show progress and stop early) and returns the blended
     ``(S, C_out, H, W)`` float32 result on the host. ``statistics`` must be
     fresh for this image.
+
+    With several windows and shared statistics, the stages run one after the
+    other over all windows, each window's activations kept on the host in
+    between: settling a normalisation layer then re-runs only its own stage.
     """
     padded = _pad(image, plan.rows.length, plan.cols.length)
-    tiles = [
+    windows = [
         (i, j, (..., slice(top, top + height), slice(left, left + width)))
         for i, (top, height) in enumerate(plan.rows.windows)
         for j, (left, width) in enumerate(plan.cols.windows)
     ]
-    if statistics is None or len(tiles) == 1:
-        statistics, passes = None, 1
-    else:
-        passes = statistics.passes(translate, padded[tiles[0][2]].to(device))
-    output: torch.Tensor | None = None
-    weight_sum = torch.zeros(plan.rows.length, plan.cols.length)
-    for pass_index in range(passes):
-        final = pass_index == passes - 1
-        with statistics.collect() if statistics is not None else nullcontext():
-            for step, (i, j, window) in enumerate(tiles):
-                owned = (
-                    statistics.region(
-                        tuple(v / plan.rows.windows[i][1] for v in plan.rows.owned[i]),
-                        tuple(v / plan.cols.windows[j][1] for v in plan.cols.owned[j]),
+    if statistics is None or len(windows) == 1:
+        stages, statistics = [_compose(stages)], None
+    activations: list[torch.Tensor] = [padded[window] for _, _, window in windows]
+    for stage_index, stage in enumerate(stages):
+        passes = 1 if statistics is None else statistics.passes(stage, activations[0].to(device))
+        for pass_index in range(passes):
+            final = pass_index == passes - 1
+            with statistics.collect() if statistics is not None else nullcontext():
+                for step, (i, j, _) in enumerate(windows):
+                    owned = (
+                        statistics.region(
+                            tuple(v / plan.rows.windows[i][1] for v in plan.rows.owned[i]),
+                            tuple(v / plan.cols.windows[j][1] for v in plan.cols.owned[j]),
+                        )
+                        if statistics is not None
+                        else nullcontext()
                     )
-                    if statistics is not None
-                    else nullcontext()
-                )
-                try:
-                    with owned:
-                        result = translate(padded[window].to(device))
-                except StatisticsPassDone:
-                    if final:
-                        raise
-                else:
-                    if final:
-                        result = result.float().cpu()
-                        if output is None:
-                            output = result.new_zeros(
-                                *result.shape[:2], plan.rows.length, plan.cols.length
-                            )
-                        weight = plan.rows.weights(i)[:, None] * plan.cols.weights(j)[None, :]
-                        output[window] += result * weight
-                        weight_sum[window[1:]] += weight
-                yield pass_index * len(tiles) + step + 1, passes * len(tiles)
-    assert output is not None
+                    try:
+                        with owned:
+                            result = stage(activations[step].to(device))
+                    except StatisticsPassDone:
+                        if final:
+                            raise
+                    else:
+                        if final:
+                            activations[step] = result.cpu()
+                    done = (pass_index * len(windows) + step + 1) / (passes * len(windows))
+                    yield (stage_index + done) / len(stages)
+    output = torch.zeros(*activations[0].shape[:2], plan.rows.length, plan.cols.length)
+    weight_sum = torch.zeros(plan.rows.length, plan.cols.length)
+    for (i, j, window), result in zip(windows, activations):
+        weight = plan.rows.weights(i)[:, None] * plan.cols.weights(j)[None, :]
+        output[window] += result.float() * weight
+        weight_sum[window[1:]] += weight
     return (output / weight_sum)[..., : plan.height, : plan.width]
+
+
+def _compose(
+    stages: Sequence[Callable[[torch.Tensor], torch.Tensor]],
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run_all(x: torch.Tensor) -> torch.Tensor:
+        for stage in stages:
+            x = stage(x)
+        return x
+
+    return run_all
 
 
 def reference_crops(image: torch.Tensor, tile: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ source arrays but never writes to them.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,9 +98,14 @@ def run_translation(
             )
         )
 
-    def translate_tile(tile: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), autocast(device):
-            return model.translate(tile, conditioning)
+    def on_device(stage: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        def run(tile: torch.Tensor) -> torch.Tensor:
+            with torch.inference_mode(), autocast(device):
+                return stage(tile)
+
+        return run
+
+    stages = [on_device(stage) for stage in model.stages(conditioning)]
 
     description = describe_style(options, references)
     samples_axis = options.mode is StyleMode.RANDOM and options.n_samples > 1
@@ -117,19 +122,17 @@ def run_translation(
                 context=capabilities.context,
                 multiple=capabilities.size_multiple,
             )
-            steps = translate_tiled(
-                translate_tile, plane, tile_plan, model.shared_statistics(), device
-            )
+            steps = translate_tiled(stages, plane, tile_plan, model.shared_statistics(), device)
             while True:
                 try:
-                    done, total = next(steps)
+                    done = next(steps)
                 except StopIteration as finished:
                     translated.append(finished.value)
                     break
                 yield Progress(
-                    (done_planes + done / total) / total_planes,
+                    (done_planes + done) / total_planes,
                     f"{source.name}: plane {len(translated) + 1}/{plan.n_planes}, "
-                    f"tile step {done}/{total}",
+                    f"{tile_plan.n_tiles} tile(s), {done:.0%}",
                 )
             done_planes += 1
         data, rgb = to_image_array(translated, plan, samples_axis)

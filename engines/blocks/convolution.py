@@ -25,7 +25,7 @@ def _norm(kind: Norm, channels: int) -> nn.Module:
 
 def _activation(kind: Activation) -> nn.Module:
     return {
-        "relu": nn.ReLU,
+        "relu": lambda: nn.ReLU(inplace=True),
         "lrelu": lambda: nn.LeakyReLU(0.2),
         "tanh": nn.Tanh,
         "none": nn.Identity,

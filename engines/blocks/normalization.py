@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from napari_i2i.engine_api import StatisticsPassDone
@@ -50,7 +51,10 @@ class _RunningMoments:
 
 
 class SharedStatsNorm(nn.Module):
-    """Base of the normalisations below: statistics local or shared by tiles."""
+    """Base of the normalisations below: statistics local or shared by tiles.
+
+    Statistics are computed in float32 whatever the autocast dtype.
+    """
 
     def __init__(self, across_channels: bool, eps: float = 1e-5) -> None:
         super().__init__()
@@ -58,13 +62,22 @@ class SharedStatsNorm(nn.Module):
         self.eps = eps
         self.tiling: TileStatistics | None = None
 
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+    def normalise(
+        self, x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Normalise, then the optional per-channel affine ``weight``/``bias``."""
         x32 = x.float()
-        if self.tiling is None:
-            var, mean = torch.var_mean(x32, dim=self.dims, unbiased=False, keepdim=True)
-        else:
-            mean, var = self.tiling.statistics(self, x32)
-        return ((x32 - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
+        if self.tiling is None:  # fused kernels
+            if self.dims == (2, 3):
+                out = F.instance_norm(x32, weight=weight, bias=bias, eps=self.eps)
+            else:
+                out = F.group_norm(x32, 1, weight=weight, bias=bias, eps=self.eps)
+            return out.to(x.dtype)
+        mean, var = self.tiling.statistics(self, x32)
+        out = (x32 - mean) * torch.rsqrt(var + self.eps)
+        if weight is not None:
+            out = torch.addcmul(bias[:, None, None], out, weight[:, None, None])
+        return out.to(x.dtype)
 
 
 class InstanceNorm2d(SharedStatsNorm):
@@ -87,7 +100,8 @@ class AdaptiveInstanceNorm2d(SharedStatsNorm):
 
     def forward(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         """``scale`` and ``shift`` are ``(N, C)``; the identity is scale 1, shift 0."""
-        return self.normalise(x) * scale[:, :, None, None] + shift[:, :, None, None]
+        normed = self.normalise(x)
+        return torch.addcmul(shift[:, :, None, None], normed, scale[:, :, None, None])
 
 
 class LayerNorm2d(SharedStatsNorm):
@@ -103,7 +117,7 @@ class LayerNorm2d(SharedStatsNorm):
         self.bias = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.normalise(x) * self.weight[:, None, None] + self.bias[:, None, None]
+        return self.normalise(x, self.weight, self.bias)
 
 
 class TileStatistics:

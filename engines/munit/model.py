@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +115,29 @@ class MunitModel(TranslationModel):
         styles = conditioning.styles.to(content.dtype)
         content = content.expand(styles.shape[0], -1, -1, -1)
         return target.decode(content, styles)
+
+    def stages(self, conditioning: MunitConditioning) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """Encoder blocks, style broadcast, AdaIN blocks, upsampling: one block each."""
+        source, target = self._generators(conditioning.direction)
+        decoder = target.decoder
+        styles = conditioning.styles
+
+        def broadcast(content: torch.Tensor) -> torch.Tensor:
+            return content.expand(styles.shape[0], -1, -1, -1)
+
+        def adain_block(index: int) -> Callable[[torch.Tensor], torch.Tensor]:
+            def run(x: torch.Tensor) -> torch.Tensor:
+                params = decoder.style_params(styles.to(x.dtype))[index]
+                return decoder.res_blocks[index](x, params)
+
+            return run
+
+        return [
+            *source.content_encoder.model,
+            broadcast,
+            *(adain_block(i) for i in range(len(decoder.res_blocks))),
+            *decoder.upsample,
+        ]
 
     def shared_statistics(self) -> TileStatistics:
         return TileStatistics(self)

@@ -70,12 +70,13 @@ class Decoder(nn.Module):
         ups.append(ConvBlock(dim, out_channels, 7, padding=3, activation="tanh"))
         self.upsample = nn.Sequential(*ups)
 
+    def style_params(self, style: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """AdaIN parameters for each residual block."""
+        return self.mlp(style).split([b.num_style_params for b in self.res_blocks], dim=1)
+
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        params = self.mlp(style)
         x = content
-        for block, block_params in zip(
-            self.res_blocks, params.split([b.num_style_params for b in self.res_blocks], dim=1)
-        ):
+        for block, block_params in zip(self.res_blocks, self.style_params(style)):
             x = block(x, block_params)
         return self.upsample(x)
 

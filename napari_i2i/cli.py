@@ -1,0 +1,148 @@
+"""The ``napari-i2i`` command line: list engines, translate files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from napari_i2i import __version__
+from napari_i2i.device import DEVICE_CHOICES, DeviceError, resolve_device
+from napari_i2i.engine_api import EngineError, StyleMode
+from napari_i2i.image_io import SUFFIXES, ImageFileError, read_image, write_image
+from napari_i2i.layer_data import LayerDataError
+from napari_i2i.model_file import ModelFileError, load_model
+from napari_i2i.registry import default_registry
+from napari_i2i.tiling import DEFAULT_TILE
+
+USER_ERRORS = (DeviceError, EngineError, ImageFileError, LayerDataError, ModelFileError, ValueError)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-i2i", description="Image-to-image translation (napari-i2i)."
+    )
+    parser.add_argument("--version", action="version", version=f"napari-i2i {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("engines", help="list installed engines, their capabilities and load errors")
+
+    translate = commands.add_parser(
+        "translate",
+        help="translate image files with a model file",
+        description="Translate TIFF/PNG/JPEG images. With one input, OUT may be a file; "
+        "otherwise OUT is a folder and outputs are named INPUT_DIRECTION.EXT.",
+    )
+    translate.add_argument("model", type=Path, help="model file (.safetensors)")
+    translate.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
+    translate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    translate.add_argument(
+        "--reference", type=Path, nargs="+", default=[], metavar="IMG",
+        help="style reference image(s); their style codes are averaged",
+    )
+    translate.add_argument("--samples", type=_positive, default=1, help="random styles per input")
+    translate.add_argument("--seed", type=int, default=0, help="seed of the random styles")
+    translate.add_argument("--direction", default=None, help="e.g. a2b or b2a (default: the model's first)")
+    translate.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N")
+    translate.add_argument("--tile", type=_positive, default=DEFAULT_TILE, metavar="PX",
+                           help="tile size in pixels; bounds memory for large images")
+    translate.add_argument("--format", default=None, choices=sorted(s.lstrip(".") for s in SUFFIXES),
+                           help="output type when OUT is a folder (default: the input's)")
+    translate.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _list_engines() -> int:
+    registry = default_registry()
+    for engine in registry:
+        source = registry.source(engine.name)
+        capabilities = engine.build(engine.config("small")).capabilities
+        print(f"{engine.name}: {engine.description}")
+        print(f"    presets: {', '.join(engine.presets)}")
+        print(f"    {capabilities.describe()}")
+        print(f"    from {source}")
+    if not registry.names():
+        print("no engines installed")
+    for error in registry.load_errors:
+        print(f"load error: {error}")
+    return 0
+
+
+def _output_paths(args: argparse.Namespace, direction: str) -> list[Path]:
+    out: Path = args.output
+    if out.suffix and out.suffix.lower() not in SUFFIXES and not out.is_dir():
+        raise ValueError(f"{out}: unsupported output type; use one of {sorted(SUFFIXES)}")
+    if len(args.inputs) == 1 and out.suffix.lower() in SUFFIXES:
+        return [out]
+    if out.suffix.lower() in SUFFIXES:
+        raise ValueError(f"{out}: with several inputs, -o must be a folder")
+    paths = []
+    for source in args.inputs:
+        suffix = f".{args.format}" if args.format else source.suffix
+        paths.append(out / f"{source.stem}_{direction}{suffix}")
+    if len(set(paths)) != len(paths):
+        raise ValueError("two inputs would write the same output file; rename one")
+    return paths
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from napari_i2i.translate import TranslateOptions, run_translation
+
+    device = resolve_device(args.device)
+    loaded = load_model(args.model, device=device)
+    if not loaded.info.trained:
+        print(f"warning: {args.model} holds untrained weights; its outputs are noise", file=sys.stderr)
+    direction = args.direction or next(iter(loaded.model.capabilities.directions))
+    outputs = _output_paths(args, direction)
+    sources = [read_image(path) for path in args.inputs]
+    references = [read_image(path) for path in args.reference]
+    options = TranslateOptions(
+        direction=direction,
+        mode=StyleMode.REFERENCE if references else StyleMode.RANDOM,
+        n_samples=args.samples,
+        seed=args.seed,
+        tile=args.tile,
+    )
+    if references and args.samples != 1:
+        raise ValueError("--samples applies to random styles; drop it when giving --reference")
+    steps = run_translation(loaded, sources, options, references)
+    with tqdm(total=1000, disable=args.quiet, unit="‰", desc="translating", file=sys.stderr) as bar:
+        while True:
+            try:
+                progress = next(steps)
+            except StopIteration as finished:
+                results = finished.value
+                break
+            bar.update(round(progress.fraction * 1000) - bar.n)
+    for result, path in zip(results, outputs):
+        for written in write_image(path, result.data, result.rgb):
+            print(written)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "engines":
+            return _list_engines()
+        return _translate(args)
+    except USER_ERRORS as error:
+        print(f"napari-i2i: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("napari-i2i: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

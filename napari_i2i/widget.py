@@ -1,0 +1,343 @@
+"""The Translate dock widget: pick a model file, source layers and a style, run.
+
+Everything napari-specific happens in the main thread: the widget snapshots
+the layers' data and placement before a run, and adds result layers when the
+worker returns. The worker thread only loads the model and runs
+:func:`napari_i2i.translate.run_translation`, yielding progress after every
+tile so that Cancel takes effect between tiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import napari
+import torch
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+)
+from napari.layers import Image
+from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.utils.notifications import notification_manager, show_error, show_warning
+
+from qtpy.QtWidgets import QSizePolicy
+
+from napari_i2i.device import DEVICE_CHOICES, DeviceError, resolve_device
+from napari_i2i.engine_api import Capabilities, EngineError, StyleMode
+from napari_i2i.layer_data import ImageData, LayerDataError
+from napari_i2i.model_file import ModelFileError, load_model, read_model_info
+from napari_i2i.registry import default_registry
+from napari_i2i.tiling import DEFAULT_TILE
+from napari_i2i.translate import Progress, TranslateOptions, TranslationResult, run_translation
+
+PROGRESS_STEPS = 1000
+LIST_HEIGHT = 96  # pixels: room for a few layers; the dock must fit on a laptop screen
+# Errors about the user's files, layers and settings, whose message says it all.
+USER_ERRORS = (ModelFileError, EngineError, LayerDataError, DeviceError)
+
+
+@dataclass(frozen=True)
+class TranslationJob:
+    """All the worker thread needs, copied from the widget and layers in the main thread."""
+
+    model_path: Path
+    engine: str
+    device: str
+    options: TranslateOptions
+    sources: list[ImageData]
+    references: list[ImageData]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a source layer sits in the world, so its translation sits on top of it."""
+
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    units: tuple[Any, ...]
+    axis_labels: tuple[str, ...]
+
+    @classmethod
+    def of(cls, layer: Image) -> Placement:
+        return cls(
+            scale=tuple(layer.scale),
+            translate=tuple(layer.translate),
+            units=tuple(layer.units),
+            axis_labels=tuple(layer.axis_labels),
+        )
+
+    def along(self, axes: Sequence[int | None]) -> dict[str, tuple[Any, ...]]:
+        """Layer keyword arguments for output axes mapped onto source axes (None: new axis)."""
+
+        def pick(values: tuple[Any, ...], new: Any) -> tuple[Any, ...]:
+            return tuple(new if axis is None else values[axis] for axis in axes)
+
+        return {
+            "scale": pick(self.scale, 1.0),
+            "translate": pick(self.translate, 0.0),
+            "units": pick(self.units, "pixel"),
+            "axis_labels": pick(self.axis_labels, "sample"),
+        }
+
+
+def snapshot(layer: Image) -> ImageData:
+    """The layer's pixels (base level of a pyramid) and how napari displays them."""
+    return ImageData(
+        data=layer.data[0] if layer.multiscale else layer.data,
+        name=layer.name,
+        rgb=layer.rgb,
+        contrast_limits=tuple(layer.contrast_limits),
+    )
+
+
+class TranslationCrashed(Exception):
+    """A RuntimeError (most torch failures) from the worker, re-raised under a type superqt reports.
+
+    superqt takes a RuntimeError out of a generator worker for a deleted Qt
+    object: it only warns, and emits neither ``errored`` nor ``finished``.
+    """
+
+
+# ignore_errors: the widget reports errors itself instead of re-raising them in Qt's event loop
+@thread_worker(start_thread=False, ignore_errors=True)
+def translation_worker(job: TranslationJob) -> Generator[Progress, None, list[TranslationResult]]:
+    """Load the model and translate in a worker thread; never touches napari layers."""
+    try:
+        device = resolve_device(job.device)
+        yield Progress(0.0, f"loading {job.model_path.name} on {device}")
+        loaded = load_model(job.model_path, device=device, engine=job.engine)
+        return (yield from run_translation(loaded, job.sources, job.options, job.references))
+    except RuntimeError as error:
+        hint = "; try a smaller tile size" if isinstance(error, torch.OutOfMemoryError) else ""
+        raise TranslationCrashed(f"{type(error).__name__}: {error}{hint}") from error
+
+
+class TranslateWidget(Container):
+    """Translate image layers with a napari-i2i model file."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self._viewer = viewer
+        self._registry = default_registry()
+        self.worker: GeneratorWorker | None = None
+        self._model_path: Path | None = None  # the file whose metadata filled the controls
+        self._capabilities: Capabilities | None = None  # what that file's model can do
+
+        self.engine = ComboBox(label="Engine", choices=self._registry.names())
+        self.model_file = FileEdit(label="Model file", mode="r", filter="*.safetensors")
+        self.sources = Select(label="Source layer(s)", choices=self._image_layers)
+        self.direction = ComboBox(label="Direction", choices=self._direction_choices)
+        self.style_mode = ComboBox(label="Style mode", choices=self._style_mode_choices)
+        self.n_samples = SpinBox(label="Number of samples", value=1, min=1, max=64)
+        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self.references = Select(label="Style reference(s)", choices=self._image_layers)
+        self.device = ComboBox(label="Device", choices=DEVICE_CHOICES, value="auto")
+        self.tile_size = SpinBox(
+            label="Tile size", value=DEFAULT_TILE, min=64, max=8192, step=64,
+            tooltip="pixels per tile; smaller tiles need less GPU memory",
+        )
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
+        self.status = Label(value="choose a model file")
+        self.extend([
+            self.engine, self.model_file, self.sources, self.direction, self.style_mode,
+            self.n_samples, self.seed, self.references, self.device, self.tile_size,
+            self.run_button, self.cancel_button, self.progress, self.status,
+        ])
+        for layer_list in (self.sources, self.references):
+            layer_list.native.setFixedHeight(LIST_HEIGHT)
+        self.status.native.setWordWrap(True)  # long paths and errors must not widen the dock
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.native.layout().addStretch()  # spare dock height goes below the controls
+
+        self.engine.changed.connect(self._show_engine_description)
+        self.model_file.changed.connect(self._read_model_file)
+        self.style_mode.changed.connect(self._show_mode_controls)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+        viewer.layers.events.reordered.connect(self.reset_choices)
+        for layer in viewer.layers:
+            layer.events.name.connect(self.reset_choices)
+
+        self._show_engine_description()
+        self._show_mode_controls()
+        for failure in self._registry.load_errors:
+            show_warning(f"napari-i2i engine {failure}")
+
+    # --- layer lists ------------------------------------------------------
+
+    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        """Every Image layer, including one made by dropping a PNG on the viewer."""
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        event.value.events.name.connect(self.reset_choices)
+        self.reset_choices()
+
+    def _on_layer_removed(self, event: Any) -> None:
+        event.value.events.name.disconnect(self.reset_choices)
+        self.reset_choices()
+
+    def reset_choices(self, *_: Any) -> None:
+        """Re-list the layers (napari calls this too when docked), keeping selections.
+
+        magicgui matches list items by text, so without this a renamed layer
+        would drop out of the selection.
+        """
+        layer_lists = (self.sources, self.references)
+        selections = [layer_list.value for layer_list in layer_lists]
+        super().reset_choices()
+        for layer_list, selected in zip(layer_lists, selections):
+            layer_list.value = [layer for layer in selected if layer in layer_list.choices]
+
+    # --- model file and style controls ------------------------------------
+
+    def _show_engine_description(self, _value: Any = None) -> None:
+        name = self.engine.value
+        description = self._registry.get(name).description if name else "no engine installed"
+        self.engine.tooltip = description
+
+    def _read_model_file(self, _value: Any = None) -> None:
+        """Fill the controls from the file's metadata; the weights are read only on Run."""
+        path = self.model_file.value
+        self._offer(None, None)
+        if not path.is_file():  # nothing chosen yet, or a path still being typed
+            self.status.value = "choose a model file"
+            return
+        try:
+            info = read_model_info(path)
+            capabilities = self._registry.get(info.engine).build(info.config).capabilities
+        except (ModelFileError, EngineError) as error:
+            show_error(str(error))
+            self.status.value = "this model file cannot be used"
+            return
+        self.engine.value = info.engine
+        self._offer(path, capabilities)
+        self.status.value = f"{info.engine} model: {capabilities.describe()}"
+        if not info.trained:
+            show_warning(
+                f"{path.name} holds untrained weights: its outputs are noise, not translations"
+            )
+
+    def _offer(self, path: Path | None, capabilities: Capabilities | None) -> None:
+        """Make *path* the model to run and offer what it can do (nothing for None)."""
+        self._model_path, self._capabilities = path, capabilities
+        self.direction.reset_choices()
+        self.style_mode.reset_choices()
+        self._show_mode_controls()
+
+    def _direction_choices(self, _widget: Any = None) -> list[str]:
+        return list(self._capabilities.directions) if self._capabilities else []
+
+    def _style_mode_choices(self, _widget: Any = None) -> list[tuple[str, StyleMode]]:
+        modes = self._capabilities.style_modes if self._capabilities else ()
+        return [(mode.value, mode) for mode in modes]
+
+    def _show_mode_controls(self, _value: Any = None) -> None:
+        """Show only the controls the chosen style mode uses."""
+        mode = self.style_mode.value
+        self.n_samples.visible = self.seed.visible = mode is StyleMode.RANDOM
+        self.references.visible = mode is StyleMode.REFERENCE
+
+    # --- running ------------------------------------------------------------
+
+    def run(self) -> None:
+        """Snapshot the chosen layers and start translating them in a worker thread."""
+        if self.worker is not None and self.worker.is_running:
+            return
+        if self._model_path is None:
+            show_error("Choose a napari-i2i model file (.safetensors) first.")
+            return
+        sources = self._selected(self.sources)
+        if not sources:
+            show_error("Choose at least one source layer to translate.")
+            return
+        mode: StyleMode = self.style_mode.value
+        references = self._selected(self.references) if mode is StyleMode.REFERENCE else []
+        job = TranslationJob(
+            model_path=self._model_path,
+            engine=self.engine.value,
+            device=self.device.value,
+            options=TranslateOptions(
+                direction=self.direction.value,
+                mode=mode,
+                n_samples=self.n_samples.value,
+                seed=self.seed.value,
+                tile=self.tile_size.value,
+            ),
+            sources=[snapshot(layer) for layer in sources],
+            references=[snapshot(layer) for layer in references],
+        )
+        placements = [Placement.of(layer) for layer in sources]
+
+        worker = translation_worker(job)
+        worker.yielded.connect(self._show_progress)
+        worker.returned.connect(lambda results: self._add_results(results, placements))
+        worker.errored.connect(self._show_failure)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.progress.value = 0
+        self.status.value = "starting…"
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop the running translation at its next tile; nothing is added."""
+        if self.worker is None or not self.worker.is_running:
+            return
+        self.worker.quit()
+        self.cancel_button.enabled = False
+        self.status.value = "cancelling…"
+
+    def _selected(self, layer_list: Select) -> list[Image]:
+        """The selected layers in the viewer's order, so results come out predictably."""
+        chosen = layer_list.value
+        return [layer for layer in self._viewer.layers if layer in chosen]
+
+    def _show_progress(self, progress: Progress) -> None:
+        if self.worker is not None and self.worker.abort_requested:
+            return  # progress still queued from before Cancel
+        self.progress.value = round(progress.fraction * PROGRESS_STEPS)
+        self.status.value = progress.message
+
+    def _add_results(self, results: list[TranslationResult], placements: list[Placement]) -> None:
+        for result, placement in zip(results, placements, strict=True):
+            self._viewer.add_image(
+                result.data,
+                name=f"{result.source} [{result.description}]",
+                rgb=result.rgb,
+                contrast_limits=result.contrast_limits,
+                metadata={"napari_i2i": result.metadata},
+                **placement.along(result.axes),
+            )
+        self.progress.value = PROGRESS_STEPS
+        self.status.value = f"done: added {len(results)} layer(s)"
+
+    def _show_failure(self, error: Exception) -> None:
+        """Problems with the user's input read as plain messages; bugs keep their traceback."""
+        if isinstance(error, USER_ERRORS):
+            show_error(str(error))
+        else:
+            notification_manager.receive_error(type(error), error, error.__traceback__)
+        self.status.value = f"failed: {error}"
+
+    def _on_finished(self) -> None:
+        if self.worker is not None and self.worker.abort_requested:
+            self.progress.value = 0
+            self.status.value = "cancelled"
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False

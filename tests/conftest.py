@@ -1,0 +1,34 @@
+"""Shared fixtures. torch is imported before any QApplication exists (napari + torch)."""
+
+import torch  # noqa: F401  (must precede Qt)
+
+import numpy as np
+import pytest
+
+from engines.munit import MunitEngine
+from napari_i2i.model_file import save_model
+
+
+@pytest.fixture(scope="session")
+def munit_engine():
+    return MunitEngine()
+
+
+def build_munit(seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    engine = MunitEngine()
+    return engine, engine.build(engine.config("small", **overrides)).eval()
+
+
+@pytest.fixture
+def munit_file(tmp_path):
+    """An untrained small MUNIT saved through the real model-file path."""
+    engine, model = build_munit()
+    path = tmp_path / "munit_small.safetensors"
+    save_model(path, engine, model, provenance={"note": "untrained test weights"})
+    return path
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

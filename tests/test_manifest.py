@@ -1,0 +1,51 @@
+"""napari finds the root napari.yaml from an editable install and from a built wheel."""
+
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from npe2 import PluginManifest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_installed_manifest_validates_with_imports():
+    manifest = PluginManifest.from_distribution("napari-i2i")
+    assert manifest.name == "napari-i2i"
+    assert all(c.id.startswith("napari-i2i.") for c in manifest.contributions.commands)
+    npe2 = shutil.which("npe2", path=str(Path(sys.executable).parent))
+    done = subprocess.run([npe2, "validate", "napari-i2i", "--imports"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_wheel_carries_the_root_manifest_as_a_file(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(tmp_path)],
+        check=True, timeout=300,
+    )
+    (wheel,) = tmp_path.glob("napari_i2i-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        assert archive.read("napari_i2i/napari.yaml") == (ROOT / "napari.yaml").read_bytes()
+        assert "engines/munit/model.py" in names
+        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+        text = archive.read(entry_points).decode()
+    assert "napari-i2i = napari_i2i:napari.yaml" in text
+    assert "munit = engines.munit" in text
+
+    # installed on its own (as in a fresh venv), the manifest resolves and validates
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(site), str(wheel)], check=True, timeout=300)
+    (dist,) = [d for d in importlib.metadata.distributions(path=[str(site)])
+               if d.metadata["Name"] == "napari-i2i"]
+    (entry,) = [e for e in dist.entry_points if e.group == "napari.manifest"]
+    package, resource = entry.value.split(":")
+    manifest_path = site / package / resource
+    assert manifest_path.is_file() and not manifest_path.is_symlink()
+    assert PluginManifest.from_file(manifest_path).name == "napari-i2i"

@@ -1,0 +1,110 @@
+"""Model files: round trip, and clear refusals of pickles, corrupt and mismatched files."""
+
+import json
+import pickle
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import build_munit
+from napari_i2i.model_file import ModelFileError, load_model, read_model_info, save_model
+
+
+def test_round_trip_keeps_weights_and_metadata(tmp_path):
+    engine, model = build_munit(seed=4)
+    path = tmp_path / "m.safetensors"
+    info = save_model(path, engine, model, provenance={"training": {"iterations": 10}})
+    loaded = load_model(path, engine="munit")
+    assert loaded.info.engine == "munit" and loaded.info.config == model.config
+    assert loaded.info.channels == {"a2b": [3, 3], "b2a": [3, 3]}
+    assert loaded.info.domains == ["a", "b"] and loaded.info.format_version == 1
+    assert loaded.info.trained and loaded.info.provenance["created_by"].startswith("napari-i2i")
+    assert read_model_info(path) == info
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor)
+    assert not loaded.model.training
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_untrained_weights_say_so_and_fp16_halves_the_file(tmp_path):
+    engine, model = build_munit()
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    save_model(full, engine, model)
+    save_model(half, engine, model, dtype=torch.float16)
+    assert not read_model_info(full).trained
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_model(half)
+    assert next(loaded.model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth"])
+def test_pickle_checkpoints_are_refused_without_unpickling(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(ModelFileError, match="pickle-based"):
+        load_model(path)
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ModelFileError, match="pickle-based"):
+        read_model_info(raw)
+
+
+def test_truncated_and_corrupt_files(tmp_path, munit_file):
+    data = munit_file.read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="truncated"):
+        load_model(truncated)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(ModelFileError, match="garbage.safetensors"):
+        read_model_info(garbage)
+    with pytest.raises(ModelFileError, match="no such model file"):
+        read_model_info(tmp_path / "missing.safetensors")
+
+
+def _rewrite_metadata(source, target, change):
+    """Copy a model file with its JSON metadata edited (tensors untouched)."""
+    raw = source.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    meta = json.loads(header["__metadata__"]["napari_i2i"])
+    change(meta)
+    header["__metadata__"]["napari_i2i"] = json.dumps(meta)
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    target.write_bytes(struct.pack("<Q", len(encoded)) + encoded + raw[8 + length :])
+
+
+def test_other_engine_unknown_engine_and_mismatched_config(tmp_path, munit_file):
+    with pytest.raises(ModelFileError, match="for engine 'munit', not 'unit'"):
+        load_model(munit_file, engine="unit")
+
+    unknown = tmp_path / "unknown.safetensors"
+    _rewrite_metadata(munit_file, unknown, lambda m: m.update(engine="cyclegan"))
+    with pytest.raises(ModelFileError, match="no engine named 'cyclegan'"):
+        load_model(unknown)
+
+    wider = tmp_path / "wider.safetensors"
+    _rewrite_metadata(munit_file, wider, lambda m: m["config"].update(dim=32))
+    with pytest.raises(ModelFileError, match="do not match the munit config.*wrong shape"):
+        load_model(wider)
+
+    deeper = tmp_path / "deeper.safetensors"
+    _rewrite_metadata(munit_file, deeper, lambda m: m["config"].update(n_res=3))
+    with pytest.raises(ModelFileError, match="missing"):
+        load_model(deeper)
+
+    future = tmp_path / "future.safetensors"
+    _rewrite_metadata(munit_file, future, lambda m: m.update(format_version=99))
+    with pytest.raises(ModelFileError, match="newer"):
+        read_model_info(future)
+
+
+def test_safetensors_without_our_metadata(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(3)}, path)
+    with pytest.raises(ModelFileError, match="without napari-i2i metadata"):
+        read_model_info(path)

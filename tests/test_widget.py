@@ -1,0 +1,243 @@
+"""The Translate dock widget in a real napari viewer (Xvfb via pytest-xvfb)."""
+
+import numpy as np
+import pytest
+import torch
+from napari.utils.notifications import NotificationSeverity, notification_manager
+from PIL import Image as PILImage
+
+from engines.munit import MunitEngine
+from napari_i2i import widget as widget_module
+from napari_i2i.engine_api import StyleMode
+from napari_i2i.model_file import save_model
+from napari_i2i.registry import EngineRegistry
+from napari_i2i.widget import TranslateWidget
+
+RUN_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def widget(viewer):
+    return TranslateWidget(viewer)
+
+
+@pytest.fixture
+def notifications():
+    """The notifications napari shows during the test, as (severity, message) pairs."""
+    start = len(notification_manager.records)
+    return lambda: [(n.severity, str(n.message)) for n in notification_manager.records[start:]]
+
+
+def errors(notifications):
+    return [text for severity, text in notifications() if severity == NotificationSeverity.ERROR]
+
+
+def run_and_wait(qtbot, widget):
+    widget.run()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=RUN_TIMEOUT_MS)
+
+
+def add_gray(viewer, name="cells", shape=(48, 64), **kwargs):
+    data = np.random.default_rng(0).random(shape, dtype=np.float32)
+    return viewer.add_image(data, name=name, **kwargs)
+
+
+def test_docks_from_the_manifest(viewer, munit_file):
+    _, docked = viewer.window.add_plugin_dock_widget("napari-i2i", "Translate")
+    assert isinstance(docked, TranslateWidget)
+    assert docked.engine.value == "munit"
+
+    docked.model_file.value = munit_file
+    cells = add_gray(viewer)  # napari now calls reset_choices on the docked widget
+    assert cells in docked.sources.choices
+    assert set(docked.direction.choices) == {"a2b", "b2a"}
+
+
+def test_model_file_fills_the_controls_and_warns_when_untrained(widget, munit_file, notifications):
+    widget.model_file.value = munit_file
+
+    assert widget.engine.value == "munit"
+    assert set(widget.direction.choices) == {"a2b", "b2a"}
+    assert set(widget.style_mode.choices) == {StyleMode.RANDOM, StyleMode.REFERENCE}
+    assert any("untrained" in message for severity, message in notifications()
+               if severity == NotificationSeverity.WARNING)
+
+    widget.style_mode.value = StyleMode.RANDOM
+    assert not widget.n_samples.native.isHidden() and not widget.seed.native.isHidden()
+    assert widget.references.native.isHidden()
+    widget.style_mode.value = StyleMode.REFERENCE
+    assert widget.n_samples.native.isHidden() and widget.seed.native.isHidden()
+    assert not widget.references.native.isHidden()
+
+
+def test_layer_lists_follow_the_viewer(viewer, widget):
+    cells = add_gray(viewer)
+    assert cells in widget.sources.choices and cells in widget.references.choices
+    widget.sources.value = [cells]
+
+    cells.name = "renamed"
+    assert widget.sources.value == [cells]
+    assert "renamed" in [widget.sources.native.item(i).text() for i in range(len(widget.sources))]
+
+    viewer.add_points()
+    assert len(widget.sources.choices) == 1  # image layers only
+    viewer.layers.remove(cells)
+    assert widget.sources.choices == ()
+
+
+def test_random_styles_keep_placement_and_leave_the_source_alone(
+    qtbot, viewer, widget, munit_file
+):
+    source = add_gray(
+        viewer, scale=(0.5, 0.5), translate=(10, 20), units=("um", "um"), axis_labels=("y", "x")
+    )
+    original = source.data.copy()
+    widget.model_file.value = munit_file
+    widget.sources.value = [source]
+    widget.style_mode.value = StyleMode.RANDOM
+    widget.n_samples.value = 2
+    widget.seed.value = 7
+    widget.device.value = "cpu"
+
+    run_and_wait(qtbot, widget)
+
+    assert len(viewer.layers) == 2
+    result = viewer.layers[-1]
+    assert result.name == "cells [a2b, 2 random styles (seed 7)]"
+    assert result.rgb and result.data.shape == (2, 48, 64, 3)
+    np.testing.assert_array_equal(result.scale, (1, 0.5, 0.5))
+    np.testing.assert_array_equal(result.translate, (0, 10, 20))
+    assert [str(unit) for unit in result.units] == ["pixel", "micrometer", "micrometer"]
+    assert result.axis_labels == ("sample", "y", "x")
+    recorded = result.metadata["napari_i2i"]
+    assert recorded["engine"] == "munit" and recorded["trained"] is False
+    assert (recorded["style_mode"], recorded["n_samples"], recorded["seed"]) == ("random", 2, 7)
+    np.testing.assert_array_equal(source.data, original)
+    assert widget.status.value.startswith("done")
+
+
+def test_reference_style_from_a_dropped_png(qtbot, tmp_path, viewer, widget, munit_file):
+    source = add_gray(viewer)
+    png = tmp_path / "texture.png"
+    texture = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    PILImage.fromarray(texture).save(png)
+    [reference] = viewer.open(png)  # as if dragged onto the viewer
+    assert reference.rgb and reference in widget.references.choices
+
+    widget.model_file.value = munit_file
+    widget.sources.value = [source]
+    widget.style_mode.value = StyleMode.REFERENCE
+    widget.references.value = [reference]
+    widget.device.value = "cpu"
+    run_and_wait(qtbot, widget)
+
+    result = viewer.layers[-1]
+    assert result.name == "cells [a2b, style of texture]"
+    assert result.data.shape == (48, 64, 3)
+    assert result.metadata["napari_i2i"]["references"] == ["texture"]
+
+
+def test_batch_translates_every_selected_layer(qtbot, viewer, widget, munit_file):
+    gray = add_gray(viewer, name="gray")
+    colour = viewer.add_image(
+        np.random.default_rng(2).integers(0, 256, (48, 64, 3), dtype=np.uint8), name="colour"
+    )
+    widget.model_file.value = munit_file
+    widget.sources.value = [gray, colour]
+    widget.style_mode.value = StyleMode.RANDOM
+    widget.device.value = "cpu"
+    run_and_wait(qtbot, widget)
+
+    added = [layer.name for layer in viewer.layers[2:]]
+    assert added == ["gray [a2b, 1 random style (seed 0)]", "colour [a2b, 1 random style (seed 0)]"]
+    assert viewer.layers["colour [a2b, 1 random style (seed 0)]"].data.dtype == np.uint8
+
+
+def test_corrupt_model_file_is_an_error_notification(tmp_path, widget, munit_file, notifications):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    widget.model_file.value = broken
+    assert any("broken.safetensors" in message for message in errors(notifications))
+
+    widget.model_file.value = munit_file  # the widget stays usable
+    assert set(widget.direction.choices) == {"a2b", "b2a"}
+
+
+def test_unsupported_channel_count_is_an_error_notification(
+    qtbot, tmp_path, viewer, widget, notifications
+):
+    engine = MunitEngine()
+    torch.manual_seed(0)
+    two_channel = tmp_path / "two_channel.safetensors"
+    save_model(two_channel, engine, engine.build(engine.config("small", channels_a=2)))
+    colour = viewer.add_image(np.zeros((48, 64, 3), dtype=np.uint8), name="colour")
+    widget.model_file.value = two_channel
+    widget.sources.value = [colour]
+    widget.device.value = "cpu"
+    run_and_wait(qtbot, widget)
+
+    [message] = errors(notifications)
+    assert "has 3 channel(s), the model takes 2" in message
+    assert len(viewer.layers) == 1
+    assert widget.status.value.startswith("failed")
+
+
+def test_running_with_another_engine_names_both(
+    qtbot, monkeypatch, viewer, munit_file, notifications
+):
+    class OtherEngine(MunitEngine):
+        name = "other"
+
+    registry = EngineRegistry()
+    registry.add(MunitEngine())
+    registry.add(OtherEngine())
+    monkeypatch.setattr(widget_module, "default_registry", lambda: registry)
+    widget = TranslateWidget(viewer)
+    widget.sources.value = [add_gray(viewer)]
+    widget.model_file.value = munit_file
+    widget.engine.value = "other"
+    widget.device.value = "cpu"
+    run_and_wait(qtbot, widget)
+
+    [message] = errors(notifications)
+    assert "'munit'" in message and "'other'" in message
+    assert len(viewer.layers) == 1
+
+
+def test_unexpected_failure_is_an_error_notification(
+    qtbot, monkeypatch, viewer, widget, munit_file, notifications
+):
+    def broken_translation(*args, **kwargs):
+        raise RuntimeError("a bug")
+        yield
+
+    monkeypatch.setattr(widget_module, "run_translation", broken_translation)
+    widget.sources.value = [add_gray(viewer)]
+    widget.model_file.value = munit_file
+    widget.device.value = "cpu"
+    run_and_wait(qtbot, widget)
+
+    assert errors(notifications) == ["RuntimeError: a bug"]
+    assert widget.status.value == "failed: RuntimeError: a bug"
+
+
+def test_cancel_adds_nothing(qtbot, viewer, widget, munit_file):
+    add_gray(viewer, shape=(512, 512))
+    widget.model_file.value = munit_file
+    widget.sources.value = list(viewer.layers)
+    widget.style_mode.value = StyleMode.RANDOM
+    widget.tile_size.value = 64
+    widget.device.value = "cpu"
+
+    widget.run()
+    qtbot.waitUntil(lambda: "tile step" in widget.status.value, timeout=RUN_TIMEOUT_MS)
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=RUN_TIMEOUT_MS)
+
+    assert len(viewer.layers) == 1
+    assert widget.status.value == "cancelled"
