@@ -37,17 +37,22 @@ def measure(args: argparse.Namespace) -> dict:
     plan = TilePlan.make(args.one, args.one, tile=args.tile or args.one,
                          context=capabilities.context, multiple=capabilities.size_multiple)
 
-    def translate(tile: torch.Tensor) -> torch.Tensor:
-        if args.channels_last:
-            tile = tile.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(device):
-            return model.translate(tile, conditioning)
+    def on_device(stage):
+        def run(tile: torch.Tensor) -> torch.Tensor:
+            if args.channels_last:
+                tile = tile.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), autocast(device):
+                return stage(tile)
+
+        return run
+
+    stages = [on_device(stage) for stage in model.stages(conditioning)]
 
     def once() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        steps = translate_tiled(translate, image, plan, model.shared_statistics(), device)
+        steps = translate_tiled(stages, image, plan, model.shared_statistics(), device)
         for _ in steps:
             pass
         if device.type == "cuda":
@@ -91,7 +96,10 @@ def main() -> None:
             "--preset", args.preset, "--device", args.device, "--tile", str(args.tile),
             "--repeat", str(args.repeat),
         ] + (["--channels-last"] if args.channels_last else [])
-        row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"size {size} failed:\n{done.stderr}")
+        row = json.loads(done.stdout)
         print(f"{row['size']:>6} {row['tiles']:>5} {row['seconds']:>8.2f} {row['peak_mb']:>8.0f}  {row['device']}")
 
 

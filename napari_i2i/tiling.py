@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from napari_i2i.engine_api import SharedStatistics, StatisticsPassDone
 
-DEFAULT_TILE = 512
+DEFAULT_TILE = 1024
 DEFAULT_BLEND = 16
 
 

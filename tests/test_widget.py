@@ -235,7 +235,7 @@ def test_cancel_adds_nothing(qtbot, viewer, widget, munit_file):
     widget.device.value = "cpu"
 
     widget.run()
-    qtbot.waitUntil(lambda: "tile step" in widget.status.value, timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: "tile(s)" in widget.status.value, timeout=RUN_TIMEOUT_MS)
     widget.cancel()
     qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=RUN_TIMEOUT_MS)
 
