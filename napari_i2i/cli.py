@@ -16,7 +16,9 @@ from napari_i2i.model_file import ModelFileError, load_model
 from napari_i2i.registry import default_registry
 from napari_i2i.tiling import DEFAULT_TILE
 
-USER_ERRORS = (DeviceError, EngineError, ImageFileError, LayerDataError, ModelFileError, ValueError)
+USER_ERRORS = (
+    DeviceError, EngineError, FileNotFoundError, ImageFileError, LayerDataError, ModelFileError, ValueError,
+)
 
 
 def _positive(text: str) -> int:
@@ -57,6 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--format", default=None, choices=sorted(s.lstrip(".") for s in SUFFIXES),
                            help="output type when OUT is a folder (default: the input's)")
     translate.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    train = commands.add_parser(
+        "train",
+        help="train an engine on image folders",
+        description="Train ENGINE on two folders of unpaired images (A and B). Writes "
+        "checkpoints, log.jsonl, validation images and RUN_DIR/model.safetensors. "
+        "Ctrl-C saves a checkpoint; --resume continues it.",
+    )
+    train.add_argument("engine", help="a trainable engine (see `napari-i2i engines`)")
+    train.add_argument("--domain-a", type=Path, metavar="DIR")
+    train.add_argument("--domain-b", type=Path, metavar="DIR")
+    train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR")
+    train.add_argument("--preset", default="small", help="small (CPU, minutes) or paper (published sizes)")
+    train.add_argument("--config", type=Path, metavar="FILE",
+                       help="TOML/YAML with [model] and [training] tables and loop settings")
+    train.add_argument("--iters", type=_positive, metavar="N")
+    train.add_argument("--size", type=_positive, metavar="PX", help="training crop size")
+    train.add_argument("--batch", type=_positive, metavar="B")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N")
+    train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -68,6 +92,7 @@ def _list_engines() -> int:
         print(f"{engine.name}: {engine.description}")
         print(f"    presets: {', '.join(engine.presets)}")
         print(f"    {capabilities.describe()}")
+        print(f"    trainable: {'yes' if engine.name in registry.trainable() else 'no'}")
         print(f"    from {source}")
     if not registry.names():
         print("no engines installed")
@@ -93,6 +118,29 @@ def _output_paths(args: argparse.Namespace, direction: str) -> list[Path]:
     return paths
 
 
+def _style_mode(args: argparse.Namespace, engine: str, offered: Sequence[StyleMode]) -> StyleMode:
+    """Style of the references if given, else random styles, else none (deterministic models)."""
+    names = ", ".join(mode.value for mode in offered)
+    if args.reference:
+        if StyleMode.REFERENCE not in offered:
+            raise ValueError(f"this {engine} model takes no style reference (styles: {names}); "
+                             "drop --reference")
+        if args.samples != 1:
+            raise ValueError("--samples applies to random styles; drop it when giving --reference")
+        return StyleMode.REFERENCE
+    if StyleMode.RANDOM in offered:
+        return StyleMode.RANDOM
+    if args.samples != 1:
+        raise ValueError(
+            f"this {engine} model has no random styles (styles: {names}); drop --samples"
+        )
+    if StyleMode.NONE in offered:
+        return StyleMode.NONE
+    raise ValueError(
+        f"this {engine} model needs a style the command line cannot give (styles: {names})"
+    )
+
+
 def _translate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -103,18 +151,13 @@ def _translate(args: argparse.Namespace) -> int:
     if not loaded.info.trained:
         print(f"warning: {args.model} holds untrained weights; its outputs are noise", file=sys.stderr)
     direction = args.direction or next(iter(loaded.model.capabilities.directions))
+    mode = _style_mode(args, loaded.info.engine, loaded.model.capabilities.style_modes)
     outputs = _output_paths(args, direction)
     sources = [read_image(path) for path in args.inputs]
     references = [read_image(path) for path in args.reference]
     options = TranslateOptions(
-        direction=direction,
-        mode=StyleMode.REFERENCE if references else StyleMode.RANDOM,
-        n_samples=args.samples,
-        seed=args.seed,
-        tile=args.tile,
+        direction=direction, mode=mode, n_samples=args.samples, seed=args.seed, tile=args.tile
     )
-    if references and args.samples != 1:
-        raise ValueError("--samples applies to random styles; drop it when giving --reference")
     steps = run_translation(loaded, sources, options, references)
     with tqdm(total=1000, disable=args.quiet, unit="‰", desc="translating", file=sys.stderr) as bar:
         while True:
@@ -130,11 +173,52 @@ def _translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from trainers.datasets import DatasetError
+    from trainers.run import make_settings, read_config_file, train
+
+    device = resolve_device(args.device)
+    settings = None
+    if not args.resume:
+        if args.domain_a is None or args.domain_b is None:
+            raise ValueError("--domain-a and --domain-b are required (unless --resume)")
+        try:
+            settings = make_settings(
+                args.engine, args.preset, args.domain_a, args.domain_b,
+                config=read_config_file(args.config) if args.config else None,
+                overrides=dict(size=args.size, batch=args.batch, iterations=args.iters, seed=args.seed),
+            )
+        except DatasetError as error:
+            raise ValueError(str(error)) from None
+    with tqdm(disable=args.quiet, desc=f"training {args.engine}", unit="it", file=sys.stderr) as bar:
+        def progress(iteration: int, losses: dict[str, float]) -> None:
+            if bar.total is None:
+                bar.total = (settings.iterations if settings else args.iters) or None
+            bar.n = iteration
+            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+            bar.refresh()
+
+        try:
+            path = train(args.out, settings, device=device, resume=args.resume,
+                         on_progress=progress, iterations=args.iters if args.resume else None)
+        except DatasetError as error:
+            raise ValueError(str(error)) from None
+    if path is None:
+        print(f"stopped; checkpoint saved in {args.out}. Continue with --resume.", file=sys.stderr)
+        return 130
+    print(path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "engines":
             return _list_engines()
+        if args.command == "train":
+            return _train(args)
         return _translate(args)
     except USER_ERRORS as error:
         print(f"napari-i2i: error: {error}", file=sys.stderr)

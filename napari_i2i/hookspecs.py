@@ -47,3 +47,15 @@ def i2i_register_engines(registry: EngineRegistry) -> None:
     An engine is an :class:`napari_i2i.engine_api.Engine`: pure torch, tensors
     in and tensors out, no Qt and no napari imports.
     """
+
+
+@hookspec
+def i2i_register_trainers(registry: EngineRegistry) -> None:
+    """Add trainers with ``registry.add_trainer(trainer)``.
+
+    A trainer object names the engine it trains (``trainer.engine``) and
+    tells the training front ends what data it needs; see
+    ``trainers.loop.TrainerSpec``. Registration follows the same rules as
+    :func:`i2i_register_engines` (atomic per plugin, duplicates rejected);
+    with a trainer registered, ``napari-i2i train ENGINE`` works for it.
+    """

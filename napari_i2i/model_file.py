@@ -87,11 +87,14 @@ def save_model(
             **(provenance or {}),
         },
     )
+    # A module tied across domains (UNIT's shared blocks) appears under each
+    # owner's key; safetensors refuses tensors that share memory, so each key
+    # gets its own copy (loading writes the equal copies into the one module).
     tensors = {
         name: (t.to(dtype) if dtype is not None and t.is_floating_point() else t)
         .detach()
         .cpu()
-        .contiguous()
+        .clone(memory_format=torch.contiguous_format)
         for name, t in model.state_dict().items()
     }
     path = Path(path)

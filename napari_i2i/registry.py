@@ -7,6 +7,7 @@ import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import pluggy
 
@@ -53,7 +54,9 @@ class EngineRegistry:
 
     def __init__(self) -> None:
         self._engines: dict[str, tuple[Engine, PluginSource | None]] = {}
+        self._trainers: dict[str, tuple[Any, PluginSource | None]] = {}
         self._staged: dict[str, Engine] | None = None
+        self._staged_trainers: dict[str, Any] | None = None
         self.load_errors: list[LoadError] = []
 
     def add(self, engine: Engine) -> None:
@@ -71,6 +74,34 @@ class EngineRegistry:
             self._staged[name] = engine
         else:
             self._engines[name] = (engine, None)
+
+    def add_trainer(self, trainer: Any) -> None:
+        """Register a trainer (``trainers.loop.TrainerSpec``) for ``trainer.engine``."""
+        name = getattr(trainer, "engine", None)
+        if not isinstance(name, str):
+            raise TypeError("registry.add_trainer() takes an object with an `engine` name")
+        taken_by = self._trainers.get(name)
+        if taken_by is not None or (self._staged_trainers is not None and name in self._staged_trainers):
+            first = str(taken_by[1]) if taken_by else "the same plugin"
+            raise DuplicateEngineError(f"a trainer for {name!r} is already registered by {first}")
+        if self._staged_trainers is not None:
+            self._staged_trainers[name] = trainer
+        else:
+            self._trainers[name] = (trainer, None)
+
+    def trainer(self, name: str) -> Any:
+        """The trainer of engine *name*."""
+        self.get(name)
+        try:
+            return self._trainers[name][0]
+        except KeyError:
+            trainable = ", ".join(sorted(self._trainers)) or "none"
+            raise UnknownEngineError(
+                f"engine {name!r} has no trainer installed; trainable engines: {trainable}"
+            ) from None
+
+    def trainable(self) -> list[str]:
+        return sorted(self._trainers)
 
     def get(self, name: str) -> Engine:
         try:
@@ -115,19 +146,17 @@ class EngineRegistry:
                 module=entry_point.value,
                 distribution=entry_point.dist.name if entry_point.dist else "unknown",
             )
-            self._staged = {}
+            self._staged, self._staged_trainers = {}, {}
             try:
                 plugin = entry_point.load()
                 manager.register(plugin, name=entry_point.name)
-                caller = manager.subset_hook_caller(
-                    "i2i_register_engines",
-                    remove_plugins=[p for p in manager.get_plugins() if p is not plugin],
-                )
                 if not manager.get_hookcallers(plugin):
                     raise EngineError("the module implements no napari_i2i hook")
-                caller(registry=self)
+                others = [p for p in manager.get_plugins() if p is not plugin]
+                for hook in ("i2i_register_engines", "i2i_register_trainers"):
+                    manager.subset_hook_caller(hook, remove_plugins=others)(registry=self)
             except Exception as error:  # noqa: BLE001 - one broken plugin must not stop the rest
-                self._staged = None
+                self._staged = self._staged_trainers = None
                 self.load_errors.append(
                     LoadError(
                         source=source,
@@ -139,10 +168,12 @@ class EngineRegistry:
                 self._commit(source)
 
     def _commit(self, source: PluginSource) -> None:
-        assert self._staged is not None
+        assert self._staged is not None and self._staged_trainers is not None
         for name, engine in self._staged.items():
             self._engines[name] = (engine, source)
-        self._staged = None
+        for name, trainer in self._staged_trainers.items():
+            self._trainers[name] = (trainer, source)
+        self._staged = self._staged_trainers = None
 
 
 def _load_order(entry_point: importlib.metadata.EntryPoint) -> tuple[bool, str, str]:

@@ -49,6 +49,8 @@ class TranslationResult:
 
 
 def describe_style(options: TranslateOptions, references: Sequence[ImageData]) -> str:
+    if options.mode is StyleMode.NONE:  # deterministic: the direction says it all
+        return options.direction
     if options.mode is StyleMode.RANDOM:
         n = options.n_samples
         styles = f"{n} random style{'s' if n > 1 else ''} (seed {options.seed})"
@@ -150,8 +152,11 @@ def run_translation(
                     "trained": loaded.info.trained,
                     "direction": options.direction,
                     "style_mode": options.mode.value,
-                    "n_samples": options.n_samples,
-                    "seed": options.seed,
+                    **(
+                        {"n_samples": options.n_samples, "seed": options.seed}
+                        if options.mode is StyleMode.RANDOM
+                        else {}
+                    ),
                     "references": [r.name for r in references],
                     "device": str(device),
                     "tile": options.tile,

@@ -241,3 +241,29 @@ def test_cancel_adds_nothing(qtbot, viewer, widget, munit_file):
 
     assert len(viewer.layers) == 1
     assert widget.status.value == "cancelled"
+
+
+def test_unit_model_offers_style_none_without_style_controls(qtbot, tmp_path, viewer, widget):
+    from engines.unit import UnitEngine
+
+    engine = UnitEngine()
+    torch.manual_seed(0)
+    unit_file = tmp_path / "unit_small.safetensors"
+    save_model(unit_file, engine, engine.build(engine.config("small")))
+    source = add_gray(viewer)
+    widget.model_file.value = unit_file
+
+    assert widget.engine.value == "unit"
+    assert widget.style_mode.choices == (StyleMode.NONE,)
+    assert widget.style_mode.value is StyleMode.NONE
+    for control in (widget.n_samples, widget.seed, widget.references):
+        assert control.native.isHidden()
+    widget.sources.value = [source]
+    widget.device.value = "cpu"
+    run_and_wait(qtbot, widget)
+
+    assert len(viewer.layers) == 2
+    result = viewer.layers[-1]
+    assert result.name == "cells [a2b]"
+    assert result.rgb and result.data.shape == (48, 64, 3)
+    assert result.metadata["napari_i2i"]["style_mode"] == "none"

@@ -1,5 +1,6 @@
 """Network blocks shared by the engines (pure torch)."""
 
+from engines.blocks.autoencoder import Encoder, Upsampler, receptive_radius
 from engines.blocks.convolution import MLP, AdaINResBlock, ConvBlock, ResBlock, UpBlock
 from engines.blocks.normalization import (
     AdaptiveInstanceNorm2d,
@@ -14,10 +15,13 @@ __all__ = [
     "AdaINResBlock",
     "AdaptiveInstanceNorm2d",
     "ConvBlock",
+    "Encoder",
     "InstanceNorm2d",
     "LayerNorm2d",
     "ResBlock",
     "SharedStatsNorm",
     "TileStatistics",
     "UpBlock",
+    "receptive_radius",
+    "Upsampler",
 ]

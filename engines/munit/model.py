@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from engines.blocks import TileStatistics
+from engines.blocks import TileStatistics, receptive_radius
 from engines.munit.networks import AutoEncoder
 from napari_i2i.engine_api import (
     Capabilities,
@@ -31,17 +31,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         style_dim=8, style_downsample=4, mlp_dim=64,
     ),
 }
-
-
-def receptive_radius(n_downsample: int, n_res: int) -> int:
-    """Input pixels on each side that one output pixel of the a→b path depends on."""
-    radius = 3 + 3  # 7×7 convolutions in and out
-    for level in range(n_downsample):
-        scale = 2**level
-        radius += 2 * scale  # 4×4 stride-2 convolution, seen from the input
-        radius += 2 * scale + scale  # 5×5 convolution after a nearest ×2 upsample
-    radius += 2 * 2 * n_res * 2**n_downsample  # encoder and decoder residual blocks
-    return radius
 
 
 @dataclass

@@ -10,24 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engines.blocks import MLP, AdaINResBlock, ConvBlock, ResBlock, UpBlock
-
-
-class ContentEncoder(nn.Module):
-    """7×7 conv, stride-2 downsamples doubling the width, residual blocks (IN)."""
-
-    def __init__(self, in_channels: int, dim: int, n_downsample: int, n_res: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [ConvBlock(in_channels, dim, 7, padding=3, norm="instance")]
-        for _ in range(n_downsample):
-            layers.append(ConvBlock(dim, 2 * dim, 4, stride=2, padding=1, norm="instance"))
-            dim *= 2
-        layers += [ResBlock(dim, norm="instance") for _ in range(n_res)]
-        self.model = nn.Sequential(*layers)
-        self.out_channels = dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+from engines.blocks import MLP, AdaINResBlock, ConvBlock, Encoder, Upsampler
 
 
 class StyleEncoder(nn.Module):
@@ -63,12 +46,7 @@ class Decoder(nn.Module):
         dim = content_channels
         self.res_blocks = nn.ModuleList(AdaINResBlock(dim) for _ in range(n_res))
         self.mlp = MLP(style_dim, mlp_dim, sum(b.num_style_params for b in self.res_blocks))
-        ups: list[nn.Module] = []
-        for _ in range(n_upsample):
-            ups.append(UpBlock(dim, dim // 2, norm="layer"))
-            dim //= 2
-        ups.append(ConvBlock(dim, out_channels, 7, padding=3, activation="tanh"))
-        self.upsample = nn.Sequential(*ups)
+        self.upsample = Upsampler(dim, out_channels, n_upsample)
 
     def style_params(self, style: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """AdaIN parameters for each residual block."""
@@ -95,7 +73,7 @@ class AutoEncoder(nn.Module):
         mlp_dim: int,
     ) -> None:
         super().__init__()
-        self.content_encoder = ContentEncoder(channels, dim, n_downsample, n_res)
+        self.content_encoder = Encoder(channels, dim, n_downsample, n_res)  # = UNIT's encoder
         self.style_encoder = StyleEncoder(channels, dim, style_downsample, style_dim)
         self.decoder = Decoder(
             self.content_encoder.out_channels, channels, n_downsample, n_res, style_dim, mlp_dim

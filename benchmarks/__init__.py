@@ -1,0 +1,1 @@
+"""Benchmarks for napari-i2i (not an installed package; run from the repository root)."""

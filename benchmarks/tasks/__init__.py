@@ -1,0 +1,14 @@
+"""Offline quality benchmark for unpaired translation, with exact ground truth.
+
+Every task is generated at run time, deterministically, from data that ships
+in packages (scikit-image, stardist's sample images, Debian fonts). Each task
+has unpaired training halves (``train_a``, ``train_b``: disjoint sources, no
+pairs) and a held-out paired test set (``test_a``/``test_b``, same names).
+
+    python -m benchmarks.tasks.generate all --out /tmp/i2i_tasks
+    python -m benchmarks.tasks.metrics baselines /tmp/i2i_tasks
+
+Modules: ``benchmarks.tasks.generate`` (the task generators) and
+``benchmarks.tasks.metrics`` (PSNR/SSIM/L1, diversity, baselines, tables).
+See ``docs/benchmarks.md`` ("Quality benchmark: tasks and baselines").
+"""

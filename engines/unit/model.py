@@ -1,0 +1,104 @@
+"""The UNIT engine: presets, capabilities and inference for napari-i2i."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from engines.blocks import TileStatistics, receptive_radius
+from engines.unit.networks import DomainVAE, share_latent_blocks
+from napari_i2i.engine_api import (
+    Capabilities,
+    Engine,
+    EngineError,
+    StyleMode,
+    StyleRequest,
+    TranslationModel,
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Published sizes (≈11.1 M parameters per generator) with the paper's sharing
+    # of one block each side of the latent space; later code drops the sharing
+    # and keeps only the KL term to align the domains (shared_blocks=0).
+    "paper": dict(channels_a=3, channels_b=3, dim=64, n_downsample=2, n_res=4, shared_blocks=1),
+    # Same architecture, narrow and shallow enough to train on two CPU cores.
+    "small": dict(channels_a=3, channels_b=3, dim=16, n_downsample=2, n_res=2, shared_blocks=1),
+}
+
+
+class UnitModel(TranslationModel):
+    """Two VAEs sharing one latent space; a→b = decode with b what a encoded."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        sizes = {k: config[k] for k in ("dim", "n_downsample", "n_res")}
+        self.gen_a = DomainVAE(config["channels_a"], **sizes)
+        self.gen_b = DomainVAE(config["channels_b"], **sizes)
+        # Tied modules appear under both gen_a.* and gen_b.* in state_dict (equal copies).
+        share_latent_blocks(self.gen_a, self.gen_b, config["shared_blocks"])
+
+    @property
+    def capabilities(self) -> Capabilities:
+        a, b = self.config["channels_a"], self.config["channels_b"]
+        return Capabilities(
+            directions={"a2b": (a, b), "b2a": (b, a)},
+            style_modes=(StyleMode.NONE,),
+            size_multiple=2 ** self.config["n_downsample"],
+            context=receptive_radius(self.config["n_downsample"], self.config["n_res"]),
+        )
+
+    def _generators(self, direction: str) -> tuple[DomainVAE, DomainVAE]:
+        if direction == "a2b":
+            return self.gen_a, self.gen_b
+        if direction == "b2a":
+            return self.gen_b, self.gen_a
+        raise EngineError(f"UNIT translates 'a2b' or 'b2a', not {direction!r}")
+
+    def condition(self, request: StyleRequest) -> str:
+        """UNIT has no style: the conditioning is just the direction."""
+        self._generators(request.direction)
+        if request.mode is not StyleMode.NONE:
+            raise EngineError(
+                f"UNIT is deterministic (style mode 'none'); it has no {request.mode.value!r} mode"
+            )
+        return request.direction
+
+    def translate(self, images: torch.Tensor, conditioning: str) -> torch.Tensor:
+        source, target = self._generators(conditioning)
+        return target.decode(source.encode(images))
+
+    def stages(self, conditioning: str) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """Encoder blocks, decoder residual blocks, upsampling: one block each."""
+        source, target = self._generators(conditioning)
+        return [*source.encoder.model, *target.decoder.res_blocks, *target.decoder.upsample]
+
+    def shared_statistics(self) -> TileStatistics:
+        return TileStatistics(self)
+
+
+class UnitEngine(Engine):
+    name = "unit"
+    description = "UNIT: translation through a shared latent space, one output per input"
+    presets = PRESETS
+
+    def build(self, config: Mapping[str, Any]) -> UnitModel:
+        missing = set(PRESETS["paper"]) - set(config)
+        unknown = set(config) - set(PRESETS["paper"])
+        if missing or unknown:
+            raise EngineError(
+                f"UNIT config: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}"
+            )
+        for key, value in config.items():
+            lowest = 0 if key == "shared_blocks" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+                kind = "a non-negative" if lowest == 0 else "a positive"
+                raise EngineError(f"UNIT config: {key} must be {kind} integer, got {value!r}")
+        if config["shared_blocks"] > config["n_res"]:
+            raise EngineError(
+                f"UNIT config: shared_blocks ({config['shared_blocks']}) cannot exceed "
+                f"n_res ({config['n_res']})"
+            )
+        return UnitModel(config)

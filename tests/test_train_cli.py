@@ -1,0 +1,87 @@
+"""`napari-i2i train` → model file → `napari-i2i translate`, and its errors."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_i2i.cli import main
+from napari_i2i.model_file import read_model_info
+
+TINY = """
+size = 16
+batch = 2
+log_every = 1
+[model]
+dim = 8
+mlp_dim = 16
+n_res = 1
+[training]
+dis_dim = 8
+"""
+
+
+@pytest.fixture
+def folders(tmp_path, rng):
+    for name, offset in (("a", 0), ("b", 128)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(3):
+            pixels = rng.integers(offset, offset + 127, (24, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    return tmp_path / "a", tmp_path / "b", config
+
+
+def train(*args):
+    return main(["train", "munit", "--device", "cpu", "--quiet", *map(str, args)])
+
+
+def test_train_translate_round_trip_and_resume(folders, tmp_path, capsys):
+    a, b, config = folders
+    run = tmp_path / "run"
+    assert train("--domain-a", a, "--domain-b", b, "--out", run, "--config", config, "--iters", 2) == 0
+    model = run / "model.safetensors"
+    assert capsys.readouterr().out.strip() == str(model)
+    info = read_model_info(model)
+    assert info.trained and info.provenance["training"]["iterations"] == 2
+    assert info.config["dim"] == 8 and info.config["channels_a"] == 3
+    assert main(["translate", str(model), str(a / "0.png"), "-o", str(tmp_path / "out.png"), "--quiet"]) == 0
+    assert np.asarray(Image.open(tmp_path / "out.png")).shape == (24, 24, 3)
+
+    assert train("--out", run, "--resume", "--iters", 3) == 0
+    assert read_model_info(model).provenance["training"]["iterations"] == 3
+    assert [json.loads(line)["iteration"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_gray_folders_make_a_gray_model(tmp_path, rng):
+    for name in "ab":
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY)
+    run = tmp_path / "run"
+    assert train("--domain-a", tmp_path / "a", "--domain-b", tmp_path / "b", "--out", run,
+                 "--config", config, "--iters", 1) == 0
+    assert read_model_info(run / "model.safetensors").channels == {"a2b": [1, 1], "b2a": [1, 1]}
+
+
+def test_bad_folders_and_runs_are_named_errors(folders, tmp_path, capsys):
+    a, b, config = folders
+    (b / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (("--domain-a", a, "--domain-b", b, "--out", tmp_path / "r1", "--config", config), "broken.png"),
+        (("--domain-a", empty, "--domain-b", a, "--out", tmp_path / "r2"), "empty"),
+        (("--out", tmp_path / "r3", "--resume"), "nothing to resume"),
+        (("--domain-a", a, "--out", tmp_path / "r4"), "--domain-b"),
+    ]
+    for args, message in cases:
+        assert train(*args) == 2
+        assert message in capsys.readouterr().err
+    assert main(["train", "cyclegan", "--domain-a", str(a), "--domain-b", str(a), "--out", str(tmp_path)]) == 2
+    assert "no engine named 'cyclegan'" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""Training of translation engines: pure torch, no Qt and no napari, so it runs headless."""

@@ -1,0 +1,233 @@
+"""The training loop every method shares.
+
+A method supplies a :class:`MethodTrainer` (networks, optimisers, losses and
+one update step); the loop owns everything else: batches, autocast, atomic
+checkpoints with exact resume, loss logs, validation images, progress and a
+clean stop on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class LoopConfig:
+    iterations: int
+    checkpoint_every: int = 1000
+    log_every: int = 10
+    validate_every: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    """What a plugin registers so ``napari-i2i train ENGINE`` can train its engine."""
+
+    engine: str
+    data: str  # "unpaired" (two domain folders); later "classes", "paired"
+    presets: Mapping[str, Mapping[str, Any]]  # training settings per preset
+    build: Callable[[nn.Module, Mapping[str, Any], torch.device], MethodTrainer]
+
+
+class MethodTrainer(ABC):
+    """One method's networks, optimisers and update step."""
+
+    device: torch.device
+
+    @abstractmethod
+    def modules(self) -> Mapping[str, nn.Module]:
+        """Every network whose state a checkpoint must hold."""
+
+    @abstractmethod
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]: ...
+
+    def schedulers(self) -> Mapping[str, torch.optim.lr_scheduler.LRScheduler]:
+        return {}
+
+    @abstractmethod
+    def step(self, batch: Any, iteration: int) -> dict[str, float]:
+        """One update on *batch*; returns the loss terms for the log."""
+
+    def validation_images(self, batch: Any) -> torch.Tensor | None:
+        """A ``(N, C, H, W)`` image grid in [-1, 1] showing progress, or None."""
+        return None
+
+
+def _numpy_state() -> tuple[torch.Tensor, int, int, float]:
+    """numpy's global RNG state in types a weights-only checkpoint may hold."""
+    _, keys, position, has_gauss, gauss = np.random.get_state()
+    return torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss
+
+
+def _atomic_save(payload: dict[str, Any], path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class _StopRequest:
+    """Turns the first Ctrl-C into a request the loop honours after the current step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __enter__(self) -> _StopRequest:
+        self._previous = signal.getsignal(signal.SIGINT)
+        try:
+            signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: no signal handling there
+            self._previous = None
+        return self
+
+    def _handle(self, *_: object) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class TrainLoop:
+    """Runs a :class:`MethodTrainer` for ``config.iterations`` steps in ``run_dir``."""
+
+    def __init__(
+        self,
+        trainer: MethodTrainer,
+        batches: Callable[[int], Iterator[Any]],
+        config: LoopConfig,
+        run_dir: str | os.PathLike,
+        validation_batch: Any = None,
+        on_progress: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> None:
+        """``batches(start)`` yields the batch of every iteration from ``start`` on,
+        deterministically, so a resumed run sees the batches the first would have."""
+        self.trainer = trainer
+        self.batches = batches
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.validation_batch = validation_batch
+        self.on_progress = on_progress
+        self.iteration = 0
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    # --- checkpoints ------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        trainer = self.trainer
+        return {
+            "iteration": self.iteration,
+            "config": asdict(self.config),
+            "modules": {k: m.state_dict() for k, m in trainer.modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in trainer.optimizers().items()},
+            "schedulers": {k: s.state_dict() for k, s in trainer.schedulers().items()},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": _numpy_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def save_checkpoint(self) -> Path:
+        _atomic_save(self.state(), self.checkpoint_path)
+        return self.checkpoint_path
+
+    def resume(self) -> int:
+        """Restore the last checkpoint of ``run_dir``; returns the iteration reached."""
+        if not self.checkpoint_path.is_file():
+            raise FileNotFoundError(f"{self.checkpoint_path}: no checkpoint to resume from")
+        # weights_only: only tensors and plain containers, never arbitrary objects
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        trainer = self.trainer
+        for key, module in trainer.modules().items():
+            module.load_state_dict(state["modules"][key])
+        for key, optimizer in trainer.optimizers().items():
+            optimizer.load_state_dict(state["optimizers"][key])
+        for key, scheduler in trainer.schedulers().items():
+            scheduler.load_state_dict(state["schedulers"][key])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        keys, position, has_gauss, gauss = rng["numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+        random.setstate(rng["python"])
+        self.iteration = state["iteration"]
+        return self.iteration
+
+    # --- running ----------------------------------------------------------
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _validate(self) -> None:
+        if self.validation_batch is None:
+            return
+        images = self.trainer.validation_images(self.validation_batch)
+        if images is None:
+            return
+        from torchvision.utils import save_image
+
+        folder = self.run_dir / "validation"
+        folder.mkdir(exist_ok=True)
+        save_image((images.float().cpu() + 1) / 2, folder / f"{self.iteration:08d}.png", nrow=len(images) // 2 or 1)
+
+    def run(self) -> bool:
+        """Train to ``config.iterations``; returns False when stopped early (Ctrl-C).
+
+        Either way the last state is in ``checkpoint.pt``.
+        """
+        config = self.config
+        started = time.perf_counter()
+        first = self.iteration
+        finished = True
+        with _StopRequest() as stop:
+            batches = self.batches(self.iteration)
+            while self.iteration < config.iterations:
+                if stop.requested:
+                    finished = False
+                    break
+                batch = next(batches)
+                losses = self.trainer.step(batch, self.iteration)
+                self.iteration += 1
+                if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
+                    elapsed = time.perf_counter() - started
+                    self._log({"iteration": self.iteration, "seconds": round(elapsed, 3), **losses})
+                if self.on_progress is not None:
+                    self.on_progress(self.iteration, losses)
+                if self.iteration % config.validate_every == 0:
+                    self._validate()
+                if self.iteration % config.checkpoint_every == 0:
+                    self.save_checkpoint()
+        if self.iteration != first or not self.checkpoint_path.exists():
+            self.save_checkpoint()
+        return finished
