@@ -122,6 +122,7 @@ class TrainLoop:
         run_dir: str | os.PathLike,
         validation_batch: Any = None,
         on_progress: Callable[[int, dict[str, float]], None] | None = None,
+        on_validate: Callable[[int, MethodTrainer], None] | None = None,
     ) -> None:
         """``batches(start)`` yields the batch of every iteration from ``start`` on,
         deterministically, so a resumed run sees the batches the first would have."""
@@ -131,6 +132,7 @@ class TrainLoop:
         self.run_dir = Path(run_dir)
         self.validation_batch = validation_batch
         self.on_progress = on_progress
+        self.on_validate = on_validate
         self.iteration = 0
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -190,6 +192,8 @@ class TrainLoop:
             f.write(json.dumps(record) + "\n")
 
     def _validate(self) -> None:
+        if self.on_validate is not None:
+            self.on_validate(self.iteration, self.trainer)
         if self.validation_batch is None:
             return
         images = self.trainer.validation_images(self.validation_batch)

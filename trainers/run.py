@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from napari_i2i.model_file import save_model
 from napari_i2i.registry import EngineRegistry, default_registry
 from trainers.datasets import ImageFolder, InfiniteSampler, UnpairedDomains
-from trainers.loop import LoopConfig, TrainLoop
+from trainers.loop import LoopConfig, MethodTrainer, TrainLoop
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.safetensors"
@@ -122,6 +122,7 @@ def train(
     on_progress: Callable[[int, dict[str, float]], None] | None = None,
     registry: EngineRegistry | None = None,
     iterations: int | None = None,
+    on_validate: Callable[[int, MethodTrainer], None] | None = None,
 ) -> Path | None:
     """Train and write ``RUN_DIR/model.safetensors``; ``None`` when stopped early.
 
@@ -168,6 +169,7 @@ def train(
         run_dir,
         validation_batch=tuple(torch.stack(parts) for parts in zip(*validation)),
         on_progress=on_progress,
+        on_validate=on_validate,
     )
     if resume:
         loop.resume()
