@@ -162,6 +162,21 @@ class Engine(ABC):
         config.update(overrides)
         return config
 
+    def check_integer_config(self, config: Mapping[str, Any], minimum: Mapping[str, int] = {}) -> None:
+        """For configs of integers: the presets' keys, no others, each ≥ 1 (or its ``minimum``)."""
+        expected = set(next(iter(self.presets.values())))
+        missing, unknown = expected - set(config), set(config) - expected
+        if missing or unknown:
+            raise EngineError(
+                f"{self.name} config: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}"
+            )
+        for key, value in config.items():
+            lowest = minimum.get(key, 1)
+            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+                raise EngineError(
+                    f"{self.name} config: {key} must be an integer ≥ {lowest}, got {value!r}"
+                )
+
     @abstractmethod
     def build(self, config: Mapping[str, Any]) -> TranslationModel:
         """Networks for *config*, randomly initialised; raise EngineError if invalid."""

@@ -92,7 +92,7 @@ def test_presets_and_config_errors():
         engine.config("huge")
     with pytest.raises(EngineError, match="unknown config keys"):
         engine.config("small", width=3)
-    with pytest.raises(EngineError, match="positive integer"):
+    with pytest.raises(EngineError, match="dim must be an integer ≥ 1"):
         engine.build(engine.config("small", dim=0))
     with pytest.raises(EngineError, match="missing keys"):
         engine.build({"dim": 4})

@@ -121,10 +121,10 @@ def test_bad_requests_are_clear_errors(request_, message):
 @pytest.mark.parametrize(
     "config, message",
     [
-        ({"dim": 0}, "dim must be a positive integer"),
-        ({"n_res": 1.5}, "n_res must be a positive integer"),
-        ({"channels_a": True}, "channels_a must be a positive integer"),
-        ({"shared_blocks": -1}, "shared_blocks must be a non-negative integer"),
+        ({"dim": 0}, "dim must be an integer ≥ 1"),
+        ({"n_res": 1.5}, "n_res must be an integer ≥ 1"),
+        ({"channels_a": True}, "channels_a must be an integer ≥ 1"),
+        ({"shared_blocks": -1}, "shared_blocks must be an integer ≥ 0"),
         ({"shared_blocks": 3}, r"shared_blocks \(3\) cannot exceed n_res \(2\)"),
     ],
 )

@@ -138,13 +138,5 @@ class MunitEngine(Engine):
     presets = PRESETS
 
     def build(self, config: Mapping[str, Any]) -> MunitModel:
-        missing = set(PRESETS["paper"]) - set(config)
-        unknown = set(config) - set(PRESETS["paper"])
-        if missing or unknown:
-            raise EngineError(
-                f"MUNIT config: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}"
-            )
-        for key, value in config.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise EngineError(f"MUNIT config: {key} must be a positive integer, got {value!r}")
+        self.check_integer_config(config)
         return MunitModel(config)

@@ -85,17 +85,7 @@ class UnitEngine(Engine):
     presets = PRESETS
 
     def build(self, config: Mapping[str, Any]) -> UnitModel:
-        missing = set(PRESETS["paper"]) - set(config)
-        unknown = set(config) - set(PRESETS["paper"])
-        if missing or unknown:
-            raise EngineError(
-                f"UNIT config: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}"
-            )
-        for key, value in config.items():
-            lowest = 0 if key == "shared_blocks" else 1
-            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
-                kind = "a non-negative" if lowest == 0 else "a positive"
-                raise EngineError(f"UNIT config: {key} must be {kind} integer, got {value!r}")
+        self.check_integer_config(config, minimum={"shared_blocks": 0})
         if config["shared_blocks"] > config["n_res"]:
             raise EngineError(
                 f"UNIT config: shared_blocks ({config['shared_blocks']}) cannot exceed "

@@ -1,0 +1,143 @@
+"""What UNIT and MUNIT training share: two domains, one adversarial update scheme.
+
+A generator model with ``gen_a``/``gen_b``, one multi-scale LSGAN
+discriminator per domain, Adam for both sides with the learning rate halved
+every ``lr_step`` iterations. One generator forward serves both updates: the
+discriminators learn from the detached translations, then the generator is
+scored by the updated discriminators on the same translations. A method
+supplies the forward (:meth:`translate`) and its generator loss terms.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Self
+
+import torch
+from torch import nn
+
+from napari_i2i.device import autocast
+from trainers.discriminators import MultiScaleDiscriminator
+from trainers.loop import MethodTrainer
+from trainers.losses import lsgan_discriminator, lsgan_generator
+
+# The CPU-sized optimisation of the `small` presets: narrow discriminators, the
+# Adam betas and higher learning rate of later GAN work. Not yet tuned.
+SMALL_OPTIMISATION: dict[str, Any] = dict(
+    lr=4e-4, beta1=0.0, beta2=0.99, dis_dim=16, dis_layers=3, dis_scales=2
+)
+
+
+@dataclass
+class AdversarialSettings:
+    """Optimiser and discriminator settings; defaults as published for UNIT/MUNIT."""
+
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    weight_decay: float = 1e-4
+    lr_step: int = 100_000  # halve the learning rate every this many iterations
+    gan_weight: float = 1.0
+    dis_dim: int = 64
+    dis_layers: int = 4
+    dis_scales: int = 3
+    method: ClassVar[str] = "adversarial"
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.method} training settings: {sorted(unknown)}")
+        return cls(**values)
+
+
+def displayable(images: torch.Tensor) -> torch.Tensor:
+    """RGB for an image grid: gray is repeated, other channel counts show channel 0."""
+    return images if images.shape[1] == 3 else images[:, :1].expand(-1, 3, -1, -1)
+
+
+class TwoDomainTrainer(MethodTrainer):
+    def __init__(self, model: nn.Module, config: AdversarialSettings, device: torch.device) -> None:
+        self.model = model.to(device).train()
+        self.config = config
+        self.device = device
+        channels = (model.config["channels_a"], model.config["channels_b"])
+        self.dis_a, self.dis_b = (
+            MultiScaleDiscriminator(c, config.dis_dim, config.dis_layers, config.dis_scales).to(device)
+            for c in channels
+        )
+        adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
+        # model.parameters() lists blocks tied across domains once: one Adam state each.
+        self.gen_optimizer = torch.optim.Adam(self.model.parameters(), **adam)
+        dis_parameters = [*self.dis_a.parameters(), *self.dis_b.parameters()]
+        self.dis_optimizer = torch.optim.Adam(dis_parameters, **adam)
+        self._schedulers = {
+            name: torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, gamma=0.5)
+            for name, optimizer in self.optimizers().items()
+        }
+
+    def modules(self) -> Mapping[str, nn.Module]:
+        return {"generator": self.model, "dis_a": self.dis_a, "dis_b": self.dis_b}
+
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        return {"generator": self.gen_optimizer, "discriminator": self.dis_optimizer}
+
+    def schedulers(self) -> Mapping[str, torch.optim.lr_scheduler.LRScheduler]:
+        return self._schedulers
+
+    @abstractmethod
+    def translate(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The generator forward of one step: must hold ``x_ab`` and ``x_ba``,
+        plus whatever :meth:`generator_losses` needs again."""
+
+    @abstractmethod
+    def generator_losses(
+        self, x_a: torch.Tensor, x_b: torch.Tensor, forward: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Loss terms besides the GAN term, and their weights."""
+
+    @abstractmethod
+    def translate_for_display(self, x_a: torch.Tensor, x_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic a→b and b→a for validation images."""
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], iteration: int) -> dict[str, float]:
+        x_a, x_b = (x.to(self.device, non_blocking=True) for x in batch)
+        with autocast(self.device):
+            forward = self.translate(x_a, x_b)
+            x_ab, x_ba = forward["x_ab"], forward["x_ba"]
+            dis_loss = lsgan_discriminator(self.dis_a(x_a), self.dis_a(x_ba.detach()))
+            dis_loss = dis_loss + lsgan_discriminator(self.dis_b(x_b), self.dis_b(x_ab.detach()))
+        self.dis_optimizer.zero_grad(set_to_none=True)
+        dis_loss.backward()
+        self.dis_optimizer.step()
+
+        for discriminator in (self.dis_a, self.dis_b):
+            discriminator.requires_grad_(False)
+        with autocast(self.device):
+            losses, weights = self.generator_losses(x_a, x_b, forward)
+            losses["gan"] = lsgan_generator(self.dis_a(x_ba)) + lsgan_generator(self.dis_b(x_ab))
+            weights["gan"] = self.config.gan_weight
+            gen_loss = sum(weights[k] * losses[k] for k in losses)
+        self.gen_optimizer.zero_grad(set_to_none=True)
+        gen_loss.backward()
+        self.gen_optimizer.step()
+        for discriminator in (self.dis_a, self.dis_b):
+            discriminator.requires_grad_(True)
+        for scheduler in self._schedulers.values():
+            scheduler.step()
+        return {
+            "dis": dis_loss.item(),
+            "gen": gen_loss.item(),
+            **{name: value.item() for name, value in losses.items()},
+        }
+
+    @torch.no_grad()
+    def validation_images(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Rows: inputs a, a→b, inputs b, b→a."""
+        self.model.eval()
+        x_a, x_b = (x.to(self.device) for x in batch)
+        x_ab, x_ba = self.translate_for_display(x_a, x_b)
+        self.model.train()
+        return torch.cat([displayable(x) for x in (x_a, x_ab, x_b, x_ba)])
