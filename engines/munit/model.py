@@ -8,15 +8,13 @@ from typing import Any
 
 import torch
 
-from engines.blocks import TileStatistics, receptive_radius
+from engines.blocks.two_domain import TwoDomainModel
 from engines.munit.networks import AutoEncoder
 from napari_i2i.engine_api import (
-    Capabilities,
     Engine,
     EngineError,
     StyleMode,
     StyleRequest,
-    TranslationModel,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -39,8 +37,11 @@ class MunitConditioning:
     styles: torch.Tensor  # (S, style_dim)
 
 
-class MunitModel(TranslationModel):
+class MunitModel(TwoDomainModel):
     """Two autoencoders, one per domain; a→b = content of a with a style of b."""
+
+    method = "MUNIT"
+    style_modes = (StyleMode.RANDOM, StyleMode.REFERENCE)
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
@@ -49,23 +50,6 @@ class MunitModel(TranslationModel):
                   ("dim", "n_downsample", "n_res", "style_dim", "style_downsample", "mlp_dim")}
         self.gen_a = AutoEncoder(config["channels_a"], **shared)
         self.gen_b = AutoEncoder(config["channels_b"], **shared)
-
-    @property
-    def capabilities(self) -> Capabilities:
-        a, b = self.config["channels_a"], self.config["channels_b"]
-        return Capabilities(
-            directions={"a2b": (a, b), "b2a": (b, a)},
-            style_modes=(StyleMode.RANDOM, StyleMode.REFERENCE),
-            size_multiple=2 ** self.config["n_downsample"],
-            context=receptive_radius(self.config["n_downsample"], self.config["n_res"]),
-        )
-
-    def _generators(self, direction: str) -> tuple[AutoEncoder, AutoEncoder]:
-        if direction == "a2b":
-            return self.gen_a, self.gen_b
-        if direction == "b2a":
-            return self.gen_b, self.gen_a
-        raise EngineError(f"MUNIT translates 'a2b' or 'b2a', not {direction!r}")
 
     def condition(self, request: StyleRequest) -> MunitConditioning:
         _, target = self._generators(request.direction)
@@ -127,9 +111,6 @@ class MunitModel(TranslationModel):
             *(adain_block(i) for i in range(len(decoder.res_blocks))),
             *decoder.upsample,
         ]
-
-    def shared_statistics(self) -> TileStatistics:
-        return TileStatistics(self)
 
 
 class MunitEngine(Engine):

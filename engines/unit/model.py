@@ -7,15 +7,13 @@ from typing import Any
 
 import torch
 
-from engines.blocks import TileStatistics, receptive_radius
+from engines.blocks.two_domain import TwoDomainModel
 from engines.unit.networks import DomainVAE, share_latent_blocks
 from napari_i2i.engine_api import (
-    Capabilities,
     Engine,
     EngineError,
     StyleMode,
     StyleRequest,
-    TranslationModel,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -28,8 +26,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class UnitModel(TranslationModel):
+class UnitModel(TwoDomainModel):
     """Two VAEs sharing one latent space; a→b = decode with b what a encoded."""
+
+    method = "UNIT"
+    style_modes = (StyleMode.NONE,)
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
@@ -39,23 +40,6 @@ class UnitModel(TranslationModel):
         self.gen_b = DomainVAE(config["channels_b"], **sizes)
         # Tied modules appear under both gen_a.* and gen_b.* in state_dict (equal copies).
         share_latent_blocks(self.gen_a, self.gen_b, config["shared_blocks"])
-
-    @property
-    def capabilities(self) -> Capabilities:
-        a, b = self.config["channels_a"], self.config["channels_b"]
-        return Capabilities(
-            directions={"a2b": (a, b), "b2a": (b, a)},
-            style_modes=(StyleMode.NONE,),
-            size_multiple=2 ** self.config["n_downsample"],
-            context=receptive_radius(self.config["n_downsample"], self.config["n_res"]),
-        )
-
-    def _generators(self, direction: str) -> tuple[DomainVAE, DomainVAE]:
-        if direction == "a2b":
-            return self.gen_a, self.gen_b
-        if direction == "b2a":
-            return self.gen_b, self.gen_a
-        raise EngineError(f"UNIT translates 'a2b' or 'b2a', not {direction!r}")
 
     def condition(self, request: StyleRequest) -> str:
         """UNIT has no style: the conditioning is just the direction."""
@@ -74,9 +58,6 @@ class UnitModel(TranslationModel):
         """Encoder blocks, decoder residual blocks, upsampling: one block each."""
         source, target = self._generators(conditioning)
         return [*source.encoder.model, *target.decoder.res_blocks, *target.decoder.upsample]
-
-    def shared_statistics(self) -> TileStatistics:
-        return TileStatistics(self)
 
 
 class UnitEngine(Engine):

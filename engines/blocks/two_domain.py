@@ -1,0 +1,42 @@
+"""What UNIT and MUNIT models share: one generator per domain, a2b and b2a."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import nn
+
+from engines.blocks.autoencoder import receptive_radius
+from engines.blocks.normalization import TileStatistics
+from napari_i2i.engine_api import Capabilities, EngineError, StyleMode, TranslationModel
+
+
+class TwoDomainModel(TranslationModel):
+    """``gen_a`` and ``gen_b`` built from a config with ``channels_a``/``channels_b``,
+    ``n_downsample`` and ``n_res``; a→b encodes with ``gen_a`` and decodes with ``gen_b``."""
+
+    method: ClassVar[str]
+    style_modes: ClassVar[tuple[StyleMode, ...]]
+    gen_a: nn.Module
+    gen_b: nn.Module
+
+    @property
+    def capabilities(self) -> Capabilities:
+        a, b = self.config["channels_a"], self.config["channels_b"]
+        return Capabilities(
+            directions={"a2b": (a, b), "b2a": (b, a)},
+            style_modes=self.style_modes,
+            size_multiple=2 ** self.config["n_downsample"],
+            context=receptive_radius(self.config["n_downsample"], self.config["n_res"]),
+        )
+
+    def _generators(self, direction: str) -> tuple[nn.Module, nn.Module]:
+        """(source, target) generators of a direction."""
+        if direction == "a2b":
+            return self.gen_a, self.gen_b
+        if direction == "b2a":
+            return self.gen_b, self.gen_a
+        raise EngineError(f"{self.method} translates 'a2b' or 'b2a', not {direction!r}")
+
+    def shared_statistics(self) -> TileStatistics:
+        return TileStatistics(self)
