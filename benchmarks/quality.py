@@ -27,7 +27,6 @@ from benchmarks.tasks.metrics import print_table, run_baselines, score
 from napari_i2i.engine_api import StyleMode
 from napari_i2i.layer_data import ImageData
 from napari_i2i.model_file import LoadedModel, ModelInfo
-from napari_i2i.registry import default_registry
 from napari_i2i.translate import TranslateOptions, run_to_completion, run_translation
 from trainers.run import make_settings, train
 

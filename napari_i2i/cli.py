@@ -176,7 +176,6 @@ def _translate(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from trainers.datasets import DatasetError
     from trainers.run import make_settings, read_config_file, train
 
     device = resolve_device(args.device)
@@ -184,14 +183,12 @@ def _train(args: argparse.Namespace) -> int:
     if not args.resume:
         if args.domain_a is None or args.domain_b is None:
             raise ValueError("--domain-a and --domain-b are required (unless --resume)")
-        try:
-            settings = make_settings(
-                args.engine, args.preset, args.domain_a, args.domain_b,
-                config=read_config_file(args.config) if args.config else None,
-                overrides=dict(size=args.size, batch=args.batch, iterations=args.iters, seed=args.seed),
-            )
-        except DatasetError as error:
-            raise ValueError(str(error)) from None
+        # Dataset problems are DatasetErrors, a kind of ValueError: reported in one message.
+        settings = make_settings(
+            args.engine, args.preset, args.domain_a, args.domain_b,
+            config=read_config_file(args.config) if args.config else None,
+            overrides=dict(size=args.size, batch=args.batch, iterations=args.iters, seed=args.seed),
+        )
     with tqdm(disable=args.quiet, desc=f"training {args.engine}", unit="it", file=sys.stderr) as bar:
         def progress(iteration: int, losses: dict[str, float]) -> None:
             if bar.total is None:
@@ -200,11 +197,8 @@ def _train(args: argparse.Namespace) -> int:
             bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
             bar.refresh()
 
-        try:
-            path = train(args.out, settings, device=device, resume=args.resume,
-                         on_progress=progress, iterations=args.iters if args.resume else None)
-        except DatasetError as error:
-            raise ValueError(str(error)) from None
+        path = train(args.out, settings, device=device, resume=args.resume,
+                     on_progress=progress, iterations=args.iters if args.resume else None)
     if path is None:
         print(f"stopped; checkpoint saved in {args.out}. Continue with --resume.", file=sys.stderr)
         return 130
