@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-i2i {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("engines", help="list installed engines, their capabilities and load errors")
+    engines = commands.add_parser("engines", help="list installed engines, their capabilities and load errors")
+    engines.add_argument("--traceback", action="store_true", help="show the traceback of each load error")
 
     translate = commands.add_parser(
         "translate",
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _list_engines() -> int:
+def _list_engines(show_tracebacks: bool) -> int:
     registry = default_registry()
     for engine in registry:
         source = registry.source(engine.name)
@@ -98,6 +99,8 @@ def _list_engines() -> int:
         print("no engines installed")
     for error in registry.load_errors:
         print(f"load error: {error}")
+        if show_tracebacks:
+            print(error.details)
     return 0
 
 
@@ -210,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "engines":
-            return _list_engines()
+            return _list_engines(args.traceback)
         if args.command == "train":
             return _train(args)
         return _translate(args)

@@ -128,6 +128,13 @@ def test_engines_command_lists_engines_and_errors(plugin_site, capsys):
     assert "munit: MUNIT" in out and "echo: returns its input" in out
     assert "styles: random, reference" in out
     assert "load error: plugin 'broken_import'" in out
+    assert "Traceback" not in out
+    default_registry.cache_clear()
+    try:
+        assert cli.main(["engines", "--traceback"]) == 0
+    finally:
+        default_registry.cache_clear()
+    assert "ModuleNotFoundError: No module named 'module_that_does_not_exist'" in capsys.readouterr().out
 
 
 def test_direct_registration_and_lookup_errors(munit_engine):
