@@ -65,29 +65,32 @@ class EngineRegistry:
             raise TypeError(
                 f"registry.add() takes an napari_i2i.engine_api.Engine, got {type(engine).__name__}"
             )
-        name = engine.name
-        taken_by = self._engines.get(name)
-        if taken_by is not None or (self._staged is not None and name in self._staged):
-            first = str(taken_by[1]) if taken_by else "the same plugin"
-            raise DuplicateEngineError(f"engine name {name!r} is already registered by {first}")
-        if self._staged is not None:
-            self._staged[name] = engine
-        else:
-            self._engines[name] = (engine, None)
+        self._register(self._engines, self._staged, engine.name, engine, "engine name")
 
     def add_trainer(self, trainer: Any) -> None:
         """Register a trainer (``trainers.loop.TrainerSpec``) for ``trainer.engine``."""
         name = getattr(trainer, "engine", None)
         if not isinstance(name, str):
             raise TypeError("registry.add_trainer() takes an object with an `engine` name")
-        taken_by = self._trainers.get(name)
-        if taken_by is not None or (self._staged_trainers is not None and name in self._staged_trainers):
+        self._register(self._trainers, self._staged_trainers, name, trainer, "a trainer for")
+
+    @staticmethod
+    def _register(
+        table: dict[str, tuple[Any, PluginSource | None]],
+        staged: dict[str, Any] | None,
+        name: str,
+        item: Any,
+        what: str,
+    ) -> None:
+        """Into ``staged`` while a plugin loads (committed if it all succeeds), else ``table``."""
+        taken_by = table.get(name)
+        if taken_by is not None or (staged is not None and name in staged):
             first = str(taken_by[1]) if taken_by else "the same plugin"
-            raise DuplicateEngineError(f"a trainer for {name!r} is already registered by {first}")
-        if self._staged_trainers is not None:
-            self._staged_trainers[name] = trainer
+            raise DuplicateEngineError(f"{what} {name!r} is already registered by {first}")
+        if staged is not None:
+            staged[name] = item
         else:
-            self._trainers[name] = (trainer, None)
+            table[name] = (item, None)
 
     def trainer(self, name: str) -> Any:
         """The trainer of engine *name*."""

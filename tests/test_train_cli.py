@@ -15,11 +15,12 @@ batch = 2
 log_every = 1
 [model]
 dim = 8
-mlp_dim = 16
 n_res = 1
+{model}
 [training]
 dis_dim = 8
 """
+EXTRA_MODEL = {"munit": "mlp_dim = 16", "unit": "shared_blocks = 1"}
 
 
 @pytest.fixture
@@ -30,28 +31,38 @@ def folders(tmp_path, rng):
         for i in range(3):
             pixels = rng.integers(offset, offset + 127, (24, 24, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(folder / f"{i}.png")
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
-    return tmp_path / "a", tmp_path / "b", config
+    return tmp_path / "a", tmp_path / "b", tiny_config(tmp_path, "munit")
 
 
-def train(*args):
-    return main(["train", "munit", "--device", "cpu", "--quiet", *map(str, args)])
+def tiny_config(folder, engine):
+    config = folder / f"tiny_{engine}.toml"
+    config.write_text(TINY.format(model=EXTRA_MODEL[engine]))
+    return config
 
 
-def test_train_translate_round_trip_and_resume(folders, tmp_path, capsys):
-    a, b, config = folders
+def train(*args, engine="munit"):
+    return main(["train", engine, "--device", "cpu", "--quiet", *map(str, args)])
+
+
+@pytest.mark.parametrize("engine", sorted(EXTRA_MODEL))
+def test_train_translate_round_trip_and_resume(folders, tmp_path, capsys, engine):
+    a, b, _ = folders
+    config = tiny_config(tmp_path, engine)
     run = tmp_path / "run"
-    assert train("--domain-a", a, "--domain-b", b, "--out", run, "--config", config, "--iters", 2) == 0
+    assert train("--domain-a", a, "--domain-b", b, "--out", run, "--config", config, "--iters", 2,
+                 engine=engine) == 0
     model = run / "model.safetensors"
     assert capsys.readouterr().out.strip() == str(model)
     info = read_model_info(model)
+    assert info.engine == engine
     assert info.trained and info.provenance["training"]["iterations"] == 2
     assert info.config["dim"] == 8 and info.config["channels_a"] == 3
+    if engine == "unit":
+        assert info.config["shared_blocks"] == 1
     assert main(["translate", str(model), str(a / "0.png"), "-o", str(tmp_path / "out.png"), "--quiet"]) == 0
     assert np.asarray(Image.open(tmp_path / "out.png")).shape == (24, 24, 3)
 
-    assert train("--out", run, "--resume", "--iters", 3) == 0
+    assert train("--out", run, "--resume", "--iters", 3, engine=engine) == 0
     assert read_model_info(model).provenance["training"]["iterations"] == 3
     assert [json.loads(line)["iteration"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
 
@@ -61,11 +72,9 @@ def test_gray_folders_make_a_gray_model(tmp_path, rng):
         (tmp_path / name).mkdir()
         for i in range(2):
             Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
     run = tmp_path / "run"
     assert train("--domain-a", tmp_path / "a", "--domain-b", tmp_path / "b", "--out", run,
-                 "--config", config, "--iters", 1) == 0
+                 "--config", tiny_config(tmp_path, "munit"), "--iters", 1) == 0
     assert read_model_info(run / "model.safetensors").channels == {"a2b": [1, 1], "b2a": [1, 1]}
 
 

@@ -6,10 +6,13 @@ import signal
 import pytest
 import torch
 
-from conftest import build_munit
+from napari_i2i.registry import default_registry
 from trainers import loop as loop_module
 from trainers.loop import LoopConfig, TrainLoop
-from trainers.munit import TRAIN_PRESETS, build_trainer
+
+# Tiny networks per trainable engine, so loop mechanics run in seconds.
+TINY_MODELS = {"munit": dict(dim=8, mlp_dim=16, n_res=1), "unit": dict(dim=8, n_res=1, shared_blocks=1)}
+both_trainers = pytest.mark.parametrize("engine", sorted(TINY_MODELS))
 
 
 def stripe_batches(start):
@@ -24,31 +27,35 @@ def stripe_batches(start):
         iteration += 1
 
 
-def make_loop(run_dir, iterations, seed=0, **config):
+def make_loop(run_dir, iterations, seed=0, engine="munit", **config):
+    registry = default_registry()
     torch.manual_seed(seed)
-    _, model = build_munit(seed=seed, dim=8, mlp_dim=16, n_res=1)
-    trainer = build_trainer(model, dict(TRAIN_PRESETS["small"], dis_dim=8), torch.device("cpu"))
+    networks = registry.get(engine)
+    model = networks.build(networks.config("small", **TINY_MODELS[engine]))
+    spec = registry.trainer(engine)
+    trainer = spec.build(model, dict(spec.presets["small"], dis_dim=8), torch.device("cpu"))
     settings = dict(iterations=iterations, checkpoint_every=1000, log_every=1, validate_every=1000)
     settings.update(config)
     return TrainLoop(trainer, stripe_batches, LoopConfig(**settings), run_dir,
                      validation_batch=next(stripe_batches(0)))
 
 
-def test_reconstruction_loss_decreases(tmp_path):
+@both_trainers
+def test_reconstruction_loss_decreases(tmp_path, engine):
     losses = []
-    loop = make_loop(tmp_path, 60)
+    loop = make_loop(tmp_path, 60, engine=engine)
     loop.on_progress = lambda iteration, values: losses.append(values["image"])
     assert loop.run()
     assert sum(losses[-10:]) / 10 < 0.75 * sum(losses[:10]) / 10
     assert (tmp_path / "log.jsonl").read_text().count("\n") == 60
 
 
-def test_resume_continues_bit_for_bit(tmp_path):
-    straight = make_loop(tmp_path / "straight", 6)
+@both_trainers
+def test_resume_continues_bit_for_bit(tmp_path, engine):
+    straight = make_loop(tmp_path / "straight", 6, engine=engine)
     straight.run()
-    first = make_loop(tmp_path / "resumed", 3)
-    first.run()
-    resumed = make_loop(tmp_path / "resumed", 6, seed=123)  # other init: resume must overwrite it
+    make_loop(tmp_path / "resumed", 3, engine=engine).run()
+    resumed = make_loop(tmp_path / "resumed", 6, seed=123, engine=engine)  # other init: resume must overwrite it
     assert resumed.resume() == 3
     resumed.run()
     for name, module in straight.trainer.modules().items():

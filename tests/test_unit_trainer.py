@@ -1,17 +1,13 @@
-"""UNIT trainer: loss terms, tied parameters, learning, exact resume, CLI round trip."""
-
-import json
+"""UNIT trainer: loss terms, tied parameters, validation images (learning, resume and the
+CLI round trip run for every trainer in test_training_loop.py and test_train_cli.py)."""
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from engines.unit import UnitEngine
 from napari_i2i.cli import main
-from napari_i2i.model_file import read_model_info
 from test_training_loop import stripe_batches
-from trainers.loop import LoopConfig, TrainLoop
 from trainers.unit import TRAIN_PRESETS, UnitTrainConfig, build_trainer
 
 TINY_MODEL = dict(dim=8, n_res=1, shared_blocks=1)
@@ -26,14 +22,6 @@ def build_unit(seed=0, **overrides):
 def make_trainer(seed=0, **model):
     return build_trainer(build_unit(seed, **model), dict(TRAIN_PRESETS["small"], dis_dim=8),
                          torch.device("cpu"))
-
-
-def make_loop(run_dir, iterations, seed=0, **config):
-    trainer = make_trainer(seed)
-    settings = dict(iterations=iterations, checkpoint_every=1000, log_every=1, validate_every=1000)
-    settings.update(config)
-    return TrainLoop(trainer, stripe_batches, LoopConfig(**settings), run_dir,
-                     validation_batch=next(stripe_batches(0)))
 
 
 def test_presets_and_settings():
@@ -88,69 +76,6 @@ def test_validation_images_are_displayable_rows():
     assert grid.shape == (8, 3, 16, 16)
     assert grid.min() >= -1 and grid.max() <= 1
     assert trainer.model.training
-
-
-def test_reconstruction_loss_decreases(tmp_path):
-    losses = []
-    loop = make_loop(tmp_path, 60)
-    loop.on_progress = lambda iteration, values: losses.append(values["image"])
-    assert loop.run()
-    assert sum(losses[-10:]) / 10 < 0.75 * sum(losses[:10]) / 10
-    assert (tmp_path / "log.jsonl").read_text().count("\n") == 60
-
-
-def test_resume_continues_bit_for_bit(tmp_path):
-    straight = make_loop(tmp_path / "straight", 6)
-    straight.run()
-    make_loop(tmp_path / "resumed", 3).run()
-    resumed = make_loop(tmp_path / "resumed", 6, seed=123)  # other init: resume must overwrite it
-    assert resumed.resume() == 3
-    resumed.run()
-    for name, module in straight.trainer.modules().items():
-        other = resumed.trainer.modules()[name].state_dict()
-        for key, tensor in module.state_dict().items():
-            assert torch.equal(tensor, other[key]), f"{name}.{key} differs after resume"
-
-
-TINY = """
-size = 16
-batch = 2
-log_every = 1
-[model]
-dim = 8
-n_res = 1
-shared_blocks = 1
-[training]
-dis_dim = 8
-"""
-
-
-def train(*args):
-    return main(["train", "unit", "--device", "cpu", "--quiet", *map(str, args)])
-
-
-def test_cli_train_translate_round_trip_and_resume(tmp_path, rng, capsys):
-    for name, offset in (("a", 0), ("b", 128)):
-        (tmp_path / name).mkdir()
-        for i in range(3):
-            pixels = rng.integers(offset, offset + 127, (24, 24, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / name / f"{i}.png")
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY)
-    a, b, run = tmp_path / "a", tmp_path / "b", tmp_path / "run"
-    assert train("--domain-a", a, "--domain-b", b, "--out", run, "--config", config, "--iters", 2) == 0
-    model = run / "model.safetensors"
-    assert capsys.readouterr().out.strip() == str(model)
-    info = read_model_info(model)
-    assert info.engine == "unit" and info.trained
-    assert info.provenance["training"]["iterations"] == 2
-    assert info.config["dim"] == 8 and info.config["shared_blocks"] == 1
-    assert main(["translate", str(model), str(a / "0.png"), "-o", str(tmp_path / "out.png"), "--quiet"]) == 0
-    assert np.asarray(Image.open(tmp_path / "out.png")).shape == (24, 24, 3)
-
-    assert train("--out", run, "--resume", "--iters", 3) == 0
-    assert read_model_info(model).provenance["training"]["iterations"] == 3
-    assert [json.loads(line)["iteration"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 def test_engines_lists_unit_as_trainable(capsys):
