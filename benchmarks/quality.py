@@ -61,6 +61,7 @@ def main() -> int:
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--training", type=json.loads, default={}, help="JSON: method settings to override")
+    parser.add_argument("--model", type=json.loads, default={}, help="JSON: engine config to override")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     rows, curves = [], {}
@@ -71,7 +72,7 @@ def main() -> int:
         for engine in args.engines:
             settings = make_settings(
                 engine, "small", task_dir / "train_a", task_dir / "train_b",
-                config={"training": args.training},
+                config={"training": args.training, "model": args.model},
                 overrides=dict(size=args.tile, batch=args.batch, iterations=args.iters,
                                validate_every=args.eval_every, checkpoint_every=args.iters,
                                seed=args.seed),
@@ -79,11 +80,11 @@ def main() -> int:
             curve = []
             started = time.perf_counter()
 
-            def evaluate(iteration, trainer, engine=engine, curve=curve, started=started):
+            def evaluate(iteration, trainer, engine=engine, curve=curve, started=started, task=task):
                 metrics = score(task.splits["test_b"], predict(engine, trainer.model, task, args.samples))
                 curve.append({"iteration": iteration, "seconds": round(time.perf_counter() - started, 1),
                               **{k: metrics[k] for k in ("psnr", "ssim", "l1")}})
-                print(f"{task_name} {engine} {curve[-1]}", file=sys.stderr, flush=True)
+                print(f"{task.name} {engine} {curve[-1]}", file=sys.stderr, flush=True)
 
             run_dir = args.out / "runs" / f"{task_name}_{engine}"
             train(run_dir, settings, torch.device("cpu"), on_validate=evaluate)

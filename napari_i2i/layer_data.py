@@ -11,9 +11,11 @@ The conversions, documented in ``docs/usage.md``:
   repeats the plane, RGB → gray takes the luminance (ITU-R 601). Anything
   else is an error naming both counts.
 - Intensities map to ``[-1, 1]`` through the contrast limits the user sees in
-  napari (clipped there); without them, uint8 uses 0…255 and other types
-  their min…max. Outputs go back through the same range and keep integer
-  dtypes; float inputs give float32.
+  napari (clipped there). Without them (files, the CLI) the trainers' rule
+  applies, so a model sees what it was trained on: uint8 uses 0…255, bool
+  0…1, and other types their own 0.1…99.9 percentiles, per channel for
+  multichannel non-RGB images. Outputs go back through the image's range
+  (across channels) and keep integer dtypes; float inputs give float32.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import numpy as np
 import torch
 
 LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# Intensity percentiles mapped to −1…1 for data without a fixed range; the
+# trainers' datasets use the same ones.
+PERCENTILES = (0.1, 99.9)
 
 
 class LayerDataError(ValueError):
@@ -50,11 +55,18 @@ class PlaneLayout:
     channel_axis: int | None  # axis index in ``shape``; None for grayscale planes
     channels: int
     dtype: np.dtype
-    intensity_range: tuple[float, float]
+    intensity_range: tuple[float, float]  # of the whole image: outputs map back through it
+    channel_ranges: np.ndarray | None = None  # (channels, 2) input ranges, when per channel
 
     @property
     def n_planes(self) -> int:
         return int(np.prod(self.stack_shape, dtype=np.int64))
+
+
+def _checked_range(name: str, low: float, high: float) -> tuple[float, float]:
+    if not np.isfinite([low, high]).all():
+        raise LayerDataError(f"{name}: intensity range {low}…{high} is not finite")
+    return (low, high) if high > low else (low, low + 1.0)
 
 
 def _intensity_range(image: ImageData, array: object, dtype: np.dtype) -> tuple[float, float]:
@@ -65,11 +77,20 @@ def _intensity_range(image: ImageData, array: object, dtype: np.dtype) -> tuple[
     elif dtype == np.bool_:
         low, high = 0.0, 1.0
     else:
-        values = np.asarray(array)
-        low, high = float(np.nanmin(values)), float(np.nanmax(values))
-    if not np.isfinite([low, high]).all():
-        raise LayerDataError(f"{image.name}: intensity range {low}…{high} is not finite")
-    return (low, high) if high > low else (low, low + 1.0)
+        values = np.asarray(array, dtype=np.float32)
+        if not np.isfinite(values).any():
+            raise LayerDataError(f"{image.name}: intensity range is not finite (no finite values)")
+        low, high = (float(v) for v in np.nanpercentile(values, PERCENTILES))
+    return _checked_range(image.name, low, high)
+
+
+def _channel_ranges(image: ImageData, channel_axis: int, dtype: np.dtype) -> np.ndarray | None:
+    """Per-channel percentile ranges of a multichannel non-RGB image without contrast limits."""
+    if image.rgb or image.contrast_limits is not None or dtype in (np.uint8, np.bool_):
+        return None
+    values = np.moveaxis(np.asarray(image.data, dtype=np.float32), channel_axis, 0)
+    ranges = np.nanpercentile(values.reshape(len(values), -1), PERCENTILES, axis=1).T
+    return np.array([_checked_range(image.name, float(lo), float(hi)) for lo, hi in ranges], np.float32)
 
 
 def layout(image: ImageData, model_channels: int) -> PlaneLayout:
@@ -109,6 +130,7 @@ def layout(image: ImageData, model_channels: int) -> PlaneLayout:
         channels=channels,
         dtype=dtype,
         intensity_range=_intensity_range(image, array, dtype),
+        channel_ranges=None if channel_axis is None else _channel_ranges(image, channel_axis, dtype),
     )
 
 
@@ -116,18 +138,21 @@ def iter_planes(
     image: ImageData, plan: PlaneLayout, model_channels: int
 ) -> Iterator[torch.Tensor]:
     """Yield each 2-D plane as a ``(1, model_channels, H, W)`` float32 tensor in [-1, 1]."""
-    low, high = plan.intensity_range
+    if plan.channel_ranges is None:
+        low, high = plan.intensity_range
+    else:
+        low, high = (plan.channel_ranges[:, k, None, None] for k in (0, 1))
     for index in np.ndindex(*plan.stack_shape):
         plane = np.asarray(image.data[index], dtype=np.float32)  # reads one plane of lazy data
         if plan.channel_axis is None:
             plane = plane[None]
         elif plan.channel_axis == len(plan.shape) - 1:
             plane = np.moveaxis(plane[..., :3], -1, 0)
+        plane = (plane - low) / (high - low) * 2.0 - 1.0
         if plan.channels == 3 and model_channels == 1:
             plane = np.tensordot(LUMINANCE, plane, axes=1)[None]
         elif plan.channels == 1 and model_channels == 3:
             plane = np.repeat(plane, 3, axis=0)
-        plane = (plane - low) / (high - low) * 2.0 - 1.0
         yield torch.from_numpy(np.clip(plane, -1.0, 1.0, out=plane))[None]
 
 

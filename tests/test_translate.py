@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-
+import tifffile
 from conftest import build_munit
+
 from napari_i2i.engine_api import EngineError, StyleMode
 from napari_i2i.layer_data import ImageData, LayerDataError, iter_planes, layout
 from napari_i2i.model_file import load_model, save_model
@@ -62,8 +63,26 @@ def test_contrast_limits_define_the_intensity_range(rng):
     plan = layout(ImageData(data, contrast_limits=(1000, 3000)), 1)
     plane = next(iter_planes(ImageData(data, contrast_limits=(1000, 3000)), plan, 1))
     np.testing.assert_allclose(plane[0, 0].numpy(), [[-1, -1], [0, 1]])
-    assert layout(ImageData(data), 1).intensity_range == (0, 4000)
     assert layout(ImageData(data.astype(np.uint8)), 1).intensity_range == (0, 255)
+
+
+def test_without_contrast_limits_inference_normalises_like_training(tmp_path):
+    """A 16-bit file must reach the model with the values it was trained on."""
+    from trainers.datasets import ImageFolder
+
+    rng = np.random.default_rng(0)
+    gray = (rng.gamma(2.0, 300.0, (40, 50)) + 100).astype(np.uint16)
+    gray[0, 0] = 65000  # a hot pixel: min–max would squash everything else
+    channels = np.stack([gray, (gray // 20).astype(np.uint16)])  # two channels, 20× apart
+    for name, data in {"gray": gray, "channels": channels}.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        tifffile.imwrite(folder / "x.tif", data)
+        trained_on = ImageFolder(folder, size=None, flip=False)[0].numpy()
+        plan = layout(ImageData(data), len(trained_on))
+        seen = next(iter_planes(ImageData(data), plan, len(trained_on)))[0].numpy()
+        np.testing.assert_allclose(seen, trained_on, atol=1e-5)
+        assert np.median(seen) > -0.9  # not squashed by the hot pixel
 
 
 @pytest.mark.parametrize(

@@ -60,9 +60,8 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from napari_i2i.image_io import SUFFIXES, TIFF_SUFFIXES, ImageFileError, read_image
-from napari_i2i.layer_data import LUMINANCE
+from napari_i2i.layer_data import LUMINANCE, PERCENTILES
 
-PERCENTILES = (0.1, 99.9)
 MAX_CHANNELS = 8
 CACHE_BYTES = 2**30
 SHOWN_PROBLEMS = 50
