@@ -1,4 +1,4 @@
-"""The ``napari-i2i`` command line: list engines, translate files."""
+"""The ``napari-i2i`` command line: list engines, translate files, train, convert, demo."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from napari_i2i.device import DEVICE_CHOICES, DeviceError, resolve_device
 from napari_i2i.engine_api import EngineError, StyleMode
 from napari_i2i.image_io import SUFFIXES, ImageFileError, read_image, write_image
 from napari_i2i.layer_data import LayerDataError
-from napari_i2i.model_file import ModelFileError, load_model
+from napari_i2i.model_file import ModelFileError, convert_model, load_model
 from napari_i2i.registry import default_registry
 from napari_i2i.tiling import DEFAULT_TILE
 
+DTYPES = ("bfloat16", "float16", "float32")  # storage types for `convert`
 USER_ERRORS = (
     DeviceError, EngineError, FileNotFoundError, ImageFileError, LayerDataError, ModelFileError, ValueError,
 )
@@ -82,6 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N")
     train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    convert = commands.add_parser(
+        "convert",
+        help="re-save a model file, e.g. in float16 with a name and description",
+        description="Copy MODEL to OUT through the model-file checks, optionally storing the "
+        "weights in another floating-point type (loaded back as float32) and setting the name "
+        "and description model choosers show. The provenance is kept.",
+    )
+    convert.add_argument("model", type=Path, help="model file (.safetensors)")
+    convert.add_argument("output", type=Path, metavar="OUT", help="file to write (.safetensors)")
+    convert.add_argument("--dtype", choices=DTYPES, default="float32",
+                         help="storage type of the weights (default float32; float16 halves the file)")
+    convert.add_argument("--display-name", default=None, help="name in model choosers (default: keep)")
+    convert.add_argument("--description", default=None, help="what the model does (default: keep)")
+
+    demo = commands.add_parser(
+        "demo",
+        help="open napari with a sample image and the Translate widget on the bundled stain model",
+        description="Open napari with the stain sample (an IHC tile and an H&E-like style "
+        "reference) and the Translate widget set up on the bundled stain model. With "
+        "--screenshot, translate once, write the window to FILE (PNG) and exit.",
+    )
+    demo.add_argument("--screenshot", type=Path, metavar="FILE",
+                      help="translate, save a PNG of the window and exit instead of staying open")
     return parser
 
 
@@ -190,7 +215,7 @@ def _train(args: argparse.Namespace) -> int:
         settings = make_settings(
             args.engine, args.preset, args.domain_a, args.domain_b,
             config=read_config_file(args.config) if args.config else None,
-            overrides=dict(size=args.size, batch=args.batch, iterations=args.iters, seed=args.seed),
+            overrides={"size": args.size, "batch": args.batch, "iterations": args.iters, "seed": args.seed},
         )
     with tqdm(disable=args.quiet, desc=f"training {args.engine}", unit="it", file=sys.stderr) as bar:
         def progress(iteration: int, losses: dict[str, float]) -> None:
@@ -209,14 +234,34 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.output.suffix.lower() != ".safetensors":
+        raise ValueError(f"{args.output}: write model files as .safetensors")
+    info = convert_model(args.model, args.output, dtype=getattr(torch, args.dtype),
+                         display_name=args.display_name, description=args.description)
+    size = args.output.stat().st_size / 1e6
+    print(f"{args.output}: {info.engine} model, {args.dtype} weights, {size:.1f} MB")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from napari_i2i.demo import DemoError, run_demo
+
+    try:
+        return run_demo(args.screenshot)
+    except DemoError as error:
+        raise ValueError(str(error)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    commands = {"engines": lambda: _list_engines(args.traceback), "train": lambda: _train(args),
+                "translate": lambda: _translate(args), "convert": lambda: _convert(args),
+                "demo": lambda: _demo(args)}
     try:
-        if args.command == "engines":
-            return _list_engines(args.traceback)
-        if args.command == "train":
-            return _train(args)
-        return _translate(args)
+        return commands[args.command]()
     except USER_ERRORS as error:
         print(f"napari-i2i: error: {error}", file=sys.stderr)
         return 2

@@ -3,7 +3,8 @@
 One file holds everything: the tensors, and under the safetensors metadata
 key ``napari_i2i`` a JSON document with the engine name, its config, the
 domains and channels, the format version and how the model was made
-(``provenance``: untrained weights say so and front ends warn about them).
+(``provenance``: untrained weights say so and front ends warn about them),
+plus an optional display name and description for model choosers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from napari_i2i import __version__
 from napari_i2i.engine_api import Engine, EngineError, TranslationModel
@@ -44,6 +45,8 @@ class ModelInfo:
     channels: dict[str, list[int]]  # direction -> [in, out]
     provenance: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    display_name: str = ""  # what a model chooser shows; empty: the file name
+    description: str = ""  # one or two sentences: what the model translates into what
 
     @property
     def trained(self) -> bool:
@@ -69,11 +72,14 @@ def save_model(
     model: TranslationModel,
     provenance: Mapping[str, Any] | None = None,
     dtype: torch.dtype | None = None,
+    display_name: str = "",
+    description: str = "",
 ) -> ModelInfo:
     """Write *model* atomically (temp file + rename); ``dtype`` e.g. fp16 to halve the size.
 
     ``provenance`` says how the weights were made; leave out ``"training"``
-    for weights that were never trained.
+    for weights that were never trained. Floating-point weights stored as
+    ``dtype`` are cast back to float32 by :func:`load_model`.
     """
     capabilities = model.capabilities
     info = ModelInfo(
@@ -86,6 +92,8 @@ def save_model(
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             **(provenance or {}),
         },
+        display_name=display_name,
+        description=description,
     )
     # A module tied across domains (UNIT's shared blocks) appears under each
     # owner's key; safetensors refuses tensors that share memory, so each key
@@ -99,10 +107,16 @@ def save_model(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # Written with open() so the file gets the usual permissions (umask); mkstemp and
+    # safetensors' save_file make 0600 files, but model files are shared and bundled
+    # ones are installed for every user.
+    data = save(tensors, metadata={METADATA_KEY: info.to_json()})
+    tmp = path.parent / f"{path.name}.{secrets.token_hex(8)}.tmp"
     try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: info.to_json()})
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -195,3 +209,35 @@ def load_model(
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
     model.eval().requires_grad_(False).to(device)
     return LoadedModel(path=path, info=info, engine=engine_impl, model=model)
+
+
+def convert_model(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    dtype: torch.dtype | None = None,
+    display_name: str | None = None,
+    description: str | None = None,
+) -> ModelInfo:
+    """Re-save a model file, e.g. in float16 and with a name and description for choosers.
+
+    The weights go through :func:`load_model` (so the file is checked) and
+    :func:`save_model`; the provenance is kept and gains a ``"converted"``
+    record. ``None`` keeps the file's display name / description.
+    """
+    loaded = load_model(source)
+    info = loaded.info
+    converted = {
+        "from": Path(source).name,
+        "dtype": str(dtype or torch.float32).removeprefix("torch."),
+        "by": f"napari-i2i {__version__}",
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    return save_model(
+        target,
+        loaded.engine,
+        loaded.model,
+        provenance={**info.provenance, "converted": converted},
+        dtype=dtype,
+        display_name=info.display_name if display_name is None else display_name,
+        description=info.description if description is None else description,
+    )

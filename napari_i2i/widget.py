@@ -1,4 +1,4 @@
-"""The Translate dock widget: pick a model file, source layers and a style, run.
+"""The Translate dock widget: pick a model (bundled, or a file), source layers and a style, run.
 
 Everything napari-specific happens in the main thread: the widget snapshots
 the layers' data and placement before a run, and adds result layers when the
@@ -29,18 +29,24 @@ from magicgui.widgets import (
 from napari.layers import Image
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils.notifications import notification_manager, show_error, show_warning
-
 from qtpy.QtWidgets import QSizePolicy
 
+from napari_i2i.bundled_models import BundledModel, bundled_models
 from napari_i2i.device import DEVICE_CHOICES, DeviceError, resolve_device
 from napari_i2i.engine_api import Capabilities, EngineError, StyleMode
 from napari_i2i.layer_data import ImageData, LayerDataError
 from napari_i2i.model_file import ModelFileError, load_model, read_model_info
 from napari_i2i.registry import default_registry
 from napari_i2i.tiling import DEFAULT_TILE
-from napari_i2i.translate import Progress, TranslateOptions, TranslationResult, run_translation
+from napari_i2i.translate import (
+    Progress,
+    TranslateOptions,
+    TranslationResult,
+    run_translation,
+)
 
 PROGRESS_STEPS = 1000
+OPEN_FILE = "open file…"  # the model chooser's entry that shows the file picker
 LIST_HEIGHT = 96  # pixels: room for a few layers; the dock must fit on a laptop screen
 # Errors about the user's files, layers and settings, whose message says it all.
 USER_ERRORS = (ModelFileError, EngineError, LayerDataError, DeviceError)
@@ -132,8 +138,16 @@ class TranslateWidget(Container):
         self.worker: GeneratorWorker | None = None
         self._model_path: Path | None = None  # the file whose metadata filled the controls
         self._capabilities: Capabilities | None = None  # what that file's model can do
+        # Bundled models whose engine is installed, chosen by path; or OPEN_FILE.
+        self._bundled: dict[Path, BundledModel] = {
+            model.path: model for model in bundled_models() if model.info.engine in self._registry.names()
+        }
 
         self.engine = ComboBox(label="Engine", choices=self._registry.names())
+        self.model = ComboBox(
+            label="Model", choices=[(m.display_name, path) for path, m in self._bundled.items()]
+            + [(OPEN_FILE, OPEN_FILE)],
+        )
         self.model_file = FileEdit(label="Model file", mode="r", filter="*.safetensors")
         self.sources = Select(label="Source layer(s)", choices=self._image_layers)
         self.direction = ComboBox(label="Direction", choices=self._direction_choices)
@@ -151,7 +165,7 @@ class TranslateWidget(Container):
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
         self.status = Label(value="choose a model file")
         self.extend([
-            self.engine, self.model_file, self.sources, self.direction, self.style_mode,
+            self.engine, self.model, self.model_file, self.sources, self.direction, self.style_mode,
             self.n_samples, self.seed, self.references, self.device, self.tile_size,
             self.run_button, self.cancel_button, self.progress, self.status,
         ])
@@ -162,6 +176,7 @@ class TranslateWidget(Container):
         self.native.layout().addStretch()  # spare dock height goes below the controls
 
         self.engine.changed.connect(self._show_engine_description)
+        self.model.changed.connect(self._choose_model)
         self.model_file.changed.connect(self._read_model_file)
         self.style_mode.changed.connect(self._show_mode_controls)
         self.run_button.changed.connect(self.run)
@@ -173,9 +188,14 @@ class TranslateWidget(Container):
             layer.events.name.connect(self.reset_choices)
 
         self._show_engine_description()
-        self._show_mode_controls()
+        self._choose_model()  # the first bundled model, if there is one
         for failure in self._registry.load_errors:
             show_warning(f"napari-i2i engine {failure}")
+
+    @property
+    def model_path(self) -> Path | None:
+        """The model file Run uses (bundled or chosen), or None while none is usable."""
+        return self._model_path
 
     # --- layer lists ------------------------------------------------------
 
@@ -210,13 +230,37 @@ class TranslateWidget(Container):
         description = self._registry.get(name).description if name else "no engine installed"
         self.engine.tooltip = description
 
+    def _choose_model(self, _value: Any = None) -> None:
+        """A bundled model is used at once; OPEN_FILE shows the file picker and uses its file."""
+        choice = self.model.value
+        self._show_file_picker(choice == OPEN_FILE)
+        if choice == OPEN_FILE:
+            self._read_model_file()
+        else:
+            self._use_model(choice)
+
     def _read_model_file(self, _value: Any = None) -> None:
-        """Fill the controls from the file's metadata; the weights are read only on Run."""
+        """Use the file in the file picker (choosing one there selects OPEN_FILE)."""
+        if self.model.value != OPEN_FILE:
+            with self.model.changed.blocked():
+                self.model.value = OPEN_FILE
+            self._show_file_picker(True)
         path = self.model_file.value
-        self._offer(None, None)
         if not path.is_file():  # nothing chosen yet, or a path still being typed
+            self._offer(None, None)
             self.status.value = "choose a model file"
             return
+        self._use_model(path)
+
+    def _show_file_picker(self, show: bool) -> None:
+        self.model_file.visible = show
+        self.model.tooltip = (
+            "a napari-i2i model file (.safetensors)" if show else self._bundled[self.model.value].description
+        )
+
+    def _use_model(self, path: Path) -> None:
+        """Fill the controls from the file's metadata; the weights are read only on Run."""
+        self._offer(None, None)
         try:
             info = read_model_info(path)
             capabilities = self._registry.get(info.engine).build(info.config).capabilities
@@ -259,7 +303,7 @@ class TranslateWidget(Container):
         if self.worker is not None and self.worker.is_running:
             return
         if self._model_path is None:
-            show_error("Choose a napari-i2i model file (.safetensors) first.")
+            show_error("Choose a model first: a bundled one, or a napari-i2i model file (.safetensors).")
             return
         sources = self._selected(self.sources)
         if not sources:

@@ -60,7 +60,7 @@ def test_reference_and_seed_determinism(munit_file, images, tmp_path):
 )
 def test_bad_input_exits_non_zero_with_one_line(munit_file, images, tmp_path, capsys, args, message):
     rgb, _, _ = images
-    values = dict(model=munit_file, rgb=rgb, missing=tmp_path / "nope.png", out=tmp_path)
+    values = {"model": munit_file, "rgb": rgb, "missing": tmp_path / "nope.png", "out": tmp_path}
     assert main(["translate", *[a.format(**values) for a in args]]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("napari-i2i: error:") and message in err[-1]
@@ -71,7 +71,24 @@ def test_console_script_runs(munit_file, images, tmp_path):
     out = tmp_path / "cli.png"
     done = subprocess.run(
         [sys.executable, "-m", "napari_i2i", "translate", str(munit_file), str(rgb), "-o", str(out)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stderr
     assert out.exists() and "translating" in done.stderr  # the progress bar
+
+
+def test_convert_to_fp16_with_a_name(munit_file, tmp_path, capsys):
+    from napari_i2i.model_file import load_model, read_model_info
+
+    out = tmp_path / "half.safetensors"
+    assert main(["convert", str(munit_file), str(out), "--dtype", "float16",
+                 "--display-name", "Demo", "--description", "what it does"]) == 0
+    assert f"{out}: munit model, float16 weights" in capsys.readouterr().out
+    info = read_model_info(out)
+    assert (info.display_name, info.description) == ("Demo", "what it does")
+    assert info.provenance["note"] == "untrained test weights" and not info.trained
+    assert out.stat().st_size < 0.6 * munit_file.stat().st_size
+    assert next(load_model(out).model.parameters()).dtype.is_floating_point
+
+    assert main(["convert", str(munit_file), str(tmp_path / "model.pt")]) == 2
+    assert "write model files as .safetensors" in capsys.readouterr().err

@@ -16,9 +16,10 @@ def test_installed_manifest_validates_with_imports():
     manifest = PluginManifest.from_distribution("napari-i2i")
     assert manifest.name == "napari-i2i"
     assert all(c.id.startswith("napari-i2i.") for c in manifest.contributions.commands)
+    assert {s.key for s in manifest.contributions.sample_data} == {"ihc", "he_reference"}
     npe2 = shutil.which("npe2", path=str(Path(sys.executable).parent))
     done = subprocess.run([npe2, "validate", "napari-i2i", "--imports"],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -33,6 +34,13 @@ def test_wheel_carries_the_root_manifest_as_a_file(tmp_path):
         names = set(archive.namelist())
         assert archive.read("napari_i2i/napari.yaml") == (ROOT / "napari.yaml").read_bytes()
         assert "engines/munit/model.py" in names
+        # bundled models, although .gitignore skips *.safetensors (pyproject's artifacts)
+        bundled = sorted((ROOT / "napari_i2i" / "bundled").glob("*.safetensors"))
+        assert "stain_munit.safetensors" in [p.name for p in bundled]
+        for path in bundled:
+            assert archive.read(f"napari_i2i/bundled/{path.name}") == path.read_bytes()
+            assert (archive.getinfo(f"napari_i2i/bundled/{path.name}").external_attr >> 16) & 0o444 == 0o444
+        assert "napari_i2i/bundled/README.md" in names and "napari_i2i/sample_data.py" in names
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         text = archive.read(entry_points).decode()
     assert "napari-i2i = napari_i2i:napari.yaml" in text
@@ -49,3 +57,4 @@ def test_wheel_carries_the_root_manifest_as_a_file(tmp_path):
     manifest_path = site / package / resource
     assert manifest_path.is_file() and not manifest_path.is_symlink()
     assert PluginManifest.from_file(manifest_path).name == "napari-i2i"
+    assert (site / "napari_i2i" / "bundled" / "stain_munit.safetensors").is_file()

@@ -1,15 +1,23 @@
 """Model files: round trip, and clear refusals of pickles, corrupt and mismatched files."""
 
 import json
+import os
 import pickle
 import struct
 
 import pytest
 import torch
+from conftest import build_munit
 from safetensors.torch import save_file
 
-from conftest import build_munit
-from napari_i2i.model_file import ModelFileError, load_model, read_model_info, save_model
+from napari_i2i.bundled_models import STAIN_MODEL, bundled_model, bundled_models
+from napari_i2i.model_file import (
+    ModelFileError,
+    convert_model,
+    load_model,
+    read_model_info,
+    save_model,
+)
 
 
 def test_round_trip_keeps_weights_and_metadata(tmp_path):
@@ -108,3 +116,70 @@ def test_safetensors_without_our_metadata(tmp_path):
     save_file({"w": torch.zeros(3)}, path)
     with pytest.raises(ModelFileError, match="without napari-i2i metadata"):
         read_model_info(path)
+
+
+def _default_file_mode(folder):
+    probe = folder / "probe"
+    probe.touch()
+    return probe.stat().st_mode & 0o777
+
+
+def test_model_files_get_the_usual_permissions(tmp_path, munit_file):
+    """Not mkstemp's 0600: model files are shared, bundled ones installed for all users."""
+    assert munit_file.stat().st_mode & 0o777 == _default_file_mode(tmp_path)
+
+
+def test_convert_to_fp16_with_a_name_keeps_the_weights_and_provenance(tmp_path):
+    engine, model = build_munit(seed=2)
+    source = tmp_path / "model.safetensors"
+    save_model(source, engine, model, provenance={"training": {"iterations": 5}})
+    half = tmp_path / "half.safetensors"
+    info = convert_model(source, half, dtype=torch.float16, display_name="Stain", description="IHC to H&E")
+
+    assert read_model_info(half) == info
+    assert (info.display_name, info.description) == ("Stain", "IHC to H&E")
+    assert info.provenance["training"] == {"iterations": 5}
+    assert info.provenance["converted"]["dtype"] == "float16"
+    assert info.provenance["converted"]["from"] == "model.safetensors"
+    assert half.stat().st_size < 0.6 * source.stat().st_size
+    loaded = load_model(half)
+    for name, tensor in model.state_dict().items():
+        restored = loaded.model.state_dict()[name]
+        assert restored.dtype == tensor.dtype  # fp16 storage, fp32 in memory
+        torch.testing.assert_close(restored, tensor.to(torch.float16).float())
+
+    again = convert_model(half, tmp_path / "again.safetensors")  # None keeps name and description
+    assert (again.display_name, again.description) == ("Stain", "IHC to H&E")
+
+
+def test_the_bundled_stain_model_is_listed_with_its_name_and_loads():
+    stain = bundled_model(STAIN_MODEL)
+    assert stain in bundled_models()
+    assert stain.path.name == "stain_munit.safetensors"
+    assert stain.display_name == stain.info.display_name and stain.display_name
+    assert stain.description == stain.info.description and stain.description
+    assert stain.info.engine == "munit" and stain.info.trained
+    assert stain.info.provenance["converted"]["dtype"] == "float16"
+    loaded = load_model(stain.path, engine="munit")
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    assert (stain.path.stat().st_mode & 0o444) == 0o444  # readable by every user once installed
+
+    with pytest.raises(ModelFileError, match="no bundled model 'nope'.*stain_munit"):
+        bundled_model("nope")
+
+
+def test_an_unreadable_bundled_file_is_skipped_with_a_warning(tmp_path, munit_file):
+    folder = tmp_path / "bundled"
+    folder.mkdir()
+    os.link(munit_file, folder / "good.safetensors")
+    (folder / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.warns(UserWarning, match="skipping a bundled model: .*broken.safetensors"):
+        models = bundled_models(folder)
+    assert [model.key for model in models] == ["good"]
+    assert models[0].display_name == "good"  # no name in the metadata: the file name
+    assert "munit model good.safetensors" in models[0].description
+    with (
+        pytest.warns(UserWarning, match="broken.safetensors"),
+        pytest.raises(ModelFileError, match=r"no bundled model 'stain_munit'.*\(bundled: good\)"),
+    ):
+        bundled_model("stain_munit", folder)

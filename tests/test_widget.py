@@ -8,10 +8,11 @@ from PIL import Image as PILImage
 
 from engines.munit import MunitEngine
 from napari_i2i import widget as widget_module
+from napari_i2i.bundled_models import STAIN_MODEL, bundled_model
 from napari_i2i.engine_api import StyleMode
 from napari_i2i.model_file import save_model
 from napari_i2i.registry import EngineRegistry
-from napari_i2i.widget import TranslateWidget
+from napari_i2i.widget import OPEN_FILE, TranslateWidget
 
 RUN_TIMEOUT_MS = 60_000
 
@@ -267,3 +268,51 @@ def test_unit_model_offers_style_none_without_style_controls(qtbot, tmp_path, vi
     assert result.name == "cells [a2b]"
     assert result.rgb and result.data.shape == (48, 64, 3)
     assert result.metadata["napari_i2i"]["style_mode"] == "none"
+
+
+def test_bundled_stain_model_is_chosen_first_and_translates_the_sample(qtbot, viewer, widget):
+    stain = bundled_model(STAIN_MODEL)
+    assert widget.model.value == stain.path and widget.model_path == stain.path
+    assert widget.model.current_choice == stain.display_name
+    assert widget.model.tooltip == stain.description
+    assert widget.model_file.native.isHidden()
+    assert widget.engine.value == "munit"
+    assert set(widget.style_mode.choices) == {StyleMode.RANDOM, StyleMode.REFERENCE}
+
+    [source] = viewer.open_sample("napari-i2i", "ihc")  # File > Open Sample > napari-i2i
+    [reference] = viewer.open_sample("napari-i2i", "he_reference")
+    widget.sources.value = [source]
+    widget.style_mode.value = StyleMode.REFERENCE
+    widget.references.value = [reference]
+    widget.device.value = "cpu"
+    run_and_wait(qtbot, widget)
+
+    assert len(viewer.layers) == 3
+    result = viewer.layers[-1]
+    assert result.name == "IHC [a2b, style of H&E-like reference]"
+    assert result.rgb and result.data.shape == (256, 256, 3) and result.data.dtype == np.uint8
+    assert result.data.std() > 1  # an image, not a constant
+    recorded = result.metadata["napari_i2i"]
+    assert recorded["model"] == str(stain.path) and recorded["trained"] is True
+    assert recorded["references"] == ["H&E-like reference"]
+
+
+def test_open_file_entry_shows_the_file_picker(tmp_path, viewer, widget, munit_file):
+    stain = bundled_model(STAIN_MODEL)
+    entries = [widget.model.native.itemText(i) for i in range(widget.model.native.count())]
+    assert stain.display_name in entries and entries[-1] == OPEN_FILE
+    widget.model.value = OPEN_FILE
+    assert not widget.model_file.native.isHidden()
+    assert widget.model_path is None and widget.status.value == "choose a model file"
+    assert widget.direction.choices == ()
+
+    widget.model_file.value = munit_file
+    assert widget.model.value == OPEN_FILE and widget.model_path == munit_file
+
+    widget.model.value = stain.path
+    assert widget.model_file.native.isHidden() and widget.model_path == stain.path
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(munit_file.read_bytes())
+    widget.model_file.value = other  # choosing a file there selects "open file…"
+    assert widget.model.current_choice == OPEN_FILE and widget.model_path == other
+    assert not widget.model_file.native.isHidden()

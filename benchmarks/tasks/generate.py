@@ -52,18 +52,15 @@ from typing import Callable
 
 import numpy as np
 
+from napari_i2i.sample_data import DAB_TO_EOSIN, H_SCALE, he_like_restain
+
 SPLITS = ("train_a", "train_b", "test_a", "test_b")
 FORMAT_VERSION = 1
 
 #: Fraction of each source's cells (or of the character pool) held out for the paired test set.
 TEST_FRACTION = 0.2
 
-# --- stain: fixed re-staining in HED space ----------------------------------------------
-#: Haematoxylin concentration is multiplied by this (darker, bluer nuclei) ...
-STAIN_H_SCALE = 1.5
-#: ... DAB concentration times this is added to the eosin channel (brown -> pink) ...
-STAIN_DAB_TO_EOSIN = 0.5
-#: ... and the DAB channel is emptied. Eosin already present (H&E source) is kept.
+# --- stain: fixed re-staining in HED space (napari_i2i.sample_data) ------------------
 
 # --- fluo2bf: Beer-Lambert absorption ---------------------------------------------------
 #: Absorption strength: optical density at normalised fluorescence 1 is ``FLUO_K * vector``.
@@ -212,21 +209,12 @@ def _require_stardist_file(name: str, task: str) -> Path:
 # ------------------------------------------------------------------------------- stain
 
 def stain_transform(rgb: np.ndarray) -> np.ndarray:
-    """The fixed IHC -> H&E-like re-staining (uint8 RGB in, uint8 RGB out, pixel-wise).
+    """The fixed IHC -> H&E-like re-staining (uint8 RGB in and out, pixel-wise).
 
-    In HED optical-density space (``skimage.color.rgb2hed``, which clips negative
-    concentrations to 0): H' = ``STAIN_H_SCALE``·H, E' = E + ``STAIN_DAB_TO_EOSIN``·DAB,
-    DAB' = 0; back with ``skimage.color.hed2rgb``, clipped, rounded to 8 bits.
+    The package's own :func:`napari_i2i.sample_data.he_like_restain`, so the
+    demo's style reference and this task's domain B are one transform.
     """
-    from skimage.color import hed2rgb, rgb2hed
-
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[-1] != 3:
-        raise ValueError(f"expected uint8 RGB, got {rgb.dtype} {rgb.shape}")
-    hed = rgb2hed(rgb)
-    out = np.zeros_like(hed)
-    out[..., 0] = STAIN_H_SCALE * hed[..., 0]
-    out[..., 1] = hed[..., 1] + STAIN_DAB_TO_EOSIN * hed[..., 2]
-    return _to_uint8(hed2rgb(out))
+    return he_like_restain(rgb)
 
 
 def stain_sources(use_stardist: bool = True) -> tuple[list[tuple[str, np.ndarray]], dict]:
@@ -257,7 +245,7 @@ def stain_task(tile: int = 64, seed: int = 0, use_stardist: bool = True) -> Task
         "transform": {
             "function": "benchmarks.tasks.generate.stain_transform",
             "description": "HED space (skimage rgb2hed/hed2rgb): H'=h_scale*H, E'=E+dab_to_eosin*DAB, DAB'=0",
-            "h_scale": STAIN_H_SCALE, "dab_to_eosin": STAIN_DAB_TO_EOSIN,
+            "h_scale": H_SCALE, "dab_to_eosin": DAB_TO_EOSIN,
         },
         "sources": record, "cells": cells,
         "a": "original RGB tile", "b": "re-stained RGB tile",
