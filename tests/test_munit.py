@@ -54,7 +54,7 @@ def test_style_reference_changes_the_output_and_codes_average():
     out_dark, out_striped = by_reference(dark), by_reference(striped)
     assert torch.equal(out_dark, by_reference(dark))
     # untrained style encoders give small codes, so the change is small but real
-    assert (out_dark - out_striped).abs().max() > 1e-3
+    assert (out_dark - out_striped).abs().max() > 1e-4  # float noise is ~1e-7
     with torch.inference_mode():
         explicit = model.gen_b.decode(
             model.gen_a.content_encoder(image), model.gen_b.style_encoder(dark)

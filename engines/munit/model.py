@@ -23,9 +23,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         channels_a=3, channels_b=3, dim=64, n_downsample=2, n_res=4,
         style_dim=8, style_downsample=4, mlp_dim=256,
     ),
-    # Same architecture, narrow and shallow enough to train on two CPU cores.
+    # Same architecture, narrow and shallow enough to train on two CPU cores; one
+    # downsampling keeps fine structure that 64² training crops cannot afford to
+    # lose (docs/benchmarks.md: 2 downsamplings stalled below the identity).
     "small": dict(
-        channels_a=3, channels_b=3, dim=16, n_downsample=2, n_res=2,
+        channels_a=3, channels_b=3, dim=16, n_downsample=1, n_res=2,
         style_dim=8, style_downsample=4, mlp_dim=64,
     ),
 }
