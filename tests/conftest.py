@@ -32,3 +32,17 @@ def munit_file(tmp_path):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def vgg16_hub(tmp_path_factory):
+    """A torch hub folder whose cache holds torchvision's VGG16 state dict (random
+    weights, made here: nothing is downloaded). Returns (hub dir, weights file)."""
+    import torchvision
+
+    hub = tmp_path_factory.mktemp("hub")
+    (hub / "checkpoints").mkdir()
+    path = hub / "checkpoints" / "vgg16-397923af.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg16(weights=None).state_dict(), path)
+    return hub, path

@@ -2,8 +2,9 @@
 
 A method supplies a :class:`MethodTrainer` (networks, optimisers, losses and
 one update step); the loop owns everything else: batches, autocast, atomic
-checkpoints with exact resume, loss logs, validation images, progress and a
-clean stop on Ctrl-C.
+checkpoints with exact resume (gradient scaler included), loss logs (JSON
+lines, and TensorBoard when it is installed), validation images, progress
+and a clean stop on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import random
 import signal
 import tempfile
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -24,7 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_i2i.device import autocast_dtype
+
 CHECKPOINT_NAME = "checkpoint.pt"
+TENSORBOARD_DIR = "tensorboard"
 
 
 @dataclass
@@ -61,6 +66,15 @@ class MethodTrainer(ABC):
     def schedulers(self) -> Mapping[str, torch.optim.lr_scheduler.LRScheduler]:
         return {}
 
+    def scalers(self) -> Mapping[str, torch.amp.GradScaler]:
+        """Gradient scalers (fp16 autocast) whose state a checkpoint must hold."""
+        return {}
+
+    def events(self) -> list[dict[str, Any]]:
+        """Records for the training log, written when a session starts: e.g. which
+        weights an auxiliary loss uses, or that a loss was switched off and why."""
+        return []
+
     @abstractmethod
     def step(self, batch: Any, iteration: int) -> dict[str, float]:
         """One update on *batch*; returns the loss terms for the log."""
@@ -68,6 +82,28 @@ class MethodTrainer(ABC):
     def validation_images(self, batch: Any) -> torch.Tensor | None:
         """A ``(N, C, H, W)`` image grid in [-1, 1] showing progress, or None."""
         return None
+
+
+def grad_scaler_enabled(device: torch.device) -> bool:
+    """Loss scaling is needed where autocast runs in fp16 on CUDA; bf16 and fp32 need none."""
+    return device.type == "cuda" and autocast_dtype(device) == torch.float16
+
+
+def make_grad_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """A ``GradScaler`` for *device*; a pass-through (``enabled=False``) unless fp16 on CUDA."""
+    return torch.amp.GradScaler(device.type, enabled=grad_scaler_enabled(device))
+
+
+def _summary_writer(log_dir: Path, purge_step: int | None) -> Any:
+    """A TensorBoard ``SummaryWriter`` when tensorboard is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # not installed: JSON lines only
+        return None
+    except Exception as error:  # noqa: BLE001  (a broken install must not stop training)
+        warnings.warn(f"TensorBoard logging is off: importing it failed ({error})", stacklevel=3)
+        return None
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
 
 def _numpy_state() -> tuple[torch.Tensor, int, int, float]:
@@ -134,6 +170,7 @@ class TrainLoop:
         self.on_progress = on_progress
         self.on_validate = on_validate
         self.iteration = 0
+        self.writer: Any = None  # TensorBoard, while run() runs and tensorboard is installed
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -150,6 +187,7 @@ class TrainLoop:
             "modules": {k: m.state_dict() for k, m in trainer.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in trainer.optimizers().items()},
             "schedulers": {k: s.state_dict() for k, s in trainer.schedulers().items()},
+            "scalers": {k: s.state_dict() for k, s in trainer.scalers().items()},
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -175,6 +213,10 @@ class TrainLoop:
             optimizer.load_state_dict(state["optimizers"][key])
         for key, scheduler in trainer.schedulers().items():
             scheduler.load_state_dict(state["schedulers"][key])
+        for key, scaler in trainer.scalers().items():
+            saved = state.get("scalers", {}).get(key)
+            if saved:  # {} when saved disabled (CPU, bf16): a fresh scaler then
+                scaler.load_state_dict(saved)
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] and torch.cuda.is_available():
@@ -191,6 +233,25 @@ class TrainLoop:
         with open(self.run_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def _log_events(self) -> None:
+        for event in self.trainer.events():
+            self._log({"iteration": self.iteration, **event})
+            if self.writer is not None:
+                self.writer.add_text("events", json.dumps(event), self.iteration)
+
+    def _log_scalars(self, losses: Mapping[str, float]) -> None:
+        writer = self.writer
+        if writer is None:
+            return
+        for name, value in losses.items():
+            writer.add_scalar(f"loss/{name}", value, self.iteration)
+        for name, optimizer in self.trainer.optimizers().items():
+            writer.add_scalar(f"lr/{name}", optimizer.param_groups[0]["lr"], self.iteration)
+        for name, scaler in self.trainer.scalers().items():
+            if scaler.is_enabled():
+                writer.add_scalar(f"grad_scale/{name}", scaler.get_scale(), self.iteration)
+        writer.flush()
+
     def _validate(self) -> None:
         if self.on_validate is not None:
             self.on_validate(self.iteration, self.trainer)
@@ -203,7 +264,14 @@ class TrainLoop:
 
         folder = self.run_dir / "validation"
         folder.mkdir(exist_ok=True)
-        save_image((images.float().cpu() + 1) / 2, folder / f"{self.iteration:08d}.png", nrow=len(images) // 2 or 1)
+        images = ((images.float().cpu() + 1) / 2).clamp(0, 1)
+        nrow = len(images) // 2 or 1
+        save_image(images, folder / f"{self.iteration:08d}.png", nrow=nrow)
+        if self.writer is not None:
+            from torchvision.utils import make_grid
+
+            self.writer.add_image("validation", make_grid(images, nrow=nrow), self.iteration)
+            self.writer.flush()
 
     def run(self) -> bool:
         """Train to ``config.iterations``; returns False when stopped early (Ctrl-C).
@@ -214,24 +282,33 @@ class TrainLoop:
         started = time.perf_counter()
         first = self.iteration
         finished = True
-        with _StopRequest() as stop:
-            batches = self.batches(self.iteration)
-            while self.iteration < config.iterations:
-                if stop.requested:
-                    finished = False
-                    break
-                batch = next(batches)
-                losses = self.trainer.step(batch, self.iteration)
-                self.iteration += 1
-                if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
-                    elapsed = time.perf_counter() - started
-                    self._log({"iteration": self.iteration, "seconds": round(elapsed, 3), **losses})
-                if self.on_progress is not None:
-                    self.on_progress(self.iteration, losses)
-                if self.iteration % config.validate_every == 0:
-                    self._validate()
-                if self.iteration % config.checkpoint_every == 0:
-                    self.save_checkpoint()
-        if self.iteration != first or not self.checkpoint_path.exists():
-            self.save_checkpoint()
+        # purge_step: a resumed run hides what an earlier session logged after its checkpoint
+        self.writer = _summary_writer(self.run_dir / TENSORBOARD_DIR, purge_step=self.iteration or None)
+        try:
+            self._log_events()
+            with _StopRequest() as stop:
+                batches = self.batches(self.iteration)
+                while self.iteration < config.iterations:
+                    if stop.requested:
+                        finished = False
+                        break
+                    batch = next(batches)
+                    losses = self.trainer.step(batch, self.iteration)
+                    self.iteration += 1
+                    if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
+                        elapsed = time.perf_counter() - started
+                        self._log({"iteration": self.iteration, "seconds": round(elapsed, 3), **losses})
+                        self._log_scalars(losses)
+                    if self.on_progress is not None:
+                        self.on_progress(self.iteration, losses)
+                    if self.iteration % config.validate_every == 0:
+                        self._validate()
+                    if self.iteration % config.checkpoint_every == 0:
+                        self.save_checkpoint()
+            if self.iteration != first or not self.checkpoint_path.exists():
+                self.save_checkpoint()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
         return finished

@@ -1,23 +1,31 @@
 """MUNIT training (Huang et al., ECCV 2018; ``shared/METHODS.md`` §2).
 
 Losses: image reconstruction, content and style reconstruction, LSGAN with
-multi-scale discriminators, and the style-augmented cycle (example-guided
-translation needs it). The update scheme is in :mod:`trainers.two_domain`.
+multi-scale discriminators, the style-augmented cycle (example-guided
+translation needs it) and, optionally (``vgg_weight`` > 0), the
+domain-invariant perceptual loss: instance-normalised VGG16 features of a
+translation against those of its source. The update scheme is in
+:mod:`trainers.two_domain`.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from engines.munit import MunitModel
 from napari_i2i import hookimpl
 from trainers.loop import TrainerSpec
 from trainers.losses import l1
 from trainers.two_domain import SMALL_OPTIMISATION, AdversarialSettings, TwoDomainTrainer
+from trainers.vgg import Vgg16Features, VggWeightsNotFound, load_vgg16
+
+PERCEPTUAL_LAYER = "relu5_3"  # the deepest ReLU, as in the published code
 
 
 @dataclass
@@ -27,6 +35,8 @@ class MunitTrainConfig(AdversarialSettings):
     content_weight: float = 1.0
     style_weight: float = 1.0
     cycle_weight: float = 10.0  # style-augmented cycle
+    vgg_weight: float = 0.0  # domain-invariant perceptual loss; 0 (off) in the published default
+    vgg_weights: str | None = None  # VGG16 weights file; else the torch hub cache
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
@@ -36,9 +46,55 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def domain_invariant_perceptual(vgg: Vgg16Features, output: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """MSE between instance-normalised VGG16 features of a translation and of its source.
+
+    Instance norm removes the per-channel feature statistics (the domain, the
+    style), so what is compared is content. The source's features carry no
+    gradient.
+    """
+    (features,) = vgg(output, (PERCEPTUAL_LAYER,))
+    with torch.no_grad():
+        (target,) = vgg(source, (PERCEPTUAL_LAYER,))
+    if features.shape[-2] * features.shape[-1] < 2:
+        raise ValueError(
+            f"the VGG perceptual loss needs crops of at least 32 pixels (its {PERCEPTUAL_LAYER} "
+            f"features are 1×1 at {tuple(output.shape[-2:])})"
+        )
+    return F.mse_loss(F.instance_norm(features.float()), F.instance_norm(target.float()))
+
+
 class MunitTrainer(TwoDomainTrainer):
     model: MunitModel
     config: MunitTrainConfig
+
+    def __init__(self, model: MunitModel, config: MunitTrainConfig, device: torch.device) -> None:
+        super().__init__(model, config, device)
+        self.vgg: Vgg16Features | None = None
+        self._events: list[dict[str, Any]] = []
+        if config.vgg_weight > 0:
+            self._load_vgg(config)
+
+    def _load_vgg(self, config: MunitTrainConfig) -> None:
+        for domain in "ab":
+            channels = self.model.config[f"channels_{domain}"]
+            if channels not in (1, 3):
+                raise ValueError(
+                    f"the VGG perceptual loss (vgg_weight) needs gray or RGB images; "
+                    f"domain {domain} has {channels} channels: set vgg_weight = 0"
+                )
+        try:  # a named file that is missing or broken is an error, raised here
+            self.vgg, source = load_vgg16(config.vgg_weights, self.device)
+        except VggWeightsNotFound as error:
+            message = f"VGG perceptual loss switched off (vgg_weight {config.vgg_weight}): {error}"
+            warnings.warn(message, stacklevel=3)
+            self._events.append({"event": "vgg_loss_off", "vgg_weight": config.vgg_weight, "reason": str(error)})
+            return
+        self._events.append({"event": "vgg_loss", "vgg_weight": config.vgg_weight, "source": source,
+                             "layer": PERCEPTUAL_LAYER})
+
+    def events(self) -> list[dict[str, Any]]:
+        return list(self._events)
 
     def translate(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
         gen_a, gen_b = self.model.gen_a, self.model.gen_b
@@ -71,6 +127,11 @@ class MunitTrainer(TwoDomainTrainer):
                 gen_b.decode(content_b_back, f["style_b"]), x_b
             )
             weights["cycle"] = cfg.cycle_weight
+        if self.vgg is not None:  # on the translations the step already made
+            losses["vgg"] = domain_invariant_perceptual(self.vgg, f["x_ab"], x_a) + domain_invariant_perceptual(
+                self.vgg, f["x_ba"], x_b
+            )
+            weights["vgg"] = cfg.vgg_weight
         return losses, weights
 
     def translate_for_display(self, x_a: torch.Tensor, x_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ from torch import nn
 
 from napari_i2i.device import autocast
 from trainers.discriminators import MultiScaleDiscriminator
-from trainers.loop import MethodTrainer
+from trainers.loop import MethodTrainer, make_grad_scaler
 from trainers.losses import lsgan_discriminator, lsgan_generator
 
 # The CPU-sized optimisation of the `small` presets: narrow discriminators, the
@@ -77,6 +77,7 @@ class TwoDomainTrainer(MethodTrainer):
             name: torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, gamma=0.5)
             for name, optimizer in self.optimizers().items()
         }
+        self.scaler = make_grad_scaler(device)  # fp16 on CUDA only; a pass-through otherwise
 
     def modules(self) -> Mapping[str, nn.Module]:
         return {"generator": self.model, "dis_a": self.dis_a, "dis_b": self.dis_b}
@@ -86,6 +87,9 @@ class TwoDomainTrainer(MethodTrainer):
 
     def schedulers(self) -> Mapping[str, torch.optim.lr_scheduler.LRScheduler]:
         return self._schedulers
+
+    def scalers(self) -> Mapping[str, torch.amp.GradScaler]:
+        return {"grad": self.scaler}
 
     @abstractmethod
     def translate(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -110,8 +114,8 @@ class TwoDomainTrainer(MethodTrainer):
             dis_loss = lsgan_discriminator(self.dis_a(x_a), self.dis_a(x_ba.detach()))
             dis_loss = dis_loss + lsgan_discriminator(self.dis_b(x_b), self.dis_b(x_ab.detach()))
         self.dis_optimizer.zero_grad(set_to_none=True)
-        dis_loss.backward()
-        self.dis_optimizer.step()
+        self.scaler.scale(dis_loss).backward()
+        self.scaler.step(self.dis_optimizer)
 
         for discriminator in (self.dis_a, self.dis_b):
             discriminator.requires_grad_(False)
@@ -121,8 +125,9 @@ class TwoDomainTrainer(MethodTrainer):
             weights["gan"] = self.config.gan_weight
             gen_loss = sum(weights[k] * losses[k] for k in losses)
         self.gen_optimizer.zero_grad(set_to_none=True)
-        gen_loss.backward()
-        self.gen_optimizer.step()
+        self.scaler.scale(gen_loss).backward()
+        self.scaler.step(self.gen_optimizer)
+        self.scaler.update()  # once per iteration, after both optimisers
         for discriminator in (self.dis_a, self.dis_b):
             discriminator.requires_grad_(True)
         for scheduler in self._schedulers.values():

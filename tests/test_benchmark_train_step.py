@@ -1,0 +1,37 @@
+"""benchmarks/train_step.py: the iteration time and its split, on tiny networks."""
+
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package
+    sys.path.insert(0, str(ROOT))
+
+train_step = importlib.import_module("benchmarks.train_step")
+
+TINY = {"munit": {"dim": 8, "mlp_dim": 16, "n_res": 1}, "unit": {"dim": 8, "n_res": 1}}
+
+
+@pytest.mark.parametrize("engine", sorted(TINY))
+def test_measure_splits_the_iteration(engine):
+    row = train_step.measure(engine, "small", size=32, batch=2, iters=3, warmup=1, device="cpu",
+                             model=TINY[engine], training={"dis_dim": 8})
+    assert row["engine"] == engine and row["size"] == 32 and row["device"] == "cpu"
+    assert all(math.isfinite(row[name]) and row[name] > 0 for name in ("total", "cpu", *train_step.PHASES))
+    assert len(row["per_iteration"]) == 3
+    for one in row["per_iteration"]:  # the phases are consecutive parts of one step
+        assert sum(one[name] for name in train_step.PHASES) <= one["total"]
+
+
+def test_command_line_prints_a_row_per_size(capsys, monkeypatch):
+    real = train_step.measure
+    monkeypatch.setattr(train_step, "measure", lambda *args: real(*args, model=TINY["munit"],
+                                                                  training={"dis_dim": 8}))
+    train_step.main(["--preset", "small", "--sizes", "32", "48", "--iters", "1", "--warmup", "0"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("engine munit, preset small, batch 1, median of 1")
+    assert [line.split()[0] for line in lines[2:]] == ["32", "48"]
