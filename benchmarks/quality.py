@@ -8,7 +8,9 @@ the ``small`` preset with fixed settings and seed through ``trainers.run``,
 score the held-out pairs every ``--eval-every`` iterations (the learning
 curve: PSNR against wall time), and print one table with the baselines.
 Multimodal engines are scored on ``--samples`` random styles per input (the
-metrics average over samples; diversity is their mean pairwise L1).
+metrics average over samples; diversity is their mean pairwise L1); engines
+with reference styles also on the style of a train_b tile and, as an upper
+bound, on the style of each input's own target.
 """
 
 from __future__ import annotations
@@ -31,17 +33,40 @@ from napari_i2i.translate import TranslateOptions, run_to_completion, run_transl
 from trainers.run import make_settings, train
 
 
-def predict(engine_name: str, model: torch.nn.Module, task, samples: int) -> dict[str, list[np.ndarray]]:
-    """Translate every test input with the current weights (eval mode, then back)."""
+def predict(
+    engine_name: str, model: torch.nn.Module, task, samples: int, references: str | None = None
+) -> dict[str, list[np.ndarray]]:
+    """Translate every test input with the current weights (eval mode, then back).
+
+    Random styles (``samples`` per input) or, with ``references``, one
+    reference style per input: ``"train_b"``, a train_b tile drawn with a
+    fixed seed (what a user with example images of the target has), or
+    ``"target"``, the input's own ground-truth target (an upper bound: the
+    style the target really has, as StEP's paper scores it).
+    """
     was_training = model.training
     model.eval()
     capabilities = model.capabilities
-    mode = StyleMode.RANDOM if StyleMode.RANDOM in capabilities.style_modes else StyleMode.NONE
-    loaded = LoadedModel(Path("<training>"), ModelInfo(engine_name, model.config, [], {}), None, model)
     names = sorted(task.splits["test_a"])
-    sources = [ImageData(task.splits["test_a"][n], n, rgb=task.splits["test_a"][n].ndim == 3) for n in names]
-    options = TranslateOptions("a2b", mode, n_samples=samples if mode is StyleMode.RANDOM else 1, seed=0)
-    results = run_to_completion(run_translation(loaded, sources, options))
+    loaded = LoadedModel(Path("<training>"), ModelInfo(engine_name, model.config, [], {}), None, model)
+
+    def image(array: np.ndarray, name: str) -> ImageData:
+        return ImageData(array, name, rgb=array.ndim == 3)
+
+    if references is None:
+        mode = StyleMode.RANDOM if StyleMode.RANDOM in capabilities.style_modes else StyleMode.NONE
+        options = TranslateOptions("a2b", mode, n_samples=samples if mode is StyleMode.RANDOM else 1, seed=0)
+        jobs = [([image(task.splits["test_a"][n], n) for n in names], [])]
+    else:
+        options = TranslateOptions("a2b", StyleMode.REFERENCE)
+        train_b = sorted(task.splits["train_b"])
+        drawn = np.random.default_rng(0).choice(len(train_b), len(names))
+        pool = {"train_b": [task.splits["train_b"][train_b[k]] for k in drawn],
+                "target": [task.splits["test_b"][n] for n in names]}[references]
+        jobs = [([image(task.splits["test_a"][n], n)], [image(ref, "reference")]) for n, ref in zip(names, pool)]
+    results = []
+    for sources, style_references in jobs:
+        results += run_to_completion(run_translation(loaded, sources, options, style_references))
     model.train(was_training)
     predictions = {}
     for name, result in zip(names, results):
@@ -89,9 +114,15 @@ def main() -> int:
             run_dir = args.out / "runs" / f"{task_name}_{engine}"
             train(run_dir, settings, torch.device("cpu"), on_validate=evaluate)
             seconds = time.perf_counter() - started
-            final = score(task.splits["test_b"], predict(engine, _load(run_dir), task, args.samples))
-            rows.append({"task": task_name, "method": f"{engine} small, {args.iters} it ({seconds / 60:.1f} min)",
-                         **final})
+            model = _load(run_dir)
+            label = f"{engine} small, {args.iters} it ({seconds / 60:.1f} min)"
+            final = score(task.splits["test_b"], predict(engine, model, task, args.samples))
+            rows.append({"task": task_name, "method": label, **final})
+            if StyleMode.REFERENCE in model.capabilities.style_modes:
+                for references, what in (("train_b", "style of a train_b tile"),
+                                         ("target", "style of the target (upper bound)")):
+                    final = score(task.splits["test_b"], predict(engine, model, task, 1, references))
+                    rows.append({"task": task_name, "method": f"{label}, {what}", **final})
             curves[f"{task_name}/{engine}"] = curve
     print_table(rows)
     (args.out / "curves.json").write_text(json.dumps(curves, indent=1))
