@@ -18,9 +18,9 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -39,6 +39,26 @@ class LoopConfig:
     log_every: int = 10
     validate_every: int = 1000
     seed: int = 0
+
+
+@dataclass
+class MethodSettings:
+    """A method's ``[training]`` settings; a subclass lists them as dataclass fields."""
+
+    method: ClassVar[str] = "method"
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        """Settings from a config table: an unknown key is an error, not ignored."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.method} training settings: {sorted(unknown)}")
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raise ValueError for a value out of range."""
 
 
 @dataclass(frozen=True)

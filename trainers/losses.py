@@ -18,3 +18,27 @@ def lsgan_generator(fake: list[torch.Tensor]) -> torch.Tensor:
 
 def l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(prediction.float(), target.float())
+
+
+def hinge_discriminator(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Hinge GAN, discriminator side: ``mean(relu(1 − real)) + mean(relu(1 + fake))``."""
+    return F.relu(1 - real.float()).mean() + F.relu(1 + fake.float()).mean()
+
+
+def hinge_generator(fake: torch.Tensor) -> torch.Tensor:
+    """Hinge GAN, generator side: ``−mean(fake)``."""
+    return -fake.float().mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): mean over the batch of ``‖∇_x D(x)‖²`` on real images.
+
+    ``real_logits`` are ``(N, …)`` (e.g. patch logits); an image's logit is the
+    mean of its entries. ``real_images`` must require grad and ``real_logits``
+    come from them. The graph is kept, so the penalty can be backpropagated.
+    ``scale``: the fp16 gradient scaler's scale (the gradient is taken of the
+    scaled output, so it does not underflow, and unscaled before squaring).
+    """
+    per_image = real_logits.float().flatten(1).mean(1)
+    (gradient,) = torch.autograd.grad(per_image.sum() * scale, real_images, create_graph=True)
+    return (gradient.float() / scale).square().flatten(1).sum(1).mean()

@@ -3,6 +3,11 @@
 Shared by ``napari-i2i train`` and any other front end. Settings come from
 the preset, then a TOML/YAML file, then explicit overrides; they are written
 to ``RUN_DIR/run.json`` so ``resume`` continues with exactly the same ones.
+
+Two kinds of data, as the engine's ``TrainerSpec.data`` says: ``"unpaired"``
+(two domain folders, :func:`make_settings`) and ``"classes"`` (one folder of
+class subfolders, :func:`make_class_settings`, FUNIT). :func:`train` takes
+the settings of either.
 """
 
 from __future__ import annotations
@@ -10,17 +15,23 @@ from __future__ import annotations
 import json
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from napari_i2i.model_file import save_model
 from napari_i2i.registry import EngineRegistry, default_registry
-from trainers.datasets import ImageFolder, InfiniteSampler, UnpairedDomains
+from trainers.classes import ClassPairs, ClassSubset, split_classes
+from trainers.datasets import (
+    ClassFolders,
+    ImageFolder,
+    InfiniteSampler,
+    UnpairedDomains,
+)
 from trainers.loop import LoopConfig, MethodTrainer, TrainLoop
 
 RUN_FILE = "run.json"
@@ -31,14 +42,24 @@ LOOP_PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(size=64, batch=4, iterations=5_000, checkpoint_every=500, validate_every=500),
     "paper": dict(size=256, batch=1, iterations=1_000_000, checkpoint_every=10_000, validate_every=10_000),
 }
+# Class-folder training (FUNIT): whole objects, so images are resized before cropping: the
+# published 128² crops of images whose short side is 140; `small` works on 32² images.
+CLASS_LOOP_PRESETS: dict[str, dict[str, Any]] = {
+    "small": {"size": 32, "resize": 32, "batch": 4, "iterations": 5_000,
+              "checkpoint_every": 500, "validate_every": 500},
+    "paper": {"size": 128, "resize": 140, "batch": 64, "iterations": 100_000,
+              "checkpoint_every": 5_000, "validate_every": 5_000},
+}
+# RunSettings fields that say what the data is: set by make_*settings, not by config files or flags.
+_DATA_FIELDS = {"engine", "preset", "domain_a", "domain_b", "data", "classes", "holdout_classes"}
 
 
 @dataclass
 class RunSettings:
     engine: str
     preset: str
-    domain_a: str
-    domain_b: str
+    domain_a: str | None = None  # data "unpaired"
+    domain_b: str | None = None
     model: dict[str, Any] = field(default_factory=dict)  # engine config
     training: dict[str, Any] = field(default_factory=dict)  # method settings
     size: int = 64
@@ -48,6 +69,10 @@ class RunSettings:
     validate_every: int = 500
     log_every: int = 10
     seed: int = 0
+    resize: int | None = None  # short side resized to this before cropping; None: never resized
+    data: str = "unpaired"  # or "classes"
+    classes: str | None = None  # data "classes": the folder of class subfolders
+    holdout_classes: list[str] = field(default_factory=list)  # classes kept out of training
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -78,9 +103,7 @@ def make_settings(
 ) -> RunSettings:
     """Preset, then config file values, then overrides (command-line flags)."""
     registry = registry or default_registry()
-    spec = registry.trainer(engine)
-    if preset not in LOOP_PRESETS or preset not in spec.presets:
-        raise ValueError(f"no training preset {preset!r}; choose one of {sorted(spec.presets)}")
+    spec = _spec(registry, engine, preset, "unpaired")
     config = dict(config or {})
     model_overrides = dict(config.pop("model", {}))
     for key, folder in (("channels_a", domain_a), ("channels_b", domain_b)):
@@ -88,18 +111,81 @@ def make_settings(
             model_overrides[key] = ImageFolder(folder, size=None, verify=False, cache_bytes=0).channels
     model = registry.get(engine).config(preset, **model_overrides)
     training = {**spec.presets[preset], **config.pop("training", {})}
-    loop = {**LOOP_PRESETS[preset], **config, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    known = {f for f in RunSettings.__dataclass_fields__} - {"engine", "preset", "domain_a", "domain_b"}
-    unknown = set(loop) - known
-    if unknown:
-        raise ValueError(f"unknown settings: {sorted(unknown)}")
+    loop = _loop_settings(LOOP_PRESETS[preset], config, overrides)
     return RunSettings(
         engine=engine, preset=preset, domain_a=str(domain_a), domain_b=str(domain_b),
         model=model, training=training, **loop,
     )
 
 
-def _batches(dataset: UnpairedDomains, settings: RunSettings, device: torch.device) -> Callable:
+def make_class_settings(
+    engine: str,
+    preset: str,
+    classes: str | Path,
+    holdout: int | Sequence[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    registry: EngineRegistry | None = None,
+) -> RunSettings:
+    """Settings for an engine trained on class folders (``TrainerSpec.data == "classes"``).
+
+    ``classes`` holds one subfolder of images per class. ``holdout`` keeps
+    classes out of training for evaluating translation to unseen classes: a
+    number of classes drawn with the run's seed, or their names (see
+    :func:`trainers.classes.split_classes`). The model's ``channels`` come
+    from the images unless ``[model]`` sets them; the training setting
+    ``num_classes`` (the discriminator's outputs) is the number of training classes.
+    """
+    registry = registry or default_registry()
+    spec = _spec(registry, engine, preset, "classes")
+    config = dict(config or {})
+    model_overrides = dict(config.pop("model", {}))
+    training_overrides = dict(config.pop("training", {}))
+    loop = _loop_settings(CLASS_LOOP_PRESETS[preset], config, overrides)
+    chosen = {**config, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    if "resize" not in chosen and loop.get("resize") is not None and loop["resize"] < loop["size"]:
+        loop["resize"] = loop["size"]  # a larger crop than the preset's: resize to it, not below
+    found = ClassFolders(classes, size=None, verify=False, cache_bytes=0)  # headers only; names problems
+    if "channels" not in model_overrides:  # the data decides, unless the user did
+        model_overrides["channels"] = found.channels
+    model = registry.get(engine).config(preset, **model_overrides)
+    training_classes, held_out = split_classes(found.classes, holdout, loop.get("seed", 0))
+    training = {**spec.presets[preset], "num_classes": len(training_classes), **training_overrides}
+    return RunSettings(
+        engine=engine, preset=preset, data="classes", classes=str(classes), holdout_classes=held_out,
+        model=model, training=training, **loop,
+    )
+
+
+def data_kind(engine: str, registry: EngineRegistry | None = None) -> str:
+    """What the engine's trainer trains on: ``"unpaired"`` (two domain folders) or ``"classes"``."""
+    return (registry or default_registry()).trainer(engine).data
+
+
+def _spec(registry: EngineRegistry, engine: str, preset: str, data: str) -> Any:
+    spec = registry.trainer(engine)
+    if spec.data != data:
+        needs = {"unpaired": "two folders of unpaired images (domains A and B)",
+                 "classes": "one folder with a subfolder of images per class"}
+        raise ValueError(f"engine {engine!r} trains on {needs.get(spec.data, repr(spec.data))}")
+    loop_presets = CLASS_LOOP_PRESETS if data == "classes" else LOOP_PRESETS
+    if preset not in loop_presets or preset not in spec.presets:
+        raise ValueError(f"no training preset {preset!r}; choose one of {sorted(spec.presets)}")
+    return spec
+
+
+def _loop_settings(
+    preset: Mapping[str, Any], config: Mapping[str, Any], overrides: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Loop settings: the preset's, then the config file's top-level keys, then flags."""
+    loop = {**preset, **config, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    unknown = set(loop) - (set(RunSettings.__dataclass_fields__) - _DATA_FIELDS - {"model", "training"})
+    if unknown:
+        raise ValueError(f"unknown settings: {sorted(unknown)}")
+    return loop
+
+
+def _batches(dataset: Dataset, settings: RunSettings, device: torch.device) -> Callable:
     def from_iteration(start: int):
         sampler = InfiniteSampler(len(dataset), settings.seed, start=start * settings.batch)
         loader = DataLoader(
@@ -112,6 +198,48 @@ def _batches(dataset: UnpairedDomains, settings: RunSettings, device: torch.devi
         return iter(loader)
 
     return from_iteration
+
+
+def _unpaired_data(settings: RunSettings) -> tuple[Dataset, Any, dict[str, Any]]:
+    """Two domain folders: the dataset, a validation batch ``(x_a, x_b)`` and the provenance record."""
+    options = {"size": settings.size, "resize": settings.resize, "seed": settings.seed}
+    dataset = UnpairedDomains(
+        ImageFolder(settings.domain_a, channels=settings.model.get("channels_a"), **options),
+        ImageFolder(settings.domain_b, channels=settings.model.get("channels_b"), **options),
+        seed=settings.seed,
+    )
+    validation = [dataset[i] for i in range(min(4, len(dataset)))]
+    batch = tuple(torch.stack(parts) for parts in zip(*validation))
+    return dataset, batch, {"domain_a": settings.domain_a, "domain_b": settings.domain_b}
+
+
+def _class_data(settings: RunSettings) -> tuple[Dataset, Any, dict[str, Any]]:
+    """Class folders: pairs of the training classes, a validation batch ``(content, examples)``
+    whose examples come from the held-out classes when there are any, and the provenance record."""
+    folders = ClassFolders(
+        settings.classes, channels=settings.model.get("channels"), size=settings.size,
+        resize=settings.resize, seed=settings.seed,
+    )
+    held_out = list(settings.holdout_classes)
+    training_classes, _ = split_classes(folders.classes, held_out)
+    num_classes = settings.training.get("num_classes")
+    if num_classes is not None and num_classes != len(training_classes):
+        raise ValueError(
+            f"{settings.classes}: {len(training_classes)} training classes, but the settings say "
+            f"num_classes = {num_classes} (did the class folders change since the run started?)"
+        )
+    dataset = ClassPairs(ClassSubset(folders, training_classes), seed=settings.seed)
+    count = min(4, len(dataset))
+    content = torch.stack([dataset[i][0][0] for i in range(count)])
+    if held_out:  # what FUNIT is for: classes never seen in training
+        examples = torch.stack([
+            folders.sample(folders.classes.index(held_out[i % len(held_out)]), 1, key=i)[0]
+            for i in range(count)
+        ])
+    else:
+        examples = torch.stack([dataset[i][1][0] for i in range(count)])
+    record = {"classes_dir": settings.classes, "classes": training_classes, "holdout_classes": held_out}
+    return dataset, (content, examples), record
 
 
 def train(
@@ -143,19 +271,18 @@ def train(
         settings.iterations = iterations
     engine = registry.get(settings.engine)
     spec = registry.trainer(settings.engine)
-    data_options = dict(size=settings.size, seed=settings.seed)
+    if spec.data != settings.data:
+        raise ValueError(f"engine {settings.engine!r} trains on {spec.data!r} data, the settings are for "
+                         f"{settings.data!r} data")
+    if settings.data == "classes":
+        dataset, validation_batch, data_record = _class_data(settings)
+    else:
+        dataset, validation_batch, data_record = _unpaired_data(settings)
+    torch.manual_seed(settings.seed)  # before building: the initial weights depend on the seed alone
     model = engine.build(settings.model)
-    channels = (settings.model.get("channels_a"), settings.model.get("channels_b"))
-    dataset = UnpairedDomains(
-        ImageFolder(settings.domain_a, channels=channels[0], **data_options),
-        ImageFolder(settings.domain_b, channels=channels[1], **data_options),
-        seed=settings.seed,
-    )
-    torch.manual_seed(settings.seed)
     trainer = spec.build(model, settings.training, device)
     run_dir.mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps(asdict(settings), indent=2))
-    validation = [dataset[i] for i in range(min(4, len(dataset)))]
     loop = TrainLoop(
         trainer,
         _batches(dataset, settings, device),
@@ -167,7 +294,7 @@ def train(
             seed=settings.seed,
         ),
         run_dir,
-        validation_batch=tuple(torch.stack(parts) for parts in zip(*validation)),
+        validation_batch=validation_batch,
         on_progress=on_progress,
         on_validate=on_validate,
     )
@@ -186,8 +313,7 @@ def train(
             "training": {
                 "iterations": loop.iteration,
                 "preset": settings.preset,
-                "domain_a": settings.domain_a,
-                "domain_b": settings.domain_b,
+                **data_record,
                 "device": str(device),
                 "seconds_last_session": round(time.perf_counter() - started, 1),
                 "settings": asdict(settings),

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Self
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from napari_i2i.device import autocast
 from trainers.discriminators import MultiScaleDiscriminator
-from trainers.loop import MethodTrainer, make_grad_scaler
+from trainers.loop import MethodSettings, MethodTrainer, make_grad_scaler
 from trainers.losses import lsgan_discriminator, lsgan_generator
 
 # The CPU-sized optimisation of the `small` presets: narrow discriminators, the
@@ -31,7 +31,7 @@ SMALL_OPTIMISATION: dict[str, Any] = dict(
 
 
 @dataclass
-class AdversarialSettings:
+class AdversarialSettings(MethodSettings):
     """Optimiser and discriminator settings; defaults as published for UNIT/MUNIT."""
 
     lr: float = 1e-4
@@ -44,13 +44,6 @@ class AdversarialSettings:
     dis_layers: int = 4
     dis_scales: int = 3
     method: ClassVar[str] = "adversarial"
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown {cls.method} training settings: {sorted(unknown)}")
-        return cls(**values)
 
 
 def displayable(images: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,12 @@
 """Network blocks shared by the engines (pure torch)."""
 
-from engines.blocks.autoencoder import Encoder, Upsampler, receptive_radius
+from engines.blocks.autoencoder import (
+    AdaINDecoder,
+    Encoder,
+    PooledEncoder,
+    Upsampler,
+    receptive_radius,
+)
 from engines.blocks.convolution import MLP, AdaINResBlock, ConvBlock, ResBlock, UpBlock
 from engines.blocks.normalization import (
     AdaptiveInstanceNorm2d,
@@ -12,16 +18,18 @@ from engines.blocks.normalization import (
 
 __all__ = [
     "MLP",
+    "AdaINDecoder",
     "AdaINResBlock",
     "AdaptiveInstanceNorm2d",
     "ConvBlock",
     "Encoder",
     "InstanceNorm2d",
     "LayerNorm2d",
+    "PooledEncoder",
     "ResBlock",
     "SharedStatsNorm",
     "TileStatistics",
     "UpBlock",
-    "receptive_radius",
     "Upsampler",
+    "receptive_radius",
 ]

@@ -1,8 +1,11 @@
-"""The two halves UNIT's and MUNIT's generators share.
+"""The two halves UNIT's, MUNIT's and FUNIT's generators share.
 
-UNIT's encoder is MUNIT's content encoder, and both decoders end in the same
-upsampling path; only what happens at the bottleneck differs (plain residual
-blocks in UNIT, AdaIN residual blocks in MUNIT).
+UNIT's encoder is MUNIT's and FUNIT's content encoder, and all decoders end in
+the same upsampling path (LayerNorm in UNIT/MUNIT, instance norm in FUNIT);
+only what happens at the bottleneck differs (plain residual blocks in UNIT,
+AdaIN residual blocks in MUNIT and FUNIT: :class:`AdaINDecoder`).
+:class:`PooledEncoder` is the normalisation-free, globally pooled code
+encoder (MUNIT's style encoder, FUNIT's class encoder).
 """
 
 from __future__ import annotations
@@ -10,7 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engines.blocks.convolution import ConvBlock, ResBlock, UpBlock
+from engines.blocks.convolution import (
+    MLP,
+    AdaINResBlock,
+    ConvBlock,
+    Norm,
+    ResBlock,
+    UpBlock,
+)
 
 
 class Encoder(nn.Module):
@@ -31,16 +41,66 @@ class Encoder(nn.Module):
 
 
 class Upsampler(nn.Sequential):
-    """Nearest ×2 + 5×5 conv (LayerNorm) halving the width per step, then 7×7 conv → tanh."""
+    """Nearest ×2 + 5×5 conv (LayerNorm, or ``norm``) halving the width per step, then 7×7 conv → tanh."""
 
-    def __init__(self, in_channels: int, out_channels: int, n_upsample: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, n_upsample: int, norm: Norm = "layer") -> None:
         layers: list[nn.Module] = []
         dim = in_channels
         for _ in range(n_upsample):
-            layers.append(UpBlock(dim, dim // 2, norm="layer"))
+            layers.append(UpBlock(dim, dim // 2, norm=norm))
             dim //= 2
         layers.append(ConvBlock(dim, out_channels, 7, padding=3, activation="tanh"))
         super().__init__(*layers)
+
+
+class PooledEncoder(nn.Module):
+    """7×7 conv, stride-2 4×4 downsamples (doubling the width twice), no normalisation
+    (it would erase what the code is about), global average pool, 1×1 conv → a vector per image."""
+
+    def __init__(self, in_channels: int, dim: int, n_downsample: int, code_dim: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [ConvBlock(in_channels, dim, 7, padding=3)]
+        for i in range(n_downsample):
+            out = 2 * dim if i < 2 else dim  # 64→128→256→256→256 at paper width
+            layers.append(ConvBlock(dim, out, 4, stride=2, padding=1))
+            dim = out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Conv2d(dim, code_dim, 1)]
+        self.model = nn.Sequential(*layers)
+        # reflect padding needs more pixels than it pads: 3 for the 7×7 conv, 1 per downsample
+        self.min_size = max(4, 2**n_downsample)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).flatten(1)
+
+
+class AdaINDecoder(nn.Module):
+    """AdaIN residual blocks driven by an MLP on a code (MUNIT's style, FUNIT's
+    class), then upsampling to an image."""
+
+    def __init__(
+        self,
+        content_channels: int,
+        out_channels: int,
+        n_upsample: int,
+        n_res: int,
+        code_dim: int,
+        mlp_dim: int,
+        upsample_norm: Norm = "layer",
+    ) -> None:
+        super().__init__()
+        self.res_blocks = nn.ModuleList(AdaINResBlock(content_channels) for _ in range(n_res))
+        self.mlp = MLP(code_dim, mlp_dim, sum(b.num_style_params for b in self.res_blocks))
+        self.upsample = Upsampler(content_channels, out_channels, n_upsample, norm=upsample_norm)
+
+    def adain_params(self, code: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """AdaIN parameters for each residual block, ``(N, 4C)`` each."""
+        return self.mlp(code).split([b.num_style_params for b in self.res_blocks], dim=1)
+
+    def forward(self, content: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        x = content
+        for block, params in zip(self.res_blocks, self.adain_params(code.to(content.dtype))):
+            x = block(x, params)
+        return self.upsample(x)
 
 
 def receptive_radius(n_downsample: int, n_res: int) -> int:

@@ -102,7 +102,7 @@ class MunitModel(TwoDomainModel):
 
         def adain_block(index: int) -> Callable[[torch.Tensor], torch.Tensor]:
             def run(x: torch.Tensor) -> torch.Tensor:
-                params = decoder.style_params(styles.to(x.dtype))[index]
+                params = decoder.adain_params(styles.to(x.dtype))[index]
                 return decoder.res_blocks[index](x, params)
 
             return run

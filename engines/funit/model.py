@@ -1,0 +1,145 @@
+"""The FUNIT engine: presets, capabilities and few-shot inference for napari-i2i."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engines.blocks.autoencoder import receptive_radius
+from engines.blocks.normalization import TileStatistics
+from engines.funit.networks import FewShotGenerator
+from napari_i2i.engine_api import (
+    Capabilities,
+    Engine,
+    EngineError,
+    StyleMode,
+    StyleRequest,
+    TranslationModel,
+)
+
+DIRECTION = "translate"  # the only direction: any class → the class of the examples
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Published sizes (128² input → 512×16×16 content, 64-d class code): 29.87 M parameters.
+    "paper": {
+        "channels": 3, "dim": 64, "n_downsample": 3, "n_res": 2,
+        "class_dim": 64, "class_downsample": 4, "mlp_dim": 256,
+    },
+    # Same architecture, narrow and shallow enough to train on two CPU cores.
+    "small": {
+        "channels": 3, "dim": 16, "n_downsample": 2, "n_res": 2,
+        "class_dim": 32, "class_downsample": 3, "mlp_dim": 64,
+    },
+}
+
+
+@dataclass
+class FunitConditioning:
+    """The class to translate into: the mean code of the example images."""
+
+    class_code: torch.Tensor  # (1, class_dim), float32
+    n_examples: int
+
+
+class FunitModel(TranslationModel):
+    """One generator for every class; the class comes from K ≥ 1 example images."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        self.generator = FewShotGenerator(**self.config)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        channels = self.config["channels"]
+        return Capabilities(
+            directions={DIRECTION: (channels, channels)},
+            style_modes=(StyleMode.FEW_SHOT,),
+            domains=("content", "class"),
+            size_multiple=2 ** self.config["n_downsample"],
+            context=receptive_radius(self.config["n_downsample"], self.config["n_res"]),
+        )
+
+    def class_code(self, examples: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``(1, class_dim)``: the mean over the examples of their class codes.
+
+        Each example is ``(n, C, h, w)``: ``n`` crops of one image (the host cuts
+        large examples into tiles) whose codes are averaged into the example's
+        code. Examples may differ in size.
+        """
+        if not examples:
+            raise EngineError(
+                "few-shot translation needs at least one example image of the target class"
+            )
+        channels = self.config["channels"]
+        min_size = self.generator.class_encoder.min_size
+        device = next(self.parameters()).device
+        codes = []
+        for index, example in enumerate(examples, 1):
+            if not isinstance(example, torch.Tensor) or example.ndim != 4 or len(example) == 0:
+                shape = tuple(example.shape) if isinstance(example, torch.Tensor) else type(example).__name__
+                raise EngineError(
+                    f"class example {index} must be a tensor shaped (crops, channels, height, width), "
+                    f"got {shape}"
+                )
+            if example.shape[1] != channels:
+                raise EngineError(
+                    f"class examples for this model need {channels} channel(s), "
+                    f"example {index} has {example.shape[1]}"
+                )
+            if min(example.shape[-2:]) < min_size:
+                raise EngineError(
+                    f"class examples must be at least {min_size}×{min_size} pixels, "
+                    f"example {index} is {tuple(example.shape[-2:])}"
+                )
+            codes.append(self.generator.class_encoder(example.to(device)).float().mean(0))
+        return torch.stack(codes).mean(0, keepdim=True)
+
+    def condition(self, request: StyleRequest) -> FunitConditioning:
+        if request.mode is not StyleMode.FEW_SHOT:
+            raise EngineError(
+                f"FUNIT translates into the class of example images (style mode 'few_shot'), "
+                f"not {request.mode.value!r}"
+            )
+        if request.direction != DIRECTION:
+            raise EngineError(f"FUNIT has one direction, {DIRECTION!r}, not {request.direction!r}")
+        references = list(request.references)
+        return FunitConditioning(self.class_code(references), len(references))
+
+    def translate(self, images: torch.Tensor, conditioning: FunitConditioning) -> torch.Tensor:
+        generator = self.generator
+        return generator.decode(generator.content_encoder(images), conditioning.class_code)
+
+    def stages(self, conditioning: FunitConditioning) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """Content encoder blocks, AdaIN blocks, upsampling: one block each."""
+        decoder = self.generator.decoder
+        code = conditioning.class_code
+
+        def adain_block(index: int) -> Callable[[torch.Tensor], torch.Tensor]:
+            def run(x: torch.Tensor) -> torch.Tensor:
+                params = decoder.adain_params(code.to(x.dtype))[index]
+                return decoder.res_blocks[index](x, params)
+
+            return run
+
+        return [
+            *self.generator.content_encoder.model,
+            *(adain_block(i) for i in range(len(decoder.res_blocks))),
+            *decoder.upsample,
+        ]
+
+    def shared_statistics(self) -> TileStatistics:
+        return TileStatistics(self)
+
+
+class FunitEngine(Engine):
+    name = "funit"
+    description = "FUNIT: few-shot translation into a class given by K example images"
+    presets = PRESETS
+
+    def build(self, config: Mapping[str, Any]) -> FunitModel:
+        self.check_integer_config(config, minimum={"n_downsample": 0, "class_downsample": 0})
+        return FunitModel(config)

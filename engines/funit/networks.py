@@ -1,0 +1,45 @@
+"""FUNIT networks (Liu et al., ICCV 2019): content encoder, class encoder, AdaIN decoder.
+
+Sizes follow ``shared/METHODS.md`` §3; widths and depths come from the config
+so the same code serves the CPU-sized ``small`` preset and the ``paper`` one.
+One generator serves every class: the class is whatever the class code says,
+and the class code of K example images is the mean of their codes. The
+discriminator belongs to training and lives in ``trainers/``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from engines.blocks import AdaINDecoder, Encoder, PooledEncoder
+
+
+class FewShotGenerator(nn.Module):
+    """``x̄ = F(E_x(x), mean_k E_y(y_k))``: content of ``x`` in the class of the ``y_k``."""
+
+    def __init__(
+        self,
+        channels: int,
+        dim: int,
+        n_downsample: int,
+        n_res: int,
+        class_dim: int,
+        class_downsample: int,
+        mlp_dim: int,
+    ) -> None:
+        super().__init__()
+        self.content_encoder = Encoder(channels, dim, n_downsample, n_res)  # = UNIT's/MUNIT's
+        self.class_encoder = PooledEncoder(channels, dim, class_downsample, class_dim)
+        self.decoder = AdaINDecoder(  # upsampling with instance norm, as published
+            self.content_encoder.out_channels, channels, n_downsample, n_res, class_dim, mlp_dim,
+            upsample_norm="instance",
+        )
+        self.class_dim = class_dim
+
+    def decode(self, content: torch.Tensor, class_code: torch.Tensor) -> torch.Tensor:
+        return self.decoder(content, class_code)
+
+    def forward(self, images: torch.Tensor, class_images: torch.Tensor) -> torch.Tensor:
+        """Each image in the class of the image at the same batch position (K = 1, as in training)."""
+        return self.decode(self.content_encoder(images), self.class_encoder(class_images))

@@ -1,0 +1,207 @@
+"""FUNIT training (Liu et al., ICCV 2019; ``shared/METHODS.md`` §3).
+
+One generator learns every training class: a content image ``x`` of class
+``a`` and a class image ``y`` of class ``b`` (K = 1, as published) give the
+translation ``x̄ = G(x, {y})`` and the reconstruction ``x̂ = G(x, {x})``.
+Losses: hinge GAN with a multi-task discriminator (one patch-logit channel
+per training class; an image is judged by its class's channel), content
+reconstruction ``‖x̂ − x‖₁`` (λR 0.1), feature matching of the discriminator
+features without its last layer (λF 1) and the R1 penalty on real images
+(10). The saved model is an exponential moving average of the generator
+(0.999).
+
+One generator forward serves both updates: the discriminator learns from the
+detached translation, then the generator is scored by the updated
+discriminator on the same translation and reconstruction.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from engines.funit import FunitModel
+from napari_i2i import hookimpl
+from napari_i2i.device import autocast
+from trainers.discriminators import MultiTaskDiscriminator
+from trainers.loop import MethodSettings, MethodTrainer, TrainerSpec, make_grad_scaler
+from trainers.losses import hinge_discriminator, hinge_generator, l1, r1_penalty
+from trainers.two_domain import displayable
+
+OPTIMIZERS = ("rmsprop", "adam")
+
+
+@dataclass
+class FunitTrainConfig(MethodSettings):
+    """FUNIT's training settings; the defaults are the published ones."""
+
+    num_classes: int = 0  # training classes = discriminator outputs; set from the data
+    optimizer: str = "rmsprop"  # or "adam" (with beta1, beta2)
+    lr: float = 1e-4  # generator and discriminator
+    weight_decay: float = 1e-4
+    beta1: float = 0.0  # Adam only
+    beta2: float = 0.99  # Adam only
+    gan_weight: float = 1.0
+    reconstruction_weight: float = 0.1  # λR: ‖G(x, {x}) − x‖₁
+    feature_weight: float = 1.0  # λF: feature matching
+    r1_weight: float = 10.0
+    ema_beta: float = 0.999  # the saved generator: an exponential moving average
+    ema_warmup: bool = False  # beta min(ema_beta, (1 + t) / (10 + t)): the average follows early training
+    dis_dim: int = 64
+    dis_blocks: int = 10  # activation-first residual blocks, in pairs
+    dis_max_dim: int = 1024
+    method: ClassVar[str] = "FUNIT"
+
+    def check(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"FUNIT optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if not 0 <= self.ema_beta < 1:
+            raise ValueError(f"ema_beta must be in [0, 1), got {self.ema_beta}")
+
+
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # As published: RMSprop lr 1e-4, weight decay 1e-4, discriminator 64 wide with 10 blocks.
+    "paper": {},
+    # CPU-sized: narrow discriminator, Adam β=(0, 0.99) at a higher learning rate,
+    # an average that follows early training (see docs/training.md for what was measured).
+    "small": {
+        "optimizer": "adam", "lr": 2e-4, "ema_warmup": True,
+        "dis_dim": 16, "dis_blocks": 6, "dis_max_dim": 256,
+    },
+}
+
+
+def mean_features(features: torch.Tensor) -> torch.Tensor:
+    """Discriminator features averaged over space: ``(N, C)``."""
+    return features.float().mean((2, 3))
+
+
+class FunitTrainer(MethodTrainer):
+    """``generator`` is trained; ``model``, its moving average, is what is saved and shown."""
+
+    model: FunitModel
+
+    def __init__(self, model: FunitModel, config: FunitTrainConfig, device: torch.device) -> None:
+        if config.num_classes < 1:
+            raise ValueError(
+                "FUNIT training needs num_classes ≥ 1: the number of training classes "
+                "(one discriminator output each), normally taken from the data"
+            )
+        self.config = config
+        self.device = device
+        self.generator = model.to(device).train()
+        self.model = copy.deepcopy(self.generator).requires_grad_(False)
+        self.dis = MultiTaskDiscriminator(
+            model.config["channels"], config.num_classes, config.dis_dim, config.dis_blocks, config.dis_max_dim
+        ).to(device)
+        self.gen_optimizer = self._optimizer(self.generator.parameters())
+        self.dis_optimizer = self._optimizer(self.dis.parameters())
+        self.scaler = make_grad_scaler(device)  # fp16 on CUDA only; a pass-through otherwise
+
+    def _optimizer(self, parameters: Any) -> torch.optim.Optimizer:
+        cfg = self.config
+        if cfg.optimizer == "rmsprop":
+            return torch.optim.RMSprop(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(parameters, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+
+    def modules(self) -> Mapping[str, nn.Module]:
+        return {"generator": self.generator, "generator_ema": self.model, "discriminator": self.dis}
+
+    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        return {"generator": self.gen_optimizer, "discriminator": self.dis_optimizer}
+
+    def scalers(self) -> Mapping[str, torch.amp.GradScaler]:
+        return {"grad": self.scaler}
+
+    def ema_beta(self, iteration: int) -> float:
+        beta = self.config.ema_beta
+        return min(beta, (1 + iteration) / (10 + iteration)) if self.config.ema_warmup else beta
+
+    @torch.no_grad()
+    def update_average(self, iteration: int) -> None:
+        """``ema ← β·ema + (1 − β)·generator`` for every parameter; buffers are copied."""
+        weight = 1 - self.ema_beta(iteration)
+        for average, current in zip(self.model.parameters(), self.generator.parameters()):
+            average.lerp_(current, weight)
+        for average, current in zip(self.model.buffers(), self.generator.buffers()):
+            average.copy_(current)
+
+    def step(self, batch: Any, iteration: int) -> dict[str, float]:
+        """*batch* is ``((x, labels_x), (y, labels_y))``: content images, class images."""
+        (x, label_x), (y, label_y) = ((t.to(self.device, non_blocking=True) for t in pair) for pair in batch)
+        cfg = self.config
+        generator = self.generator.generator
+        with autocast(self.device):
+            content = generator.content_encoder(x)
+            translation = generator.decode(content, generator.class_encoder(y))  # x in y's class
+            reconstruction = generator.decode(content, generator.class_encoder(x))  # x in its own class
+
+        # Discriminator: y real, the translation fake (both judged by y's class), R1 on y.
+        real = y.detach().requires_grad_(cfg.r1_weight > 0)
+        with autocast(self.device):
+            real_logits = self.dis(real, label_y)
+            fake_logits = self.dis(translation.detach(), label_y)
+            gan_dis = hinge_discriminator(real_logits, fake_logits)
+        dis_loss = cfg.gan_weight * gan_dis
+        losses = {"gan_dis": gan_dis.detach()}
+        if cfg.r1_weight > 0:
+            scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+            losses["r1"] = r1_penalty(real_logits, real, scale)
+            dis_loss = dis_loss + cfg.r1_weight * losses["r1"]
+        self.dis_optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(dis_loss).backward()
+        self.scaler.step(self.dis_optimizer)
+
+        # Generator, scored by the updated discriminator.
+        self.dis.requires_grad_(False)
+        with autocast(self.device):
+            features_t = self.dis.features(translation)
+            features_r = self.dis.features(reconstruction)
+            gan = 0.5 * (
+                hinge_generator(self.dis.logits(features_t, label_y))
+                + hinge_generator(self.dis.logits(features_r, label_x))
+            )
+            with torch.no_grad():  # targets: the real images' features (K = 1: the mean is the one)
+                target_y, target_x = mean_features(self.dis.features(y)), mean_features(self.dis.features(x))
+            feature = l1(mean_features(features_t), target_y) + l1(mean_features(features_r), target_x)
+            reconstruction_loss = l1(reconstruction, x)
+            gen_loss = (
+                cfg.gan_weight * gan + cfg.reconstruction_weight * reconstruction_loss + cfg.feature_weight * feature
+            )
+        self.gen_optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(gen_loss).backward()
+        self.scaler.step(self.gen_optimizer)
+        self.scaler.update()  # once per iteration, after both optimisers
+        self.dis.requires_grad_(True)
+        self.update_average(iteration)
+        losses.update(gan=gan, reconstruction=reconstruction_loss, feature=feature)
+        return {
+            "dis": dis_loss.item(),
+            "gen": gen_loss.item(),
+            **{name: value.item() for name, value in losses.items()},
+        }
+
+    @torch.no_grad()
+    def validation_images(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Rows: content images, class examples, translations, reconstructions (by the average)."""
+        x, y = (t.to(self.device) for t in batch)
+        average = self.model.generator
+        with autocast(self.device):
+            content = average.content_encoder(x)
+            translation = average.decode(content, average.class_encoder(y))
+            reconstruction = average.decode(content, average.class_encoder(x))
+        return torch.cat([displayable(t.float()) for t in (x, y, translation, reconstruction)])
+
+
+def build_trainer(model: FunitModel, settings: Mapping[str, Any], device: torch.device) -> FunitTrainer:
+    return FunitTrainer(model, FunitTrainConfig.from_mapping(settings), device)
+
+
+@hookimpl
+def i2i_register_trainers(registry):
+    registry.add_trainer(TrainerSpec(engine="funit", data="classes", presets=TRAIN_PRESETS, build=build_trainer))
