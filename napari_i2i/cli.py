@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference", type=Path, nargs="+", default=[], metavar="IMG",
         help="style reference image(s); their style codes are averaged",
     )
+    translate.add_argument(
+        "--class-images", type=Path, nargs="+", default=[], metavar="IMG",
+        help="few-shot models (funit): example images of the class to translate into "
+        "(K >= 1, any sizes; each plane of a stack is one example)",
+    )
     translate.add_argument("--samples", type=_positive, default=1, help="random styles per input")
     translate.add_argument("--seed", type=int, default=0, help="seed of the random styles")
     translate.add_argument("--direction", default=None, help="e.g. a2b or b2a (default: the model's first)")
@@ -65,13 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train an engine on image folders",
-        description="Train ENGINE on two folders of unpaired images (A and B). Writes "
+        description="Train ENGINE on two folders of unpaired images (--domain-a, --domain-b: "
+        "munit, unit) or on one folder of class subfolders (--classes: funit). Writes "
         "checkpoints, log.jsonl, validation images and RUN_DIR/model.safetensors. "
         "Ctrl-C saves a checkpoint; --resume continues it.",
     )
     train.add_argument("engine", help="a trainable engine (see `napari-i2i engines`)")
-    train.add_argument("--domain-a", type=Path, metavar="DIR")
-    train.add_argument("--domain-b", type=Path, metavar="DIR")
+    train.add_argument("--domain-a", type=Path, metavar="DIR", help="unpaired engines: images of domain A")
+    train.add_argument("--domain-b", type=Path, metavar="DIR", help="unpaired engines: images of domain B")
+    train.add_argument("--classes", type=Path, metavar="DIR",
+                       help="class-folder engines (funit): one subfolder of images per class")
+    train.add_argument("--holdout-classes", metavar="N|NAME,NAME",
+                       help="class-folder engines: keep N classes (drawn with the seed) or the named "
+                       "ones out of training, to try translation into unseen classes")
     train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR")
     train.add_argument("--preset", default="small", help="small (CPU, minutes) or paper (published sizes)")
     train.add_argument("--config", type=Path, metavar="FILE",
@@ -147,12 +158,23 @@ def _output_paths(args: argparse.Namespace, direction: str) -> list[Path]:
 
 
 def _style_mode(args: argparse.Namespace, engine: str, offered: Sequence[StyleMode]) -> StyleMode:
-    """Style of the references if given, else random styles, else none (deterministic models)."""
+    """The class of the class images, or the style of the references, if given; else
+    random styles, else none (deterministic models)."""
     names = ", ".join(mode.value for mode in offered)
+    if args.class_images:
+        if StyleMode.FEW_SHOT not in offered:
+            raise ValueError(f"this {engine} model does not translate into the class of example images "
+                             f"(styles: {names}); drop --class-images")
+        if args.reference:
+            raise ValueError("give either --class-images or --reference, not both")
+        if args.samples != 1:
+            raise ValueError("--samples applies to random styles; drop it when giving --class-images")
+        return StyleMode.FEW_SHOT
     if args.reference:
         if StyleMode.REFERENCE not in offered:
+            hint = "; give class examples with --class-images" if StyleMode.FEW_SHOT in offered else ""
             raise ValueError(f"this {engine} model takes no style reference (styles: {names}); "
-                             "drop --reference")
+                             f"drop --reference{hint}")
         if args.samples != 1:
             raise ValueError("--samples applies to random styles; drop it when giving --reference")
         return StyleMode.REFERENCE
@@ -164,6 +186,11 @@ def _style_mode(args: argparse.Namespace, engine: str, offered: Sequence[StyleMo
         )
     if StyleMode.NONE in offered:
         return StyleMode.NONE
+    if StyleMode.FEW_SHOT in offered:
+        raise ValueError(
+            f"this {engine} model translates into the class shown by example images; "
+            "give one or more with --class-images IMG..."
+        )
     raise ValueError(
         f"this {engine} model needs a style the command line cannot give (styles: {names})"
     )
@@ -182,7 +209,8 @@ def _translate(args: argparse.Namespace) -> int:
     mode = _style_mode(args, loaded.info.engine, loaded.model.capabilities.style_modes)
     outputs = _output_paths(args, direction)
     sources = [read_image(path) for path in args.inputs]
-    references = [read_image(path) for path in args.reference]
+    references = [read_image(path) for path in (args.class_images if mode is StyleMode.FEW_SHOT
+                                                 else args.reference)]
     options = TranslateOptions(
         direction=direction, mode=mode, n_samples=args.samples, seed=args.seed, tile=args.tile
     )
@@ -204,19 +232,34 @@ def _translate(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from trainers.run import make_settings, read_config_file, train
+    from trainers.run import (
+        data_kind,
+        make_class_settings,
+        make_settings,
+        read_config_file,
+        train,
+    )
 
     device = resolve_device(args.device)
     settings = None
     if not args.resume:
-        if args.domain_a is None or args.domain_b is None:
-            raise ValueError("--domain-a and --domain-b are required (unless --resume)")
+        kind = data_kind(args.engine)
+        _check_data_flags(args, kind)
+        overrides = {"size": args.size, "batch": args.batch, "iterations": args.iters, "seed": args.seed}
+        config = read_config_file(args.config) if args.config else None
         # Dataset problems are DatasetErrors, a kind of ValueError: reported in one message.
-        settings = make_settings(
-            args.engine, args.preset, args.domain_a, args.domain_b,
-            config=read_config_file(args.config) if args.config else None,
-            overrides={"size": args.size, "batch": args.batch, "iterations": args.iters, "seed": args.seed},
-        )
+        if kind == "classes":
+            if args.classes is None:
+                raise ValueError(f"--classes is required for {args.engine} (unless --resume)")
+            h = args.holdout_classes
+            holdout = None if h is None else int(h) if h.isdigit() else [n for n in h.split(",") if n]
+            settings = make_class_settings(args.engine, args.preset, args.classes, holdout=holdout,
+                                           config=config, overrides=overrides)
+        else:
+            if args.domain_a is None or args.domain_b is None:
+                raise ValueError("--domain-a and --domain-b are required (unless --resume)")
+            settings = make_settings(args.engine, args.preset, args.domain_a, args.domain_b,
+                                     config=config, overrides=overrides)
     with tqdm(disable=args.quiet, desc=f"training {args.engine}", unit="it", file=sys.stderr) as bar:
         def progress(iteration: int, losses: dict[str, float]) -> None:
             if bar.total is None:
@@ -232,6 +275,22 @@ def _train(args: argparse.Namespace) -> int:
         return 130
     print(path)
     return 0
+
+
+def _check_data_flags(args: argparse.Namespace, kind: str) -> None:
+    """Data flags of the other kind of training data are an error, not silently ignored."""
+    if kind == "classes":
+        given = [flag for flag, value in (("--domain-a", args.domain_a), ("--domain-b", args.domain_b))
+                 if value is not None]
+        if given:
+            raise ValueError(f"{args.engine} trains on one folder of class subfolders (--classes DIR); "
+                             f"drop {' and '.join(given)}")
+    else:
+        given = [flag for flag, value in (("--classes", args.classes),
+                                          ("--holdout-classes", args.holdout_classes)) if value is not None]
+        if given:
+            raise ValueError(f"{args.engine} trains on two folders of unpaired images "
+                             f"(--domain-a DIR --domain-b DIR); drop {' and '.join(given)}")
 
 
 def _convert(args: argparse.Namespace) -> int:

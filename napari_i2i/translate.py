@@ -3,11 +3,17 @@
 :func:`run_translation` is a generator: it yields :class:`Progress` after
 every tile (so a napari thread worker can report and cancel between tiles)
 and returns one :class:`TranslationResult` per source image. It reads the
-source arrays but never writes to them.
+source (and reference / class example) arrays but never writes to them.
+
+The ``references`` of a job are style references (``StyleMode.REFERENCE``)
+or class examples (``StyleMode.FEW_SHOT``). Either way every 2-D plane of
+every reference image is one image for the engine: a stack of K planes
+counts as K references or K class examples.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
@@ -16,7 +22,14 @@ import torch
 
 from napari_i2i.device import autocast
 from napari_i2i.engine_api import EngineError, StyleMode, StyleRequest
-from napari_i2i.layer_data import ImageData, iter_planes, layout, output_axes, to_image_array
+from napari_i2i.layer_data import (
+    ImageData,
+    LayerDataError,
+    iter_planes,
+    layout,
+    output_axes,
+    to_image_array,
+)
 from napari_i2i.model_file import LoadedModel
 from napari_i2i.tiling import DEFAULT_TILE, TilePlan, reference_crops, translate_tiled
 
@@ -48,7 +61,26 @@ class TranslationResult:
     metadata: dict = field(default_factory=dict)
 
 
-def describe_style(options: TranslateOptions, references: Sequence[ImageData]) -> str:
+# Class example layers named in a result's description; more are counted, not named.
+NAMED_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class ClassExample:
+    """One class example image (layer or file) as the engine gets it: one tensor per plane."""
+
+    name: str
+    planes: list[torch.Tensor]  # each (n_crops, C, h, w) in [-1, 1]
+
+
+def describe_style(
+    options: TranslateOptions, references: Sequence[ImageData], n_examples: int | None = None
+) -> str:
+    """E.g. ``a2b, 3 random styles (seed 0)`` or ``translate, few-shot (K=5: glyphs, a, b)``.
+
+    ``n_examples``: for few-shot, the number of example images K (stack planes
+    count one each); defaults to one per reference.
+    """
     if options.mode is StyleMode.NONE:  # deterministic: the direction says it all
         return options.direction
     if options.mode is StyleMode.RANDOM:
@@ -56,9 +88,52 @@ def describe_style(options: TranslateOptions, references: Sequence[ImageData]) -
         styles = f"{n} random style{'s' if n > 1 else ''} (seed {options.seed})"
     elif options.mode is StyleMode.REFERENCE:
         styles = "style of " + ", ".join(r.name for r in references)
+    elif options.mode is StyleMode.FEW_SHOT:
+        names = [r.name for r in references[:NAMED_EXAMPLES]]
+        if len(references) > NAMED_EXAMPLES:
+            names.append(f"+{len(references) - NAMED_EXAMPLES} more")
+        k = len(references) if n_examples is None else n_examples
+        styles = f"few-shot (K={k}: {', '.join(names)})"
     else:
         styles = options.mode.value
     return f"{options.direction}, {styles}"
+
+
+def class_examples(
+    references: Sequence[ImageData], channels: int, tile: int
+) -> list[ClassExample]:
+    """Each example image's planes as model tensors, large ones cut into ``tile``-sized crops.
+
+    Raises :class:`EngineError` without examples and :class:`LayerDataError`
+    (naming the example) for one the model cannot take.
+    """
+    if not references:
+        raise EngineError(
+            "few-shot translation needs at least one class example: an image of the class "
+            "to translate into (several images, or one stack whose planes are the examples)"
+        )
+    examples = []
+    for reference in references:
+        try:
+            plan = layout(reference, channels)
+        except LayerDataError as error:
+            raise LayerDataError(f"class example {error}") from None
+        planes = [reference_crops(plane, tile) for plane in iter_planes(reference, plan, channels)]
+        examples.append(ClassExample(reference.name, planes))
+    return examples
+
+
+def _name_example(error: EngineError, examples: Sequence[ClassExample]) -> EngineError:
+    """The engine numbers examples 1…K; say which layer (and plane) example ``k`` is."""
+    found = re.search(r"\bexample (\d+)\b", str(error))
+    labels = [
+        repr(example.name) + ("" if len(example.planes) == 1 else f" plane {plane + 1}")
+        for example in examples
+        for plane in range(len(example.planes))
+    ]
+    if found is None or not 1 <= int(found.group(1)) <= len(labels):
+        return error
+    return EngineError(f"{error} (example {found.group(1)} = {labels[int(found.group(1)) - 1]})")
 
 
 def run_translation(
@@ -84,21 +159,30 @@ def run_translation(
     layouts = [layout(source, in_channels) for source in sources]  # fail early, before work
 
     reference_tensors: list[torch.Tensor] = []
+    examples: list[ClassExample] = []
+    _, style_channels = capabilities.directions[options.direction]
     if options.mode is StyleMode.REFERENCE:
-        _, style_channels = capabilities.directions[options.direction]
         for reference in references:
             for plane in iter_planes(reference, layout(reference, style_channels), style_channels):
                 reference_tensors.append(reference_crops(plane, options.tile))
-    with torch.inference_mode(), autocast(device):
-        conditioning = model.condition(
-            StyleRequest(
-                mode=options.mode,
-                direction=options.direction,
-                n_samples=options.n_samples,
-                seed=options.seed,
-                references=reference_tensors,
+    elif options.mode is StyleMode.FEW_SHOT:  # examples of the output class: output channels
+        examples = class_examples(references, style_channels, options.tile)
+        reference_tensors = [plane for example in examples for plane in example.planes]
+    try:
+        with torch.inference_mode(), autocast(device):
+            conditioning = model.condition(
+                StyleRequest(
+                    mode=options.mode,
+                    direction=options.direction,
+                    n_samples=options.n_samples,
+                    seed=options.seed,
+                    references=reference_tensors,
+                )
             )
-        )
+    except EngineError as error:
+        if not examples:
+            raise
+        raise _name_example(error, examples) from error
 
     def on_device(stage: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         def run(tile: torch.Tensor) -> torch.Tensor:
@@ -109,7 +193,7 @@ def run_translation(
 
     stages = [on_device(stage) for stage in model.stages(conditioning)]
 
-    description = describe_style(options, references)
+    description = describe_style(options, references, len(reference_tensors))
     samples_axis = options.mode is StyleMode.RANDOM and options.n_samples > 1
     total_planes = sum(p.n_planes for p in layouts)
     done_planes = 0
@@ -158,6 +242,17 @@ def run_translation(
                         else {}
                     ),
                     "references": [r.name for r in references],
+                    **(
+                        {
+                            "class_examples": [
+                                {"name": example.name, "planes": len(example.planes)}
+                                for example in examples
+                            ],
+                            "n_examples": len(reference_tensors),
+                        }
+                        if options.mode is StyleMode.FEW_SHOT
+                        else {}
+                    ),
                     "device": str(device),
                     "tile": options.tile,
                 },

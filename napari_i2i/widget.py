@@ -48,6 +48,15 @@ from napari_i2i.translate import (
 PROGRESS_STEPS = 1000
 OPEN_FILE = "open file…"  # the model chooser's entry that shows the file picker
 LIST_HEIGHT = 96  # pixels: room for a few layers; the dock must fit on a laptop screen
+# The references list serves two style modes: its label and tooltip say which.
+REFERENCE_LABELS = {
+    StyleMode.REFERENCE: ("Style reference(s)", "image layers whose style the output takes; codes averaged"),
+    StyleMode.FEW_SHOT: (
+        "Class example(s)",
+        "images of the class to translate into: several image layers (any sizes) or one stack "
+        "layer whose planes are the examples; K = all their planes",
+    ),
+}
 # Errors about the user's files, layers and settings, whose message says it all.
 USER_ERRORS = (ModelFileError, EngineError, LayerDataError, DeviceError)
 
@@ -154,7 +163,7 @@ class TranslateWidget(Container):
         self.style_mode = ComboBox(label="Style mode", choices=self._style_mode_choices)
         self.n_samples = SpinBox(label="Number of samples", value=1, min=1, max=64)
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
-        self.references = Select(label="Style reference(s)", choices=self._image_layers)
+        self.references = Select(label=REFERENCE_LABELS[StyleMode.REFERENCE][0], choices=self._image_layers)
         self.device = ComboBox(label="Device", choices=DEVICE_CHOICES, value="auto")
         self.tile_size = SpinBox(
             label="Tile size", value=DEFAULT_TILE, min=64, max=8192, step=64,
@@ -294,7 +303,9 @@ class TranslateWidget(Container):
         """Show only the controls the chosen style mode uses."""
         mode = self.style_mode.value
         self.n_samples.visible = self.seed.visible = mode is StyleMode.RANDOM
-        self.references.visible = mode is StyleMode.REFERENCE
+        self.references.visible = mode in REFERENCE_LABELS
+        if mode in REFERENCE_LABELS:  # style references, or the class examples of few-shot mode
+            self.references.label, self.references.tooltip = REFERENCE_LABELS[mode]
 
     # --- running ------------------------------------------------------------
 
@@ -310,7 +321,13 @@ class TranslateWidget(Container):
             show_error("Choose at least one source layer to translate.")
             return
         mode: StyleMode = self.style_mode.value
-        references = self._selected(self.references) if mode is StyleMode.REFERENCE else []
+        references = self._selected(self.references) if mode in REFERENCE_LABELS else []
+        if mode is StyleMode.FEW_SHOT and not references:
+            show_error(
+                "Choose at least one class example: image layers of the class to translate into, "
+                "or one stack layer whose planes are the examples."
+            )
+            return
         job = TranslationJob(
             model_path=self._model_path,
             engine=self.engine.value,

@@ -1,9 +1,12 @@
 """Shared fixtures. torch is imported before any QApplication exists (napari + torch)."""
 
-import torch  # noqa: F401  (must precede Qt)
-
 import numpy as np
 import pytest
+import torch  # noqa: F401  (must precede Qt)
+
+# The first torch optimizer imports torch._dynamo and with it triton; importing triton after a
+# napari window has loaded OpenGL (mesa) segfaults, e.g. training after test_cli_demo.
+import torch._dynamo  # noqa: F401  (must precede napari windows too)
 
 from engines.munit import MunitEngine
 from napari_i2i.model_file import save_model

@@ -316,3 +316,66 @@ def test_open_file_entry_shows_the_file_picker(tmp_path, viewer, widget, munit_f
     widget.model_file.value = other  # choosing a file there selects "open file…"
     assert widget.model.current_choice == OPEN_FILE and widget.model_path == other
     assert not widget.model_file.native.isHidden()
+
+
+@pytest.fixture
+def funit_file(tmp_path):
+    from engines.funit import FunitEngine
+
+    engine = FunitEngine()
+    torch.manual_seed(0)
+    path = tmp_path / "funit_small.safetensors"
+    save_model(path, engine, engine.build(engine.config("small", dim=8, n_res=1, mlp_dim=16, class_dim=8)))
+    return path
+
+
+def test_few_shot_mode_with_class_examples_of_different_sizes(
+    qtbot, viewer, widget, funit_file, munit_file, notifications
+):
+    source = add_gray(viewer, scale=(0.5, 0.5))
+    rng = np.random.default_rng(3)
+    first = viewer.add_image(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8), name="leaf a", rgb=True)
+    second = viewer.add_image(rng.integers(0, 256, (36, 30, 3), dtype=np.uint8), name="leaf b", rgb=True)
+    originals = [layer.data.copy() for layer in (source, first, second)]
+    widget.model_file.value = funit_file
+
+    assert widget.engine.value == "funit"
+    assert widget.direction.choices == ("translate",)
+    assert widget.style_mode.choices == (StyleMode.FEW_SHOT,)
+    assert widget.references.label == "Class example(s)" and not widget.references.native.isHidden()
+    assert widget.n_samples.native.isHidden() and widget.seed.native.isHidden()
+    widget.sources.value = [source]
+    widget.device.value = "cpu"
+    widget.run()  # no class example chosen: an error, no run
+    assert errors(notifications) == [
+        "Choose at least one class example: image layers of the class to translate into, "
+        "or one stack layer whose planes are the examples."
+    ]
+    assert widget.worker is None
+
+    widget.references.value = [second, first]
+    run_and_wait(qtbot, widget)
+
+    assert len(viewer.layers) == 4
+    result = viewer.layers[-1]
+    assert result.name == "cells [translate, few-shot (K=2: leaf a, leaf b)]"
+    assert result.rgb and result.data.shape == (48, 64, 3)
+    np.testing.assert_array_equal(result.scale, (0.5, 0.5))
+    recorded = result.metadata["napari_i2i"]
+    assert recorded["engine"] == "funit" and recorded["style_mode"] == "few_shot"
+    assert recorded["class_examples"] == [{"name": "leaf a", "planes": 1}, {"name": "leaf b", "planes": 1}]
+    assert recorded["n_examples"] == 2
+    for layer, original in zip((source, first, second), originals):
+        np.testing.assert_array_equal(layer.data, original)
+
+    stack = viewer.add_image(rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8), name="leaves", rgb=True)
+    widget.references.value = [stack]  # one stack layer: K = its planes
+    run_and_wait(qtbot, widget)
+    result = viewer.layers[-1]
+    assert result.name == "cells [translate, few-shot (K=3: leaves)]"
+    assert result.data.shape == (48, 64, 3)
+    assert result.metadata["napari_i2i"]["class_examples"] == [{"name": "leaves", "planes": 3}]
+
+    widget.model_file.value = munit_file  # back to style references
+    widget.style_mode.value = StyleMode.REFERENCE
+    assert widget.references.label == "Style reference(s)"
