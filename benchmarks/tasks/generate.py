@@ -92,6 +92,8 @@ GLYPH_MARGIN = 2
 GLYPH_RANGES = ((0x21, 0x7E), (0xC0, 0x17F), (0x391, 0x3C9), (0x410, 0x44F))
 #: A code point no font maps: its rendering is the font's .notdef glyph.
 _UNMAPPED = "\U0010fffd"
+#: Font files that :func:`font_files` finds (Pillow's FreeType opens these at any size).
+FONT_SUFFIXES = (".ttf", ".otf")
 
 
 class MissingData(RuntimeError):
@@ -306,14 +308,22 @@ def fluo2bf_task(tile: int = 64, seed: int = 0) -> Task:
 
 # ------------------------------------------------------------------------------ glyphs
 
+def font_files(pattern: str = "*", suffixes: tuple[str, ...] = FONT_SUFFIXES) -> list[Path]:
+    """Installed font files matching ``pattern`` under :data:`FONT_DIRS`, in directory
+    order and sorted by path within each directory."""
+    found = []
+    for directory in FONT_DIRS:
+        if directory.is_dir():
+            found += sorted(p for p in directory.rglob(pattern) if p.suffix.lower() in suffixes)
+    return found
+
+
 def find_font(candidates: tuple[tuple[str, str], ...]) -> Path:
     """First installed font file among ``candidates`` (file name, Debian package)."""
     for file, _package in candidates:
-        for directory in FONT_DIRS:
-            if directory.is_dir():
-                hits = sorted(directory.rglob(file))
-                if hits:
-                    return hits[0]
+        hits = font_files(file)
+        if hits:
+            return hits[0]
     wanted = ", ".join(f"{f} ({p})" for f, p in candidates)
     raise MissingData(f"none of these fonts is installed: {wanted}; e.g. `apt-get install -y "
                       f"{candidates[0][1]}`, or pass a font file with --font-a/--font-b")
@@ -357,9 +367,30 @@ def load_font(path: Path | str, tile: int):
     return ImageFont.truetype(str(path), size=int(round(GLYPH_SIZE_FRACTION * tile)))
 
 
+def notdef_glyph(font, tile: int) -> np.ndarray | None:
+    """The font's .notdef glyph as :func:`render_glyph` draws it (None: no ink or too big)."""
+    return render_glyph(font, _UNMAPPED, tile)
+
+
+def real_glyph(font, char: str, tile: int, notdef: np.ndarray | None) -> np.ndarray | None:
+    """:func:`render_glyph` of ``char``, or None when it has no ink, doesn't fit, or is the
+    font's .notdef glyph (``notdef`` from :func:`notdef_glyph`): the font lacks the character."""
+    image = render_glyph(font, char, tile)
+    if image is None or (notdef is not None and np.array_equal(image, notdef)):
+        return None
+    return image
+
+
+def font_record(path: Path | str, font) -> dict:
+    """What a manifest says about a font: file, name, pixel size and the file's hash."""
+    path = Path(path)
+    return {"file": str(path), "name": " ".join(font.getname()), "size_px": font.size,
+            "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def glyph_pool(font_a, font_b, tile: int) -> tuple[list[str], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Characters both fonts really have (not .notdef), that fit, with unique images."""
-    notdef_a, notdef_b = render_glyph(font_a, _UNMAPPED, tile), render_glyph(font_b, _UNMAPPED, tile)
+    notdef_a, notdef_b = notdef_glyph(font_a, tile), notdef_glyph(font_b, tile)
     chars, images = [], {}
     seen_a, seen_b = set(), set()
     for lo, hi in GLYPH_RANGES:
@@ -367,11 +398,8 @@ def glyph_pool(font_a, font_b, tile: int) -> tuple[list[str], dict[str, tuple[np
             char = chr(code)
             if not unicodedata.category(char).startswith(("L", "N", "P", "S")):
                 continue
-            a, b = render_glyph(font_a, char, tile), render_glyph(font_b, char, tile)
+            a, b = real_glyph(font_a, char, tile, notdef_a), real_glyph(font_b, char, tile, notdef_b)
             if a is None or b is None:
-                continue
-            if (notdef_a is not None and np.array_equal(a, notdef_a)) or \
-               (notdef_b is not None and np.array_equal(b, notdef_b)):
                 continue
             # Look-alikes (Latin A, Greek Alpha, Cyrillic A) would put the same image in two splits.
             ka, kb = a.tobytes(), b.tobytes()
@@ -404,10 +432,6 @@ def glyphs_task(tile: int = 64, seed: int = 0, font_a: str | Path | None = None,
     for i in idx_test:
         splits["test_a"][glyph_file(chars[i])] = images[chars[i]][0]
         splits["test_b"][glyph_file(chars[i])] = images[chars[i]][1]
-
-    def font_record(path: Path, font) -> dict:
-        return {"file": str(path), "name": " ".join(font.getname()), "size_px": font.size,
-                "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
     manifest = {
         "fonts": {"a": font_record(path_a, fa), "b": font_record(path_b, fb)},
