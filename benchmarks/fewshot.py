@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
@@ -136,23 +134,14 @@ def content_accuracy(classify_chars: Callable[[Sequence[np.ndarray]], list[str]]
 
 # ---------------------------------------------------------------------------- FUNIT
 
-def _no_flips():
-    """Train without horizontal flips: a mirrored glyph is another character (b/d) and a
-    mirrored italic slants the wrong way, i.e. another font. ``trainers.run`` has no
-    ``flip`` setting yet, so its ``ClassFolders`` is swapped for one with ``flip=False``
-    while the benchmark trains (a training-side setting should replace this)."""
-    import trainers.run
-
-    return mock.patch.object(trainers.run, "ClassFolders",
-                             functools.partial(trainers.run.ClassFolders, flip=False))
-
-
 def train_funit(data_dir: Path, run_dir: Path, iters: int, tile: int, seed: int, batch: int | None,
                 log: Callable[[str], None]) -> tuple[Path, float]:
     """FUNIT ``small`` on ``data_dir/train`` (CPU); returns the model file and seconds per iteration."""
     from trainers.run import make_class_settings, train
 
-    overrides = {"iterations": iters, "seed": seed, "size": tile, "resize": tile, "batch": batch}
+    # No flips: a mirrored glyph is another character (b/d), a mirrored italic another font.
+    overrides = {"iterations": iters, "seed": seed, "size": tile, "resize": tile, "batch": batch,
+                 "flip": False}
     settings = make_class_settings(ENGINE, PRESET, data_dir / "train", overrides=overrides)
     every = max(1, iters // 20)
     started = time.perf_counter()
@@ -167,8 +156,7 @@ def train_funit(data_dir: Path, run_dir: Path, iters: int, tile: int, seed: int,
                 f"{min(every, iteration)}, {(now - started) / 60:.1f} min so far; "
                 f"gen {losses.get('gen', float('nan')):.3f}, dis {losses.get('dis', float('nan')):.3f}")
 
-    with _no_flips():
-        path = train(run_dir, settings, torch.device("cpu"), on_progress=progress)
+    path = train(run_dir, settings, torch.device("cpu"), on_progress=progress)
     if path is None:
         raise KeyboardInterrupt("training stopped before the last iteration")
     return path, (time.perf_counter() - started) / max(iters, 1)

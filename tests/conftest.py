@@ -49,3 +49,21 @@ def vgg16_hub(tmp_path_factory):
     torch.manual_seed(0)
     torch.save(torchvision.models.vgg16(weights=None).state_dict(), path)
     return hub, path
+
+
+def tiled(model, image, conditioning, tile, context=None, statistics=True):
+    """The staged tiled translation of *image*, as the host runs it (context: the model's)."""
+    from napari_i2i.tiling import TilePlan, translate_tiled
+
+    capabilities = model.capabilities
+    plan = TilePlan.make(image.shape[-2], image.shape[-1], tile=tile,
+                         context=capabilities.context if context is None else context,
+                         multiple=capabilities.size_multiple)
+    with torch.inference_mode():
+        steps = translate_tiled(model.stages(conditioning), image, plan,
+                                model.shared_statistics() if statistics else None, torch.device("cpu"))
+        while True:
+            try:
+                next(steps)
+            except StopIteration as finished:
+                return finished.value

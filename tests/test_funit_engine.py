@@ -3,13 +3,13 @@ exact tiling, the paper preset's size, request errors and model files."""
 
 import pytest
 import torch
+from conftest import tiled
 
 from engines.blocks import receptive_radius
 from engines.funit import FunitEngine
 from napari_i2i.engine_api import EngineError, StyleMode, StyleRequest
 from napari_i2i.model_file import load_model, save_model
 from napari_i2i.registry import default_registry
-from napari_i2i.tiling import TilePlan, translate_tiled
 
 
 def build(seed=0, **overrides):
@@ -86,20 +86,6 @@ def test_k_examples_are_a_set_and_k_changes_the_class():
     out_one = translate(model, x, few_shot(examples[0]))
     out_three = translate(model, x, few_shot(*examples))
     assert (out_one - out_three).abs().max() > 1e-4
-
-
-def tiled(model, x, conditioning, tile, statistics=True):
-    capabilities = model.capabilities
-    plan = TilePlan.make(x.shape[-2], x.shape[-1], tile=tile, context=capabilities.context,
-                         multiple=capabilities.size_multiple)
-    with torch.inference_mode():
-        steps = translate_tiled(model.stages(conditioning), x, plan,
-                                model.shared_statistics() if statistics else None, torch.device("cpu"))
-        while True:
-            try:
-                next(steps)
-            except StopIteration as finished:
-                return finished.value
 
 
 def test_tiled_translation_equals_whole_image():

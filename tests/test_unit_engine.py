@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import tiled
 from PIL import Image
 from skimage import data
 from torch import nn
@@ -15,7 +16,6 @@ from engines.unit.networks import sample_latent
 from napari_i2i.cli import main
 from napari_i2i.engine_api import EngineError, StyleMode, StyleRequest
 from napari_i2i.model_file import load_model, save_model
-from napari_i2i.tiling import TilePlan, translate_tiled
 
 
 def build_unit(seed=0, **overrides):
@@ -180,26 +180,13 @@ def test_context_is_the_exact_receptive_radius(overrides, direction):
     assert UnitEngine().build(UnitEngine().config("paper")).capabilities.context == 82
 
 
-def tiled(model, image, tile, context):
-    plan = TilePlan.make(*image.shape[-2:], tile=tile, context=context,
-                         multiple=model.capabilities.size_multiple)
-    steps = translate_tiled(model.stages("a2b"), image, plan, model.shared_statistics(),
-                            torch.device("cpu"))
-    with torch.inference_mode():
-        while True:
-            try:
-                next(steps)
-            except StopIteration as finished:
-                return finished.value
-
-
 def test_tiled_equals_whole_with_the_receptive_radius_only():
     _, model = build_unit()
     astronaut = data.astronaut()[100:356, 100:356].astype(np.float32) / 127.5 - 1
     image = torch.from_numpy(astronaut).permute(2, 0, 1)[None]
     whole = translate(model, image)
-    exact = tiled(model, image, tile=64, context=model.capabilities.context)
-    short = tiled(model, image, tile=64, context=8)
+    exact = tiled(model, image, "a2b", tile=64)
+    short = tiled(model, image, "a2b", tile=64, context=8)
     assert exact.shape == whole.shape == (1, 3, 256, 256)
     assert (exact - whole).abs().max() < 1e-4
     assert (short - whole).abs().max() > 10 * (exact - whole).abs().max()

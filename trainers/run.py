@@ -4,10 +4,19 @@ Shared by ``napari-i2i train`` and any other front end. Settings come from
 the preset, then a TOML/YAML file, then explicit overrides; they are written
 to ``RUN_DIR/run.json`` so ``resume`` continues with exactly the same ones.
 
-Two kinds of data, as the engine's ``TrainerSpec.data`` says: ``"unpaired"``
-(two domain folders, :func:`make_settings`) and ``"classes"`` (one folder of
-class subfolders, :func:`make_class_settings`, FUNIT). :func:`train` takes
-the settings of either.
+Three kinds of data, as the engine's ``TrainerSpec.data`` says: ``"unpaired"``
+(two domain folders, :func:`make_settings`), ``"classes"`` (one folder of
+class subfolders, :func:`make_class_settings`, FUNIT) and ``"paired"``
+(aligned A/B pairs: two folders matched by file name, or one folder of
+side-by-side A|B images, :func:`make_paired_settings`, StEP). :func:`train`
+takes the settings of any.
+
+Two optional trainer hooks, looked up by name: ``attach_dataset(dataset)``
+(called with the training dataset before the loop starts, for trainers that
+draw images themselves) and ``provenance()`` (a JSON-able record stored as
+``training.method`` in the model file). A spec with ``total_iterations``
+(a function of the training settings) sets the loop's iterations unless the
+user does.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from trainers.datasets import (
     ClassFolders,
     ImageFolder,
     InfiniteSampler,
+    PairedFolders,
     UnpairedDomains,
 )
 from trainers.loop import LoopConfig, MethodTrainer, TrainLoop
@@ -50,8 +60,16 @@ CLASS_LOOP_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"size": 128, "resize": 140, "batch": 64, "iterations": 100_000,
               "checkpoint_every": 5_000, "validate_every": 5_000},
 }
+# Paired training (StEP): pix2pix-like crops of aligned pairs. `iterations` is replaced by the
+# trainer's planned total (its stages' iterations) unless a config file or flag sets it.
+PAIRED_LOOP_PRESETS: dict[str, dict[str, Any]] = {
+    "small": {"size": 64, "batch": 4, "iterations": 5_000, "checkpoint_every": 250, "validate_every": 250},
+    "paper": {"size": 256, "batch": 1, "iterations": 1_000_000, "checkpoint_every": 10_000,
+              "validate_every": 10_000},
+}
 # RunSettings fields that say what the data is: set by make_*settings, not by config files or flags.
-_DATA_FIELDS = {"engine", "preset", "domain_a", "domain_b", "data", "classes", "holdout_classes"}
+_DATA_FIELDS = {"engine", "preset", "domain_a", "domain_b", "data", "classes", "holdout_classes",
+                "pairs_a", "pairs_b"}
 
 
 @dataclass
@@ -70,9 +88,12 @@ class RunSettings:
     log_every: int = 10
     seed: int = 0
     resize: int | None = None  # short side resized to this before cropping; None: never resized
-    data: str = "unpaired"  # or "classes"
+    flip: bool = True  # random horizontal flips (off where a mirror image is another thing: glyphs)
+    data: str = "unpaired"  # or "classes", "paired"
     classes: str | None = None  # data "classes": the folder of class subfolders
     holdout_classes: list[str] = field(default_factory=list)  # classes kept out of training
+    pairs_a: str | None = None  # data "paired": folder of A images (or of side-by-side A|B images)
+    pairs_b: str | None = None  # data "paired": folder of B images named as in pairs_a; None: side by side
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -157,8 +178,50 @@ def make_class_settings(
     )
 
 
+def make_paired_settings(
+    engine: str,
+    preset: str,
+    pairs_a: str | Path,
+    pairs_b: str | Path | None = None,
+    config: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    registry: EngineRegistry | None = None,
+    training: Mapping[str, Any] | None = None,
+) -> RunSettings:
+    """Settings for an engine trained on aligned pairs (``TrainerSpec.data == "paired"``).
+
+    ``pairs_a`` and ``pairs_b``: two folders whose files pair by name without
+    suffix (``x.png`` with ``x.tif``); with ``pairs_b`` None, ``pairs_a`` holds
+    side-by-side A|B images split in the middle. The model's ``channels_a`` /
+    ``channels_b`` come from the images unless ``[model]`` sets them.
+    ``training``: method settings from flags (e.g. StEP's ``{"stages": [...]}``),
+    applied after the preset and the config file's ``[training]``. The loop's
+    ``iterations`` is the spec's ``total_iterations(training)`` when it has one,
+    unless the config file or ``overrides`` set it.
+    """
+    registry = registry or default_registry()
+    spec = _spec(registry, engine, preset, "paired")
+    config = dict(config or {})
+    model_overrides = dict(config.pop("model", {}))
+    training_settings = {**spec.presets[preset], **config.pop("training", {}), **(training or {})}
+    loop = _loop_settings(PAIRED_LOOP_PRESETS[preset], config, overrides)
+    chosen = {**config, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    total = getattr(spec, "total_iterations", None)
+    if "iterations" not in chosen and callable(total):
+        loop["iterations"] = total(training_settings)
+    found = PairedFolders(pairs_a, pairs_b, size=None, verify=False, cache_bytes=0)  # headers only
+    model_overrides.setdefault("channels_a", found.channels_a)  # the data decides, unless the user did
+    model_overrides.setdefault("channels_b", found.channels_b)
+    model = registry.get(engine).config(preset, **model_overrides)
+    return RunSettings(
+        engine=engine, preset=preset, data="paired", pairs_a=str(pairs_a),
+        pairs_b=None if pairs_b is None else str(pairs_b), model=model, training=training_settings, **loop,
+    )
+
+
 def data_kind(engine: str, registry: EngineRegistry | None = None) -> str:
-    """What the engine's trainer trains on: ``"unpaired"`` (two domain folders) or ``"classes"``."""
+    """What the engine's trainer trains on: ``"unpaired"`` (two domain folders), ``"classes"``
+    (a folder of class subfolders) or ``"paired"`` (aligned pairs)."""
     return (registry or default_registry()).trainer(engine).data
 
 
@@ -166,9 +229,10 @@ def _spec(registry: EngineRegistry, engine: str, preset: str, data: str) -> Any:
     spec = registry.trainer(engine)
     if spec.data != data:
         needs = {"unpaired": "two folders of unpaired images (domains A and B)",
-                 "classes": "one folder with a subfolder of images per class"}
+                 "classes": "one folder with a subfolder of images per class",
+                 "paired": "aligned image pairs (two folders matched by file name, or side-by-side A|B images)"}
         raise ValueError(f"engine {engine!r} trains on {needs.get(spec.data, repr(spec.data))}")
-    loop_presets = CLASS_LOOP_PRESETS if data == "classes" else LOOP_PRESETS
+    loop_presets = {"classes": CLASS_LOOP_PRESETS, "paired": PAIRED_LOOP_PRESETS}.get(data, LOOP_PRESETS)
     if preset not in loop_presets or preset not in spec.presets:
         raise ValueError(f"no training preset {preset!r}; choose one of {sorted(spec.presets)}")
     return spec
@@ -194,6 +258,9 @@ def _batches(dataset: Dataset, settings: RunSettings, device: torch.device) -> C
             sampler=sampler,
             num_workers=4 if device.type == "cuda" else 0,
             pin_memory=device.type == "cuda",
+            # its own generator: drawing the loader's base seed from the global one would
+            # shift every later random number of a resumed run
+            generator=torch.Generator().manual_seed(settings.seed),
         )
         return iter(loader)
 
@@ -202,7 +269,7 @@ def _batches(dataset: Dataset, settings: RunSettings, device: torch.device) -> C
 
 def _unpaired_data(settings: RunSettings) -> tuple[Dataset, Any, dict[str, Any]]:
     """Two domain folders: the dataset, a validation batch ``(x_a, x_b)`` and the provenance record."""
-    options = {"size": settings.size, "resize": settings.resize, "seed": settings.seed}
+    options = {"size": settings.size, "resize": settings.resize, "flip": settings.flip, "seed": settings.seed}
     dataset = UnpairedDomains(
         ImageFolder(settings.domain_a, channels=settings.model.get("channels_a"), **options),
         ImageFolder(settings.domain_b, channels=settings.model.get("channels_b"), **options),
@@ -218,7 +285,7 @@ def _class_data(settings: RunSettings) -> tuple[Dataset, Any, dict[str, Any]]:
     whose examples come from the held-out classes when there are any, and the provenance record."""
     folders = ClassFolders(
         settings.classes, channels=settings.model.get("channels"), size=settings.size,
-        resize=settings.resize, seed=settings.seed,
+        resize=settings.resize, flip=settings.flip, seed=settings.seed,
     )
     held_out = list(settings.holdout_classes)
     training_classes, _ = split_classes(folders.classes, held_out)
@@ -240,6 +307,19 @@ def _class_data(settings: RunSettings) -> tuple[Dataset, Any, dict[str, Any]]:
         examples = torch.stack([dataset[i][1][0] for i in range(count)])
     record = {"classes_dir": settings.classes, "classes": training_classes, "holdout_classes": held_out}
     return dataset, (content, examples), record
+
+
+def _paired_data(settings: RunSettings) -> tuple[Dataset, Any, dict[str, Any]]:
+    """Aligned pairs: the dataset, a validation batch ``(x_a, x_b)`` and the provenance record."""
+    dataset = PairedFolders(
+        settings.pairs_a, settings.pairs_b, channels_a=settings.model.get("channels_a"),
+        channels_b=settings.model.get("channels_b"), size=settings.size, resize=settings.resize,
+        flip=settings.flip, seed=settings.seed,
+    )
+    validation = [dataset[i] for i in range(min(4, len(dataset)))]
+    batch = tuple(torch.stack(parts) for parts in zip(*validation))
+    record = {"pairs_a": settings.pairs_a, "pairs_b": settings.pairs_b, "pairs": len(dataset)}
+    return dataset, batch, record
 
 
 def train(
@@ -276,11 +356,16 @@ def train(
                          f"{settings.data!r} data")
     if settings.data == "classes":
         dataset, validation_batch, data_record = _class_data(settings)
+    elif settings.data == "paired":
+        dataset, validation_batch, data_record = _paired_data(settings)
     else:
         dataset, validation_batch, data_record = _unpaired_data(settings)
     torch.manual_seed(settings.seed)  # before building: the initial weights depend on the seed alone
     model = engine.build(settings.model)
     trainer = spec.build(model, settings.training, device)
+    attach = getattr(trainer, "attach_dataset", None)
+    if callable(attach):  # trainers that draw images themselves (StEP's triplet pools, IMLE codes)
+        attach(dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps(asdict(settings), indent=2))
     loop = TrainLoop(
@@ -305,19 +390,16 @@ def train(
     if not finished:
         return None
     path = run_dir / MODEL_FILE
-    save_model(
-        path,
-        engine,
-        trainer.model,
-        provenance={
-            "training": {
-                "iterations": loop.iteration,
-                "preset": settings.preset,
-                **data_record,
-                "device": str(device),
-                "seconds_last_session": round(time.perf_counter() - started, 1),
-                "settings": asdict(settings),
-            }
-        },
-    )
+    record = {
+        "iterations": loop.iteration,
+        "preset": settings.preset,
+        **data_record,
+        "device": str(device),
+        "seconds_last_session": round(time.perf_counter() - started, 1),
+        "settings": asdict(settings),
+    }
+    method_record = getattr(trainer, "provenance", None)
+    if callable(method_record):  # e.g. which VGG16 weights a loss used, iterations per stage
+        record["method"] = method_record()
+    save_model(path, engine, trainer.model, provenance={"training": record})
     return path

@@ -1,0 +1,195 @@
+"""The StEP engine: presets, capabilities and inference for napari-i2i.
+
+Paired multimodal translation a→b: the output's look comes from an 8-d style
+code, taken from reference images of domain B (their codes averaged), sampled
+through the IMLE-fitted mapper (``N(0, I)`` → style space), or interpolated
+between the codes of two references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from engines.blocks import PooledEncoder, TileStatistics
+from engines.step.networks import StyleConcatGenerator, StyleMapper, generator_radius
+from napari_i2i.engine_api import (
+    Capabilities,
+    Engine,
+    EngineError,
+    StyleMode,
+    StyleRequest,
+    TranslationModel,
+)
+
+DIRECTION = "a2b"  # paired training teaches one direction
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # METHODS.md §4: generator 32 wide, 3 downsamples, 4 residual blocks; 8-d code;
+    # mapper MLP 3×128 tanh. The style encoder's size is not given there: MUNIT's.
+    "paper": {
+        "channels_a": 3, "channels_b": 3, "dim": 32, "n_downsample": 3, "n_res": 4,
+        "style_dim": 8, "style_encoder_dim": 64, "style_downsample": 4,
+        "mapper_dim": 128, "mapper_layers": 3, "mapper_trained": 0,
+    },
+    # Same architecture, narrow enough to train on two CPU cores; one downsampling, as for
+    # MUNIT's small: on 64² crops two lost the layout (docs/training.md: what was measured).
+    "small": {
+        "channels_a": 3, "channels_b": 3, "dim": 16, "n_downsample": 1, "n_res": 2,
+        "style_dim": 8, "style_encoder_dim": 16, "style_downsample": 3,
+        "mapper_dim": 128, "mapper_layers": 3, "mapper_trained": 0,
+    },
+}
+
+
+@dataclass
+class StepConditioning:
+    """The styles to translate with: one output per row of ``styles``."""
+
+    mode: StyleMode
+    styles: torch.Tensor  # (S, style_dim), float32, on the model's device
+
+
+class StepModel(TranslationModel):
+    """Style encoder ``E``, generator ``G(I_A, z)`` and mapper ``M``; a→b only.
+
+    ``config["mapper_trained"]`` (0/1) says whether ``M`` was fitted (training
+    stage ``mapper``); only then are random styles offered.
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        c = self.config
+        self.style_encoder = PooledEncoder(c["channels_b"], c["style_encoder_dim"], c["style_downsample"],
+                                           c["style_dim"])
+        self.generator = StyleConcatGenerator(c["channels_a"], c["channels_b"], c["dim"], c["n_downsample"],
+                                              c["n_res"], c["style_dim"])
+        self.mapper = StyleMapper(c["style_dim"], c["mapper_dim"], c["mapper_layers"])
+
+    @property
+    def style_dim(self) -> int:
+        return self.config["style_dim"]
+
+    @property
+    def capabilities(self) -> Capabilities:
+        modes = (StyleMode.REFERENCE, StyleMode.INTERPOLATE)
+        if self.config["mapper_trained"]:
+            modes = (StyleMode.REFERENCE, StyleMode.RANDOM, StyleMode.INTERPOLATE)
+        return Capabilities(
+            directions={DIRECTION: (self.config["channels_a"], self.config["channels_b"])},
+            style_modes=modes,
+            size_multiple=2 ** self.config["n_downsample"],
+            context=generator_radius(self.config["n_downsample"], self.config["n_res"]),
+        )
+
+    # --- style codes ------------------------------------------------------------
+
+    def reference_code(self, reference: torch.Tensor, label: str = "reference") -> torch.Tensor:
+        """``(style_dim,)`` float32: the mean code of the crops ``(n, C_b, h, w)`` of one reference."""
+        channels = self.config["channels_b"]
+        min_size = self.style_encoder.min_size
+        if not isinstance(reference, torch.Tensor) or reference.ndim != 4 or len(reference) == 0:
+            shape = tuple(reference.shape) if isinstance(reference, torch.Tensor) else type(reference).__name__
+            raise EngineError(f"{label} must be a tensor shaped (crops, channels, height, width), got {shape}")
+        if reference.shape[1] != channels:
+            raise EngineError(
+                f"style references are images of domain B with {channels} channel(s); "
+                f"{label} has {reference.shape[1]}"
+            )
+        if min(reference.shape[-2:]) < min_size:
+            raise EngineError(
+                f"style references must be at least {min_size}×{min_size} pixels, "
+                f"{label} is {tuple(reference.shape[-2:])}"
+            )
+        device = next(self.parameters()).device
+        return self.style_encoder(reference.to(device)).float().mean(0)
+
+    def style_code(self, references: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``(1, style_dim)``: the mean over the references of their (crop-averaged) codes."""
+        if not references:
+            raise EngineError("style from reference needs at least one reference image of domain B")
+        codes = [self.reference_code(r, f"reference {i}") for i, r in enumerate(references, 1)]
+        return torch.stack(codes).mean(0, keepdim=True)
+
+    def sample_styles(self, n: int, seed: int) -> torch.Tensor:
+        """``(n, style_dim)``: the mapper applied to ``n`` draws of ``N(0, I)`` made on the CPU
+        from ``seed`` (the same styles on every device)."""
+        if n < 1:
+            raise EngineError("the number of random styles must be at least 1")
+        noise = torch.randn(n, self.style_dim, generator=torch.Generator().manual_seed(seed))
+        device = next(self.parameters()).device
+        return self.mapper(noise.to(device)).float()
+
+    @staticmethod
+    def interpolate(first: torch.Tensor, second: torch.Tensor, steps: int) -> torch.Tensor:
+        """``(steps, D)``: ``(1 − t)·first + t·second`` for ``t = 0, 1/(steps−1), …, 1``.
+
+        Written so that the first row is exactly ``first``, the last exactly
+        ``second`` and, for an odd number of steps, the middle one exactly
+        their mean.
+        """
+        if steps < 2:
+            raise EngineError(f"style interpolation needs at least 2 steps, got {steps}")
+        t = torch.linspace(0, 1, steps, dtype=torch.float32, device=first.device)[:, None]
+        t[-1] = 1.0
+        if steps % 2:
+            t[steps // 2] = 0.5
+        return (1 - t) * first.reshape(1, -1).float() + t * second.reshape(1, -1).float()
+
+    def condition(self, request: StyleRequest) -> StepConditioning:
+        if request.direction != DIRECTION:
+            raise EngineError(f"StEP translates {DIRECTION!r} (it is trained on A→B pairs), not {request.direction!r}")
+        if request.mode is StyleMode.REFERENCE:
+            return StepConditioning(request.mode, self.style_code(list(request.references)))
+        if request.mode is StyleMode.RANDOM:
+            if not self.config["mapper_trained"]:
+                raise EngineError(
+                    "this StEP model has no fitted style mapper (training stage 'mapper' was not run); "
+                    "take the style from a reference image instead"
+                )
+            return StepConditioning(request.mode, self.sample_styles(request.n_samples, request.seed))
+        if request.mode is StyleMode.INTERPOLATE:
+            references = list(request.references)
+            if len(references) != 2:
+                raise EngineError(
+                    f"style interpolation goes from the style of one reference image to that of another: "
+                    f"it needs exactly 2 references, got {len(references)}"
+                )
+            first = self.reference_code(references[0], "reference 1")
+            second = self.reference_code(references[1], "reference 2")
+            return StepConditioning(request.mode, self.interpolate(first, second, request.n_samples))
+        raise EngineError(f"StEP has no {request.mode.value!r} style mode")
+
+    # --- translation ------------------------------------------------------------
+
+    def translate(self, images: torch.Tensor, conditioning: StepConditioning) -> torch.Tensor:
+        return self.generator(images, conditioning.styles)
+
+    def stages(self, conditioning: StepConditioning) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """One step per layer: code concatenation, convolution blocks, residual blocks, upsampling."""
+        return self.generator.layers(conditioning.styles)
+
+    def shared_statistics(self) -> TileStatistics:
+        return TileStatistics(self)
+
+
+class StepEngine(Engine):
+    name = "step"
+    description = (
+        "StEP: paired multimodal translation a→b; style from reference images, sampled (mapper) "
+        "or interpolated between two references"
+    )
+    presets = PRESETS
+
+    def build(self, config: Mapping[str, Any]) -> StepModel:
+        self.check_integer_config(
+            config,
+            minimum={"n_downsample": 0, "n_res": 0, "style_downsample": 0, "mapper_layers": 0, "mapper_trained": 0},
+        )
+        if config["mapper_trained"] not in (0, 1):
+            raise EngineError(f"step config: mapper_trained must be 0 or 1, got {config['mapper_trained']!r}")
+        return StepModel(config)
