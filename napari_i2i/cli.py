@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="few-shot models (funit): example images of the class to translate into "
         "(K >= 1, any sizes; each plane of a stack is one example)",
     )
+    translate.add_argument(
+        "--interpolate", type=Path, nargs=2, default=None, metavar=("REF1", "REF2"),
+        help="models with style interpolation (step): go from the style of REF1 to that of REF2 "
+        "in --steps steps; the output gets a leading axis of steps",
+    )
+    translate.add_argument("--steps", type=int, default=None, metavar="N",
+                           help="with --interpolate: the number of styles from REF1 to REF2 (>= 2, "
+                           "both ends included)")
     translate.add_argument("--samples", type=_positive, default=1, help="random styles per input")
     translate.add_argument("--seed", type=int, default=0, help="seed of the random styles")
     translate.add_argument("--direction", default=None, help="e.g. a2b or b2a (default: the model's first)")
@@ -71,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train an engine on image folders",
         description="Train ENGINE on two folders of unpaired images (--domain-a, --domain-b: "
-        "munit, unit) or on one folder of class subfolders (--classes: funit). Writes "
+        "munit, unit), on one folder of class subfolders (--classes: funit) or on aligned "
+        "pairs (--pairs-a [--pairs-b]: step). Writes "
         "checkpoints, log.jsonl, validation images and RUN_DIR/model.safetensors. "
         "Ctrl-C saves a checkpoint; --resume continues it.",
     )
@@ -83,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--holdout-classes", metavar="N|NAME,NAME",
                        help="class-folder engines: keep N classes (drawn with the seed) or the named "
                        "ones out of training, to try translation into unseen classes")
+    train.add_argument("--pairs-a", type=Path, metavar="DIR",
+                       help="paired engines (step): images of domain A, or side-by-side A|B images "
+                       "without --pairs-b")
+    train.add_argument("--pairs-b", type=Path, metavar="DIR",
+                       help="paired engines: images of domain B, named as their partners in --pairs-a")
+    train.add_argument("--stages", metavar="NAME,NAME",
+                       help="paired engines (step): the training stages to run, of "
+                       "style,generator,finetune,mapper (default: all)")
     train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR")
     train.add_argument("--preset", default="small", help="small (CPU, minutes) or paper (published sizes)")
     train.add_argument("--config", type=Path, metavar="FILE",
@@ -161,6 +178,22 @@ def _style_mode(args: argparse.Namespace, engine: str, offered: Sequence[StyleMo
     """The class of the class images, or the style of the references, if given; else
     random styles, else none (deterministic models)."""
     names = ", ".join(mode.value for mode in offered)
+    if args.interpolate:
+        if StyleMode.INTERPOLATE not in offered:
+            raise ValueError(f"this {engine} model does not interpolate between styles (styles: {names}); "
+                             "drop --interpolate")
+        if args.reference or args.class_images:
+            raise ValueError("--interpolate REF1 REF2 takes the place of --reference and --class-images; "
+                             "give it alone")
+        if args.samples != 1:
+            raise ValueError("--samples applies to random styles; give the number of interpolation "
+                             "steps with --steps")
+        if args.steps is None or args.steps < 2:
+            raise ValueError("--interpolate needs --steps N with N >= 2 (the styles of REF1 and REF2 "
+                             "included)")
+        return StyleMode.INTERPOLATE
+    if args.steps is not None:
+        raise ValueError("--steps is the number of interpolation steps; give it with --interpolate REF1 REF2")
     if args.class_images:
         if StyleMode.FEW_SHOT not in offered:
             raise ValueError(f"this {engine} model does not translate into the class of example images "
@@ -191,6 +224,10 @@ def _style_mode(args: argparse.Namespace, engine: str, offered: Sequence[StyleMo
             f"this {engine} model translates into the class shown by example images; "
             "give one or more with --class-images IMG..."
         )
+    if StyleMode.REFERENCE in offered:
+        also = " (or --interpolate REF1 REF2 --steps N)" if StyleMode.INTERPOLATE in offered else ""
+        raise ValueError(f"this {engine} model takes its style from reference images: give "
+                         f"--reference IMG...{also}")
     raise ValueError(
         f"this {engine} model needs a style the command line cannot give (styles: {names})"
     )
@@ -209,10 +246,11 @@ def _translate(args: argparse.Namespace) -> int:
     mode = _style_mode(args, loaded.info.engine, loaded.model.capabilities.style_modes)
     outputs = _output_paths(args, direction)
     sources = [read_image(path) for path in args.inputs]
-    references = [read_image(path) for path in (args.class_images if mode is StyleMode.FEW_SHOT
-                                                 else args.reference)]
+    given = {StyleMode.FEW_SHOT: args.class_images, StyleMode.INTERPOLATE: args.interpolate}
+    references = [read_image(path) for path in given.get(mode, args.reference)]
+    n_samples = args.steps if mode is StyleMode.INTERPOLATE else args.samples
     options = TranslateOptions(
-        direction=direction, mode=mode, n_samples=args.samples, seed=args.seed, tile=args.tile
+        direction=direction, mode=mode, n_samples=n_samples, seed=args.seed, tile=args.tile
     )
     steps = run_translation(loaded, sources, options, references)
     with tqdm(total=1000, disable=args.quiet, unit="‰", desc="translating", file=sys.stderr) as bar:
@@ -235,6 +273,7 @@ def _train(args: argparse.Namespace) -> int:
     from trainers.run import (
         data_kind,
         make_class_settings,
+        make_paired_settings,
         make_settings,
         read_config_file,
         train,
@@ -242,6 +281,8 @@ def _train(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     settings = None
+    if args.resume and args.stages:
+        raise ValueError("--stages cannot change a run being resumed: its stages come from RUN_DIR/run.json")
     if not args.resume:
         kind = data_kind(args.engine)
         _check_data_flags(args, kind)
@@ -255,6 +296,13 @@ def _train(args: argparse.Namespace) -> int:
             holdout = None if h is None else int(h) if h.isdigit() else [n for n in h.split(",") if n]
             settings = make_class_settings(args.engine, args.preset, args.classes, holdout=holdout,
                                            config=config, overrides=overrides)
+        elif kind == "paired":
+            if args.pairs_a is None:
+                raise ValueError(f"--pairs-a is required for {args.engine} (unless --resume)")
+            stages = [name.strip() for name in args.stages.split(",")] if args.stages else None
+            settings = make_paired_settings(args.engine, args.preset, args.pairs_a, args.pairs_b,
+                                            config=config, overrides=overrides,
+                                            training={"stages": stages} if stages else None)
         else:
             if args.domain_a is None or args.domain_b is None:
                 raise ValueError("--domain-a and --domain-b are required (unless --resume)")
@@ -277,20 +325,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+# The flags of each kind of training data, and what that kind is.
+DATA_FLAGS = {
+    "unpaired": (("--domain-a", "domain_a"), ("--domain-b", "domain_b")),
+    "classes": (("--classes", "classes"), ("--holdout-classes", "holdout_classes")),
+    "paired": (("--pairs-a", "pairs_a"), ("--pairs-b", "pairs_b"), ("--stages", "stages")),
+}
+DATA_KINDS = {
+    "unpaired": "two folders of unpaired images (--domain-a DIR --domain-b DIR)",
+    "classes": "one folder of class subfolders (--classes DIR)",
+    "paired": "aligned image pairs (--pairs-a DIR [--pairs-b DIR])",
+}
+
+
 def _check_data_flags(args: argparse.Namespace, kind: str) -> None:
-    """Data flags of the other kind of training data are an error, not silently ignored."""
-    if kind == "classes":
-        given = [flag for flag, value in (("--domain-a", args.domain_a), ("--domain-b", args.domain_b))
-                 if value is not None]
-        if given:
-            raise ValueError(f"{args.engine} trains on one folder of class subfolders (--classes DIR); "
-                             f"drop {' and '.join(given)}")
-    else:
-        given = [flag for flag, value in (("--classes", args.classes),
-                                          ("--holdout-classes", args.holdout_classes)) if value is not None]
-        if given:
-            raise ValueError(f"{args.engine} trains on two folders of unpaired images "
-                             f"(--domain-a DIR --domain-b DIR); drop {' and '.join(given)}")
+    """Data flags of the other kinds of training data are an error, not silently ignored."""
+    given = [flag for other, flags in DATA_FLAGS.items() if other != kind
+             for flag, name in flags if getattr(args, name) is not None]
+    if given:
+        raise ValueError(f"{args.engine} trains on {DATA_KINDS[kind]}; drop {' and '.join(given)}")
 
 
 def _convert(args: argparse.Namespace) -> int:

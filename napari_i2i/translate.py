@@ -8,7 +8,10 @@ source (and reference / class example) arrays but never writes to them.
 The ``references`` of a job are style references (``StyleMode.REFERENCE``)
 or class examples (``StyleMode.FEW_SHOT``). Either way every 2-D plane of
 every reference image is one image for the engine: a stack of K planes
-counts as K references or K class examples.
+counts as K references or K class examples. For ``StyleMode.INTERPOLATE``
+the references are exactly two images, the ends of the interpolation; each
+is one reference for the engine (a stack's planes pooled), and
+``n_samples`` is the number of steps from the first to the second.
 """
 
 from __future__ import annotations
@@ -88,6 +91,9 @@ def describe_style(
         styles = f"{n} random style{'s' if n > 1 else ''} (seed {options.seed})"
     elif options.mode is StyleMode.REFERENCE:
         styles = "style of " + ", ".join(r.name for r in references)
+    elif options.mode is StyleMode.INTERPOLATE:
+        ends = f" from {references[0].name} to {references[1].name}" if len(references) == 2 else ""
+        styles = f"{options.n_samples} steps{ends}"
     elif options.mode is StyleMode.FEW_SHOT:
         names = [r.name for r in references[:NAMED_EXAMPLES]]
         if len(references) > NAMED_EXAMPLES:
@@ -121,6 +127,35 @@ def class_examples(
         planes = [reference_crops(plane, tile) for plane in iter_planes(reference, plan, channels)]
         examples.append(ClassExample(reference.name, planes))
     return examples
+
+
+def interpolation_ends(references: Sequence[ImageData], channels: int, tile: int) -> list[torch.Tensor]:
+    """The two ends of a style interpolation: per reference image one tensor, its planes' crops.
+
+    Raises :class:`EngineError` unless there are exactly two references and
+    :class:`LayerDataError` (naming the reference) for one the model cannot take.
+    """
+    if len(references) != 2:
+        raise EngineError(
+            "style interpolation goes from the style of one reference image to that of another: "
+            f"choose exactly 2 reference images, not {len(references)}"
+        )
+    ends = []
+    for number, reference in enumerate(references, 1):
+        try:
+            plan = layout(reference, channels)
+        except LayerDataError as error:
+            raise LayerDataError(f"reference {number} {error}") from None
+        ends.append(torch.cat([reference_crops(plane, tile) for plane in iter_planes(reference, plan, channels)]))
+    return ends
+
+
+def _name_reference(error: EngineError, references: Sequence[ImageData]) -> EngineError:
+    """The engine numbers the interpolation's ends 1 and 2; say which image each is."""
+    found = re.search(r"\breference ([12])\b", str(error))
+    if found is None or len(references) != 2:
+        return error
+    return EngineError(f"{error} (reference {found.group(1)} = {references[int(found.group(1)) - 1].name!r})")
 
 
 def _name_example(error: EngineError, examples: Sequence[ClassExample]) -> EngineError:
@@ -168,6 +203,8 @@ def run_translation(
     elif options.mode is StyleMode.FEW_SHOT:  # examples of the output class: output channels
         examples = class_examples(references, style_channels, options.tile)
         reference_tensors = [plane for example in examples for plane in example.planes]
+    elif options.mode is StyleMode.INTERPOLATE:  # two references of the output domain
+        reference_tensors = interpolation_ends(references, style_channels, options.tile)
     try:
         with torch.inference_mode(), autocast(device):
             conditioning = model.condition(
@@ -180,6 +217,8 @@ def run_translation(
                 )
             )
     except EngineError as error:
+        if options.mode is StyleMode.INTERPOLATE:
+            raise _name_reference(error, references) from error
         if not examples:
             raise
         raise _name_example(error, examples) from error
@@ -194,7 +233,10 @@ def run_translation(
     stages = [on_device(stage) for stage in model.stages(conditioning)]
 
     description = describe_style(options, references, len(reference_tensors))
-    samples_axis = options.mode is StyleMode.RANDOM and options.n_samples > 1
+    # random styles and interpolation steps get a leading axis (napari's slider scrubs it)
+    samples_axis = (options.mode is StyleMode.RANDOM and options.n_samples > 1) or (
+        options.mode is StyleMode.INTERPOLATE
+    )
     total_planes = sum(p.n_planes for p in layouts)
     done_planes = 0
     results = []
@@ -251,6 +293,17 @@ def run_translation(
                             "n_examples": len(reference_tensors),
                         }
                         if options.mode is StyleMode.FEW_SHOT
+                        else {}
+                    ),
+                    **(
+                        {
+                            "interpolation": {
+                                "from": references[0].name,
+                                "to": references[1].name,
+                                "steps": options.n_samples,
+                            }
+                        }
+                        if options.mode is StyleMode.INTERPOLATE
                         else {}
                     ),
                     "device": str(device),

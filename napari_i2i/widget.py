@@ -48,9 +48,14 @@ from napari_i2i.translate import (
 PROGRESS_STEPS = 1000
 OPEN_FILE = "open file…"  # the model chooser's entry that shows the file picker
 LIST_HEIGHT = 96  # pixels: room for a few layers; the dock must fit on a laptop screen
-# The references list serves two style modes: its label and tooltip say which.
+# The references list serves three style modes: its label and tooltip say which.
 REFERENCE_LABELS = {
     StyleMode.REFERENCE: ("Style reference(s)", "image layers whose style the output takes; codes averaged"),
+    StyleMode.INTERPOLATE: (
+        "Interpolate between",
+        "exactly two image layers: the output goes in Steps steps from the style of the first of "
+        "them in this list to that of the second (a stack layer counts as one reference)",
+    ),
     StyleMode.FEW_SHOT: (
         "Class example(s)",
         "images of the class to translate into: several image layers (any sizes) or one stack "
@@ -91,8 +96,9 @@ class Placement:
             axis_labels=tuple(layer.axis_labels),
         )
 
-    def along(self, axes: Sequence[int | None]) -> dict[str, tuple[Any, ...]]:
-        """Layer keyword arguments for output axes mapped onto source axes (None: new axis)."""
+    def along(self, axes: Sequence[int | None], new_label: str = "sample") -> dict[str, tuple[Any, ...]]:
+        """Layer keyword arguments for output axes mapped onto source axes (None: a new axis,
+        labelled ``new_label``)."""
 
         def pick(values: tuple[Any, ...], new: Any) -> tuple[Any, ...]:
             return tuple(new if axis is None else values[axis] for axis in axes)
@@ -101,7 +107,7 @@ class Placement:
             "scale": pick(self.scale, 1.0),
             "translate": pick(self.translate, 0.0),
             "units": pick(self.units, "pixel"),
-            "axis_labels": pick(self.axis_labels, "sample"),
+            "axis_labels": pick(self.axis_labels, new_label),
         }
 
 
@@ -302,7 +308,15 @@ class TranslateWidget(Container):
     def _show_mode_controls(self, _value: Any = None) -> None:
         """Show only the controls the chosen style mode uses."""
         mode = self.style_mode.value
-        self.n_samples.visible = self.seed.visible = mode is StyleMode.RANDOM
+        self.n_samples.visible = mode in (StyleMode.RANDOM, StyleMode.INTERPOLATE)
+        self.seed.visible = mode is StyleMode.RANDOM
+        # the spinbox counts random styles, or the steps of an interpolation (both ends included)
+        interpolate = mode is StyleMode.INTERPOLATE
+        self.n_samples.label = "Steps" if interpolate else "Number of samples"
+        self.n_samples.tooltip = (
+            "styles from the first reference to the second, both included" if interpolate else None
+        )
+        self.n_samples.min = 2 if interpolate else 1
         self.references.visible = mode in REFERENCE_LABELS
         if mode in REFERENCE_LABELS:  # style references, or the class examples of few-shot mode
             self.references.label, self.references.tooltip = REFERENCE_LABELS[mode]
@@ -326,6 +340,12 @@ class TranslateWidget(Container):
             show_error(
                 "Choose at least one class example: image layers of the class to translate into, "
                 "or one stack layer whose planes are the examples."
+            )
+            return
+        if mode is StyleMode.INTERPOLATE and len(references) != 2:
+            show_error(
+                "Choose exactly two style references to interpolate between "
+                f"(the first in the list is where the steps start); {len(references)} chosen."
             )
             return
         job = TranslationJob(
@@ -383,7 +403,7 @@ class TranslateWidget(Container):
                 rgb=result.rgb,
                 contrast_limits=result.contrast_limits,
                 metadata={"napari_i2i": result.metadata},
-                **placement.along(result.axes),
+                **placement.along(result.axes, "step" if "interpolation" in result.metadata else "sample"),
             )
         self.progress.value = PROGRESS_STEPS
         self.status.value = f"done: added {len(results)} layer(s)"

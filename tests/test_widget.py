@@ -379,3 +379,57 @@ def test_few_shot_mode_with_class_examples_of_different_sizes(
     widget.model_file.value = munit_file  # back to style references
     widget.style_mode.value = StyleMode.REFERENCE
     assert widget.references.label == "Style reference(s)"
+
+
+@pytest.fixture
+def step_file(tmp_path):
+    from engines.step import StepEngine
+
+    engine = StepEngine()
+    torch.manual_seed(0)
+    path = tmp_path / "step_small.safetensors"
+    config = engine.config("small", channels_a=1, dim=8, n_res=1, style_encoder_dim=8, style_downsample=2)
+    save_model(path, engine, engine.build(config))
+    return path
+
+
+def test_interpolation_mode_between_two_references(qtbot, viewer, widget, step_file, notifications):
+    source = add_gray(viewer, scale=(0.5, 0.5), axis_labels=("y", "x"))
+    rng = np.random.default_rng(4)
+    calm = viewer.add_image(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8), name="calm", rgb=True)
+    busy = viewer.add_image(rng.integers(0, 256, (2, 20, 28, 3), dtype=np.uint8), name="busy", rgb=True)
+    widget.model_file.value = step_file
+
+    assert widget.engine.value == "step"
+    assert widget.style_mode.choices == (StyleMode.REFERENCE, StyleMode.INTERPOLATE)  # no fitted mapper
+    widget.style_mode.value = StyleMode.INTERPOLATE
+    assert widget.references.label == "Interpolate between" and not widget.references.native.isHidden()
+    assert widget.n_samples.label == "Steps" and not widget.n_samples.native.isHidden()
+    assert widget.seed.native.isHidden()
+    assert widget.n_samples.value == 2 and widget.n_samples.min == 2
+    widget.sources.value = [source]
+    widget.device.value = "cpu"
+    widget.references.value = [calm]
+    widget.run()  # one reference: an error, no run
+    assert errors(notifications) == [
+        "Choose exactly two style references to interpolate between "
+        "(the first in the list is where the steps start); 1 chosen."
+    ]
+    assert widget.worker is None
+
+    widget.references.value = [busy, calm]  # the list's order counts, not the clicks'
+    widget.n_samples.value = 4
+    run_and_wait(qtbot, widget)
+
+    assert len(viewer.layers) == 4
+    result = viewer.layers[-1]
+    assert result.name == "cells [a2b, 4 steps from calm to busy]"
+    assert result.rgb and result.data.shape == (4, 48, 64, 3)
+    np.testing.assert_array_equal(result.scale, (1, 0.5, 0.5))
+    assert result.axis_labels == ("step", "y", "x")
+    recorded = result.metadata["napari_i2i"]
+    assert recorded["style_mode"] == "interpolate"
+    assert recorded["interpolation"] == {"from": "calm", "to": "busy", "steps": 4}
+
+    widget.style_mode.value = StyleMode.REFERENCE  # back: the spinbox is hidden again
+    assert widget.n_samples.native.isHidden() and widget.n_samples.label == "Number of samples"
