@@ -292,8 +292,8 @@ def _train(args: argparse.Namespace) -> int:
         if kind == "classes":
             if args.classes is None:
                 raise ValueError(f"--classes is required for {args.engine} (unless --resume)")
-            h = args.holdout_classes
-            holdout = None if h is None else int(h) if h.isdigit() else [n for n in h.split(",") if n]
+            flag = args.holdout_classes  # a number of classes, or their names
+            holdout = None if flag is None else int(flag) if flag.isdigit() else [n for n in flag.split(",") if n]
             settings = make_class_settings(args.engine, args.preset, args.classes, holdout=holdout,
                                            config=config, overrides=overrides)
         elif kind == "paired":
