@@ -146,7 +146,7 @@ def _cells(shape: tuple[int, ...], tile: int) -> list[tuple[int, int]]:
     return [(r, c) for r in range(rows) for c in range(cols)]
 
 
-def _tiled_task(sources: list[tuple[str, np.ndarray]], transform: Callable,
+def tiled_task(sources: list[tuple[str, np.ndarray]], transform: Callable,
                 prepare: Callable, tile: int, seed: int) -> tuple[dict, dict]:
     """Cut each (prepared) source into cells and split them; B = transform(A) per tile."""
     rng = np.random.default_rng(seed)
@@ -242,7 +242,7 @@ def stain_sources(use_stardist: bool = True) -> tuple[list[tuple[str, np.ndarray
 def stain_task(tile: int = 64, seed: int = 0, use_stardist: bool = True) -> Task:
     """Stain shift: A = IHC / H&E tile, B = :func:`stain_transform` of it."""
     sources, record = stain_sources(use_stardist)
-    splits, cells = _tiled_task(sources, stain_transform, lambda im: im, tile, seed)
+    splits, cells = tiled_task(sources, stain_transform, lambda im: im, tile, seed)
     manifest = {
         "transform": {
             "function": "benchmarks.tasks.generate.stain_transform",
@@ -289,7 +289,7 @@ def fluo2bf_task(tile: int = 64, seed: int = 0) -> Task:
     path = _require_stardist_file("img2d.tif", "fluo2bf")
     raw = tifffile.imread(path)
     sources = [("nuclei", raw)]
-    splits, cells = _tiled_task(sources, fluo_transform, fluo_normalise, tile, seed)
+    splits, cells = tiled_task(sources, fluo_transform, fluo_normalise, tile, seed)
     manifest = {
         "transform": {
             "function": "benchmarks.tasks.generate.fluo_transform",
