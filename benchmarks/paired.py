@@ -36,6 +36,7 @@ from PIL import Image
 from benchmarks.quality import predict
 from benchmarks.tasks.generate import Task, stain_sources, tiled_task
 from benchmarks.tasks.metrics import markdown_table, score
+from napari_i2i.sample_data import he_like_restain
 from trainers.run import make_paired_settings, make_settings, train
 
 #: Per-tile haematoxylin scale, drawn uniformly (the fixed task uses 1.5).
@@ -44,19 +45,6 @@ H_SCALE_RANGE = (1.0, 2.0)
 DAB_TO_EOSIN_RANGE = (0.2, 1.0)
 #: StEP ``small`` stage iterations (trainers/step.py TRAIN_PRESETS): ``--step-iters`` is split in this ratio.
 STEP_STAGE_RATIO = {"style": 300, "generator": 600, "finetune": 200, "mapper": 500}
-
-
-def restain(rgb: np.ndarray, h_scale: float, dab_to_eosin: float) -> np.ndarray:
-    """:func:`napari_i2i.sample_data.he_like_restain` with its two constants as arguments."""
-    from skimage.color import hed2rgb, rgb2hed
-
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[-1] != 3:
-        raise ValueError(f"expected uint8 RGB, got {rgb.dtype} {rgb.shape}")
-    hed = rgb2hed(rgb)
-    out = np.zeros_like(hed)
-    out[..., 0] = h_scale * hed[..., 0]
-    out[..., 1] = hed[..., 1] + dab_to_eosin * hed[..., 2]
-    return np.round(np.clip(hed2rgb(out), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def tile_parameters(names: list[str], seed: int) -> dict[str, tuple[float, float]]:
@@ -77,9 +65,9 @@ def paired_task(tile: int = 64, seed: int = 0) -> Task:
     params = tile_parameters([*inputs, *raw["test_a"]], seed)
     splits = {
         "train_a": inputs,
-        "train_b": {n: restain(a, *params[n]) for n, a in inputs.items()},
+        "train_b": {n: he_like_restain(a, *params[n]) for n, a in inputs.items()},
         "test_a": raw["test_a"],
-        "test_b": {n: restain(a, *params[n]) for n, a in raw["test_a"].items()},
+        "test_b": {n: he_like_restain(a, *params[n]) for n, a in raw["test_a"].items()},
     }
     manifest = {"sources": record, "cells": cells, "h_scale_range": H_SCALE_RANGE,
                 "dab_to_eosin_range": DAB_TO_EOSIN_RANGE,

@@ -33,10 +33,13 @@ ORIGIN = "skimage.data.immunohistochemistry()"
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 
-def he_like_restain(rgb: np.ndarray) -> np.ndarray:
+def he_like_restain(
+    rgb: np.ndarray, h_scale: float = H_SCALE, dab_to_eosin: float = DAB_TO_EOSIN
+) -> np.ndarray:
     """IHC → H&E-like colours, pixel by pixel, in HED optical-density space (uint8 RGB in and out).
 
-    H' = ``H_SCALE``·H, E' = E + ``DAB_TO_EOSIN``·DAB, DAB' = 0, through
+    H' = ``h_scale``·H, E' = E + ``dab_to_eosin``·DAB, DAB' = 0 (by default
+    ``H_SCALE`` and ``DAB_TO_EOSIN``; the paired benchmark draws them per tile), through
     ``skimage.color.rgb2hed`` (which clips negative concentrations to 0) and
     ``hed2rgb``; eosin already present is kept. The quality benchmark's stain
     task (``benchmarks/tasks/generate.py``) makes its domain B with it.
@@ -47,8 +50,8 @@ def he_like_restain(rgb: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected uint8 RGB, got {rgb.dtype} {rgb.shape}")
     hed = rgb2hed(rgb)
     out = np.zeros_like(hed)
-    out[..., 0] = H_SCALE * hed[..., 0]
-    out[..., 1] = hed[..., 1] + DAB_TO_EOSIN * hed[..., 2]
+    out[..., 0] = h_scale * hed[..., 0]
+    out[..., 1] = hed[..., 1] + dab_to_eosin * hed[..., 2]
     return np.round(np.clip(hed2rgb(out), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
