@@ -67,3 +67,14 @@ def tiled(model, image, conditioning, tile, context=None, statistics=True):
                 next(steps)
             except StopIteration as finished:
                 return finished.value
+
+
+def random_image(*shape, seed=0):
+    """A reproducible tensor in [-1, 1], like a model input."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def translate_with(model, images, style_request):
+    """``model.translate`` under the conditioning of *style_request*, as the host runs it."""
+    with torch.inference_mode():
+        return model.translate(images, model.condition(style_request))

@@ -3,7 +3,7 @@ exact tiling, the paper preset's size, request errors and model files."""
 
 import pytest
 import torch
-from conftest import tiled
+from conftest import random_image, tiled, translate_with
 
 from engines.blocks import receptive_radius
 from engines.funit import FunitEngine
@@ -22,13 +22,6 @@ def few_shot(*examples):
     return StyleRequest(StyleMode.FEW_SHOT, "translate", references=list(examples))
 
 
-def image(*shape, seed=0):
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-
-
-def translate(model, images, request):
-    with torch.inference_mode():
-        return model.translate(images, model.condition(request))
 
 
 def test_registered_with_its_trainer_and_capabilities():
@@ -46,7 +39,7 @@ def test_registered_with_its_trainer_and_capabilities():
 @pytest.mark.parametrize("channels", [1, 3])
 def test_shapes_and_range(channels):
     _, model = build(channels=channels)
-    out = translate(model, image(1, channels, 40, 52), few_shot(image(1, channels, 32, 32, seed=1)))
+    out = translate_with(model, random_image(1, channels, 40, 52), few_shot(random_image(1, channels, 32, 32, seed=1)))
     assert out.shape == (1, channels, 40, 52)
     assert out.min() >= -1 and out.max() <= 1
 
@@ -54,9 +47,9 @@ def test_shapes_and_range(channels):
 def test_class_code_is_the_mean_over_k_examples_of_different_sizes():
     _, model = build()
     encoder = model.generator.class_encoder
-    first = image(1, 3, 32, 32, seed=1)
-    second = image(1, 3, 48, 24, seed=2)  # another size
-    third = image(2, 3, 20, 28, seed=3)  # one example arriving as two crops
+    first = random_image(1, 3, 32, 32, seed=1)
+    second = random_image(1, 3, 48, 24, seed=2)  # another size
+    third = random_image(2, 3, 20, 28, seed=3)  # one example arriving as two crops
     conditioning = model.condition(few_shot(first, second, third))
     with torch.inference_mode():
         codes = [encoder(first)[0], encoder(second)[0], encoder(third[:1])[0] / 2 + encoder(third[1:])[0] / 2]
@@ -65,7 +58,7 @@ def test_class_code_is_the_mean_over_k_examples_of_different_sizes():
     assert conditioning.n_examples == 3
     torch.testing.assert_close(conditioning.class_code[0], expected)
     # the translation decodes exactly that mean code
-    x = image(1, 3, 32, 32, seed=4)
+    x = random_image(1, 3, 32, 32, seed=4)
     with torch.inference_mode():
         generator = model.generator
         explicit = generator.decode(generator.content_encoder(x), conditioning.class_code)
@@ -74,7 +67,7 @@ def test_class_code_is_the_mean_over_k_examples_of_different_sizes():
 
 def test_k_examples_are_a_set_and_k_changes_the_class():
     _, model = build()
-    examples = [image(1, 3, 24, 24, seed=s) for s in (1, 2, 3)]
+    examples = [random_image(1, 3, 24, 24, seed=s) for s in (1, 2, 3)]
     one = model.condition(few_shot(examples[0])).class_code
     with torch.inference_mode():
         assert torch.equal(one, model.generator.class_encoder(examples[0]).float())
@@ -82,16 +75,16 @@ def test_k_examples_are_a_set_and_k_changes_the_class():
     backward = model.condition(few_shot(*reversed(examples))).class_code
     torch.testing.assert_close(forward, backward)
     assert (forward - one).abs().max() > 1e-4
-    x = image(1, 3, 32, 32, seed=9)
-    out_one = translate(model, x, few_shot(examples[0]))
-    out_three = translate(model, x, few_shot(*examples))
+    x = random_image(1, 3, 32, 32, seed=9)
+    out_one = translate_with(model, x, few_shot(examples[0]))
+    out_three = translate_with(model, x, few_shot(*examples))
     assert (out_one - out_three).abs().max() > 1e-4
 
 
 def test_tiled_translation_equals_whole_image():
     _, model = build()
-    x = image(1, 3, 192, 160, seed=5)
-    conditioning = model.condition(few_shot(image(1, 3, 40, 40, seed=6), image(1, 3, 24, 56, seed=7)))
+    x = random_image(1, 3, 192, 160, seed=5)
+    conditioning = model.condition(few_shot(random_image(1, 3, 40, 40, seed=6), random_image(1, 3, 24, 56, seed=7)))
     with torch.inference_mode():
         whole = model.translate(x, conditioning)
         composed = x
@@ -157,5 +150,5 @@ def test_model_file_round_trip(tmp_path):
     loaded = load_model(path, engine="funit")
     assert loaded.info.engine == "funit" and loaded.info.channels == {"translate": [1, 1]}
     assert loaded.info.config == model.config
-    x, example = image(1, 1, 32, 32, seed=1), image(1, 1, 32, 32, seed=2)
-    torch.testing.assert_close(translate(loaded.model, x, few_shot(example)), translate(model, x, few_shot(example)))
+    x, example = random_image(1, 1, 32, 32, seed=1), random_image(1, 1, 32, 32, seed=2)
+    torch.testing.assert_close(translate_with(loaded.model, x, few_shot(example)), translate_with(model, x, few_shot(example)))

@@ -3,20 +3,16 @@
 import pytest
 import torch
 
-from conftest import build_munit
+from conftest import build_munit, translate_with
 from engines.munit import MunitEngine
 from napari_i2i.engine_api import EngineError, StyleMode, StyleRequest
 
-
-def translate(model, image, request):
-    with torch.inference_mode():
-        return model.translate(image, model.condition(request))
 
 
 def test_shapes_and_range():
     _, model = build_munit()
     image = torch.rand(1, 3, 40, 52) * 2 - 1
-    out = translate(model, image, StyleRequest(StyleMode.RANDOM, "a2b", n_samples=3, seed=1))
+    out = translate_with(model, image, StyleRequest(StyleMode.RANDOM, "a2b", n_samples=3, seed=1))
     assert out.shape == (3, 3, 40, 52)
     assert out.min() >= -1 and out.max() <= 1
 
@@ -24,18 +20,18 @@ def test_shapes_and_range():
 def test_channels_per_domain():
     _, model = build_munit(channels_a=1, channels_b=3)
     assert model.capabilities.directions == {"a2b": (1, 3), "b2a": (3, 1)}
-    out = translate(model, torch.zeros(1, 1, 32, 32), StyleRequest(StyleMode.RANDOM, "a2b"))
+    out = translate_with(model, torch.zeros(1, 1, 32, 32), StyleRequest(StyleMode.RANDOM, "a2b"))
     assert out.shape == (1, 3, 32, 32)
-    out = translate(model, torch.zeros(1, 3, 32, 32), StyleRequest(StyleMode.RANDOM, "b2a"))
+    out = translate_with(model, torch.zeros(1, 3, 32, 32), StyleRequest(StyleMode.RANDOM, "b2a"))
     assert out.shape == (1, 1, 32, 32)
 
 
 def test_same_seed_same_styles_other_seed_other_styles():
     _, model = build_munit()
     image = torch.rand(1, 3, 32, 32) * 2 - 1
-    first = translate(model, image, StyleRequest(StyleMode.RANDOM, "a2b", n_samples=2, seed=7))
-    again = translate(model, image, StyleRequest(StyleMode.RANDOM, "a2b", n_samples=2, seed=7))
-    other = translate(model, image, StyleRequest(StyleMode.RANDOM, "a2b", n_samples=2, seed=8))
+    first = translate_with(model, image, StyleRequest(StyleMode.RANDOM, "a2b", n_samples=2, seed=7))
+    again = translate_with(model, image, StyleRequest(StyleMode.RANDOM, "a2b", n_samples=2, seed=7))
+    other = translate_with(model, image, StyleRequest(StyleMode.RANDOM, "a2b", n_samples=2, seed=8))
     assert torch.equal(first, again)
     assert (first - other).abs().mean() > 1e-3
     assert (first[0] - first[1]).abs().mean() > 1e-3  # samples differ from each other
@@ -49,7 +45,7 @@ def test_style_reference_changes_the_output_and_codes_average():
     striped[..., ::4, :] = -1
 
     def by_reference(*refs):
-        return translate(model, image, StyleRequest(StyleMode.REFERENCE, "a2b", references=list(refs)))
+        return translate_with(model, image, StyleRequest(StyleMode.REFERENCE, "a2b", references=list(refs)))
 
     out_dark, out_striped = by_reference(dark), by_reference(striped)
     assert torch.equal(out_dark, by_reference(dark))

@@ -3,7 +3,7 @@ between two references; shapes, exact tiling, the receptive field, the paper pre
 
 import pytest
 import torch
-from conftest import tiled
+from conftest import random_image, tiled, translate_with
 
 from engines.blocks import SharedStatsNorm
 from engines.step import StepEngine
@@ -18,17 +18,10 @@ def build(seed=0, **overrides):
     return engine, engine.build(engine.config("small", **overrides)).eval()
 
 
-def image(*shape, seed=0):
-    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-
 
 def request(mode, *references, n=1, seed=0, direction="a2b"):
     return StyleRequest(mode, direction, n_samples=n, seed=seed, references=list(references))
 
-
-def translate(model, images, style_request):
-    with torch.inference_mode():
-        return model.translate(images, model.condition(style_request))
 
 
 def test_registered_with_its_paired_trainer_and_capabilities():
@@ -49,7 +42,7 @@ def test_registered_with_its_paired_trainer_and_capabilities():
 @pytest.mark.parametrize(("channels_a", "channels_b"), [(1, 3), (3, 3), (2, 1)])
 def test_shapes_and_range(channels_a, channels_b):
     _, model = build(channels_a=channels_a, channels_b=channels_b)
-    out = translate(model, image(1, channels_a, 40, 52), request(StyleMode.REFERENCE, image(1, channels_b, 32, 32)))
+    out = translate_with(model, random_image(1, channels_a, 40, 52), request(StyleMode.REFERENCE, random_image(1, channels_b, 32, 32)))
     assert out.shape == (1, channels_b, 40, 52)
     assert out.min() >= -1 and out.max() <= 1
 
@@ -57,22 +50,22 @@ def test_shapes_and_range(channels_a, channels_b):
 def test_reference_codes_are_averaged_over_crops_and_references():
     _, model = build()
     encoder = model.style_encoder
-    first = image(1, 3, 32, 32, seed=1)
-    second = image(3, 3, 24, 40, seed=2)  # one reference arriving as three crops
+    first = random_image(1, 3, 32, 32, seed=1)
+    second = random_image(3, 3, 24, 40, seed=2)  # one reference arriving as three crops
     with torch.inference_mode():
         conditioning = model.condition(request(StyleMode.REFERENCE, first, second))
         expected = (encoder(first)[0] + encoder(second).mean(0)) / 2
     assert conditioning.styles.shape == (1, 8) and conditioning.styles.dtype == torch.float32
     torch.testing.assert_close(conditioning.styles[0], expected)
-    x = image(1, 3, 32, 32, seed=3)
-    one = translate(model, x, request(StyleMode.REFERENCE, first))
-    both = translate(model, x, request(StyleMode.REFERENCE, first, second))
+    x = random_image(1, 3, 32, 32, seed=3)
+    one = translate_with(model, x, request(StyleMode.REFERENCE, first))
+    both = translate_with(model, x, request(StyleMode.REFERENCE, first, second))
     assert (one - both).abs().max() > 1e-4  # the code reaches the output through the normalisation
 
 
 def test_interpolation_endpoints_are_the_two_reference_styles_and_the_middle_their_mean():
     _, model = build()
-    first, second = image(1, 3, 32, 32, seed=1), image(2, 3, 40, 24, seed=2)
+    first, second = random_image(1, 3, 32, 32, seed=1), random_image(2, 3, 40, 24, seed=2)
     with torch.inference_mode():
         code_1 = model.condition(request(StyleMode.REFERENCE, first)).styles[0]
         code_2 = model.condition(request(StyleMode.REFERENCE, second)).styles[0]
@@ -90,11 +83,11 @@ def test_interpolation_endpoints_are_the_two_reference_styles_and_the_middle_the
         assert torch.equal(line[0], a) and torch.equal(line[-1], b)
     torch.testing.assert_close(model.interpolate(a, b, 5), (1 - steps) * a + steps * b)
     # one output per step, a leading interpolation axis: the ends are the references' translations
-    x = image(1, 3, 32, 32, seed=3)
-    out = translate(model, x, request(StyleMode.INTERPOLATE, first, second, n=5))
+    x = random_image(1, 3, 32, 32, seed=3)
+    out = translate_with(model, x, request(StyleMode.INTERPOLATE, first, second, n=5))
     assert out.shape == (5, 3, 32, 32)
-    torch.testing.assert_close(out[0], translate(model, x, request(StyleMode.REFERENCE, first))[0], atol=1e-5, rtol=0)
-    torch.testing.assert_close(out[-1], translate(model, x, request(StyleMode.REFERENCE, second))[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[0], translate_with(model, x, request(StyleMode.REFERENCE, first))[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[-1], translate_with(model, x, request(StyleMode.REFERENCE, second))[0], atol=1e-5, rtol=0)
 
 
 def test_random_styles_come_from_the_fitted_mapper_seeded_on_the_cpu():
@@ -105,7 +98,7 @@ def test_random_styles_come_from_the_fitted_mapper_seeded_on_the_cpu():
         torch.testing.assert_close(styles, model.mapper(noise))
         assert torch.equal(styles, model.condition(request(StyleMode.RANDOM, n=3, seed=7)).styles)
         assert not torch.equal(styles, model.condition(request(StyleMode.RANDOM, n=3, seed=8)).styles)
-    out = translate(model, image(1, 3, 24, 24), request(StyleMode.RANDOM, n=3, seed=7))
+    out = translate_with(model, random_image(1, 3, 24, 24), request(StyleMode.RANDOM, n=3, seed=7))
     assert out.shape == (3, 3, 24, 24)
     with pytest.raises(EngineError, match="at least 1"):
         model.condition(request(StyleMode.RANDOM, n=0))
@@ -116,13 +109,13 @@ def test_random_styles_come_from_the_fitted_mapper_seeded_on_the_cpu():
 
 def test_requests_it_cannot_serve_say_why():
     _, model = build(channels_b=1)
-    gray = image(1, 1, 32, 32)
+    gray = random_image(1, 1, 32, 32)
     cases = [
         (request(StyleMode.REFERENCE, gray, direction="b2a"), "a2b"),
         (request(StyleMode.REFERENCE), "at least one reference"),
-        (request(StyleMode.REFERENCE, image(1, 3, 32, 32)), "1 channel"),
-        (request(StyleMode.REFERENCE, image(1, 1, 4, 32)), "at least 8×8"),
-        (request(StyleMode.REFERENCE, image(1, 32, 32)), "crops, channels, height, width"),
+        (request(StyleMode.REFERENCE, random_image(1, 3, 32, 32)), "1 channel"),
+        (request(StyleMode.REFERENCE, random_image(1, 1, 4, 32)), "at least 8×8"),
+        (request(StyleMode.REFERENCE, random_image(1, 32, 32)), "crops, channels, height, width"),
         (request(StyleMode.INTERPOLATE, gray, n=5), "exactly 2 references, got 1"),
         (request(StyleMode.INTERPOLATE, gray, gray, gray, n=5), "exactly 2 references, got 3"),
         (request(StyleMode.INTERPOLATE, gray, gray, n=1), "at least 2 steps"),
@@ -135,9 +128,9 @@ def test_requests_it_cannot_serve_say_why():
 
 def test_tiled_translation_equals_whole_image_for_every_interpolation_step():
     _, model = build(n_res=1)
-    x = image(1, 3, 160, 136, seed=5)
-    conditioning = model.condition(request(StyleMode.INTERPOLATE, image(1, 3, 32, 32, seed=6),
-                                           image(1, 3, 32, 32, seed=7), n=3))
+    x = random_image(1, 3, 160, 136, seed=5)
+    conditioning = model.condition(request(StyleMode.INTERPOLATE, random_image(1, 3, 32, 32, seed=6),
+                                           random_image(1, 3, 32, 32, seed=7), n=3))
     with torch.inference_mode():
         whole = model.translate(x, conditioning)
         composed = x
@@ -205,6 +198,6 @@ def test_model_file_round_trip_holds_encoder_generator_and_mapper(tmp_path):
     for key, value in loaded.model.state_dict().items():
         assert torch.equal(value, saved[key]), key
     assert StyleMode.RANDOM in loaded.model.capabilities.style_modes
-    x = image(1, 3, 32, 32)
+    x = random_image(1, 3, 32, 32)
     random = request(StyleMode.RANDOM, n=2, seed=3)
-    torch.testing.assert_close(translate(loaded.model, x, random), translate(model, x, random))
+    torch.testing.assert_close(translate_with(loaded.model, x, random), translate_with(model, x, random))
