@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from napari_i2i.engine_api import EngineError
+
 from engines.blocks.convolution import (
     MLP,
     AdaINResBlock,
@@ -68,9 +70,30 @@ class PooledEncoder(nn.Module):
         self.model = nn.Sequential(*layers)
         # reflect padding needs more pixels than it pads: 3 for the 7×7 conv, 1 per downsample
         self.min_size = max(4, 2**n_downsample)
+        self.in_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).flatten(1)
+
+    def mean_code(self, crops: torch.Tensor, label: str, kind: str) -> torch.Tensor:
+        """``(code_dim,)`` float32: the mean code of the crops ``(n, C, h, w)`` of one image.
+
+        For a style reference or class example a user gave: what is wrong with
+        it is an :class:`EngineError` naming it (``label``, e.g. "example 2")
+        and what such images must be (``kind``, e.g. "class examples").
+        """
+        if not isinstance(crops, torch.Tensor) or crops.ndim != 4 or len(crops) == 0:
+            shape = tuple(crops.shape) if isinstance(crops, torch.Tensor) else type(crops).__name__
+            raise EngineError(f"{label} must be a tensor shaped (crops, channels, height, width), got {shape}")
+        if crops.shape[1] != self.in_channels:
+            raise EngineError(f"{kind} need {self.in_channels} channel(s); {label} has {crops.shape[1]}")
+        if min(crops.shape[-2:]) < self.min_size:
+            raise EngineError(
+                f"{kind} must be at least {self.min_size}×{self.min_size} pixels, "
+                f"{label} is {tuple(crops.shape[-2:])}"
+            )
+        device = next(self.parameters()).device
+        return self(crops.to(device)).float().mean(0)
 
 
 class AdaINDecoder(nn.Module):

@@ -74,28 +74,9 @@ class FunitModel(TranslationModel):
             raise EngineError(
                 "few-shot translation needs at least one example image of the target class"
             )
-        channels = self.config["channels"]
-        min_size = self.generator.class_encoder.min_size
-        device = next(self.parameters()).device
-        codes = []
-        for index, example in enumerate(examples, 1):
-            if not isinstance(example, torch.Tensor) or example.ndim != 4 or len(example) == 0:
-                shape = tuple(example.shape) if isinstance(example, torch.Tensor) else type(example).__name__
-                raise EngineError(
-                    f"class example {index} must be a tensor shaped (crops, channels, height, width), "
-                    f"got {shape}"
-                )
-            if example.shape[1] != channels:
-                raise EngineError(
-                    f"class examples for this model need {channels} channel(s), "
-                    f"example {index} has {example.shape[1]}"
-                )
-            if min(example.shape[-2:]) < min_size:
-                raise EngineError(
-                    f"class examples must be at least {min_size}×{min_size} pixels, "
-                    f"example {index} is {tuple(example.shape[-2:])}"
-                )
-            codes.append(self.generator.class_encoder(example.to(device)).float().mean(0))
+        encoder = self.generator.class_encoder
+        codes = [encoder.mean_code(example, f"example {index}", "class examples for this model")
+                 for index, example in enumerate(examples, 1)]
         return torch.stack(codes).mean(0, keepdim=True)
 
     def condition(self, request: StyleRequest) -> FunitConditioning:

@@ -90,23 +90,7 @@ class StepModel(TranslationModel):
 
     def reference_code(self, reference: torch.Tensor, label: str = "reference") -> torch.Tensor:
         """``(style_dim,)`` float32: the mean code of the crops ``(n, C_b, h, w)`` of one reference."""
-        channels = self.config["channels_b"]
-        min_size = self.style_encoder.min_size
-        if not isinstance(reference, torch.Tensor) or reference.ndim != 4 or len(reference) == 0:
-            shape = tuple(reference.shape) if isinstance(reference, torch.Tensor) else type(reference).__name__
-            raise EngineError(f"{label} must be a tensor shaped (crops, channels, height, width), got {shape}")
-        if reference.shape[1] != channels:
-            raise EngineError(
-                f"style references are images of domain B with {channels} channel(s); "
-                f"{label} has {reference.shape[1]}"
-            )
-        if min(reference.shape[-2:]) < min_size:
-            raise EngineError(
-                f"style references must be at least {min_size}×{min_size} pixels, "
-                f"{label} is {tuple(reference.shape[-2:])}"
-            )
-        device = next(self.parameters()).device
-        return self.style_encoder(reference.to(device)).float().mean(0)
+        return self.style_encoder.mean_code(reference, label, "style references (images of domain B)")
 
     def style_code(self, references: Sequence[torch.Tensor]) -> torch.Tensor:
         """``(1, style_dim)``: the mean over the references of their (crop-averaged) codes."""
