@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N")
     train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--progress-json", action="store_true",
+                       help="instead of the progress bar, one JSON line per iteration on standard "
+                       'output, {"iteration": i, "iterations": n, "losses": {...}}, and '
+                       '{"model": PATH} at the end (for front ends)')
+    train.add_argument("--stop-file", type=Path, metavar="FILE",
+                       help="stop as Ctrl-C does (checkpoint saved, exit status 130) once FILE exists: "
+                       "a way for front ends to stop a run on any platform")
 
     convert = commands.add_parser(
         "convert",
@@ -271,6 +279,7 @@ def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from trainers.run import (
+        RUN_FILE,
         data_kind,
         make_class_settings,
         make_paired_settings,
@@ -308,20 +317,33 @@ def _train(args: argparse.Namespace) -> int:
                 raise ValueError("--domain-a and --domain-b are required (unless --resume)")
             settings = make_settings(args.engine, args.preset, args.domain_a, args.domain_b,
                                      config=config, overrides=overrides)
-    with tqdm(disable=args.quiet, desc=f"training {args.engine}", unit="it", file=sys.stderr) as bar:
+    if settings is not None:
+        total = settings.iterations
+    else:  # resumed: --iters, or the run's own
+        run_file = args.out / RUN_FILE
+        total = args.iters or (json.loads(run_file.read_text())["iterations"] if run_file.is_file() else None)
+
+    def report(iteration: int, losses: dict[str, float]) -> None:
+        print(json.dumps({"iteration": iteration, "iterations": total, "losses": losses}), flush=True)
+
+    stop_file = args.stop_file
+    with tqdm(disable=args.quiet or args.progress_json, desc=f"training {args.engine}", unit="it",
+              file=sys.stderr) as bar:
         def progress(iteration: int, losses: dict[str, float]) -> None:
             if bar.total is None:
-                bar.total = (settings.iterations if settings else args.iters) or None
+                bar.total = total
             bar.n = iteration
             bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
             bar.refresh()
 
         path = train(args.out, settings, device=device, resume=args.resume,
-                     on_progress=progress, iterations=args.iters if args.resume else None)
+                     on_progress=report if args.progress_json else progress,
+                     iterations=args.iters if args.resume else None,
+                     should_stop=None if stop_file is None else stop_file.exists)
     if path is None:
         print(f"stopped; checkpoint saved in {args.out}. Continue with --resume.", file=sys.stderr)
         return 130
-    print(path)
+    print(json.dumps({"model": str(path)}) if args.progress_json else path)
     return 0
 
 

@@ -18,7 +18,6 @@ import napari
 import torch
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FileEdit,
     Label,
     ProgressBar,
@@ -28,12 +27,13 @@ from magicgui.widgets import (
 )
 from napari.layers import Image
 from napari.qt.threading import GeneratorWorker, thread_worker
-from napari.utils.notifications import notification_manager, show_error, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_i2i.bundled_models import BundledModel, bundled_models
 from napari_i2i.device import DEVICE_CHOICES, DeviceError, resolve_device
 from napari_i2i.engine_api import Capabilities, EngineError, StyleMode
+from napari_i2i.layer_choosers import LayerChoosersWidget
 from napari_i2i.layer_data import ImageData, LayerDataError
 from napari_i2i.model_file import ModelFileError, load_model, read_model_info
 from napari_i2i.registry import default_registry
@@ -62,8 +62,6 @@ REFERENCE_LABELS = {
         "layer whose planes are the examples; K = all their planes",
     ),
 }
-# Errors about the user's files, layers and settings, whose message says it all.
-USER_ERRORS = (ModelFileError, EngineError, LayerDataError, DeviceError)
 
 
 @dataclass(frozen=True)
@@ -143,12 +141,13 @@ def translation_worker(job: TranslationJob) -> Generator[Progress, None, list[Tr
         raise TranslationCrashed(f"{type(error).__name__}: {error}{hint}") from error
 
 
-class TranslateWidget(Container):
+class TranslateWidget(LayerChoosersWidget):
     """Translate image layers with a napari-i2i model file."""
 
+    user_errors = (ModelFileError, EngineError, LayerDataError, DeviceError)
+
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__()
-        self._viewer = viewer
+        super().__init__(viewer)
         self._registry = default_registry()
         self.worker: GeneratorWorker | None = None
         self._model_path: Path | None = None  # the file whose metadata filled the controls
@@ -164,12 +163,12 @@ class TranslateWidget(Container):
             + [(OPEN_FILE, OPEN_FILE)],
         )
         self.model_file = FileEdit(label="Model file", mode="r", filter="*.safetensors")
-        self.sources = Select(label="Source layer(s)", choices=self._image_layers)
+        self.sources = Select(label="Source layer(s)", choices=self.image_layers)
         self.direction = ComboBox(label="Direction", choices=self._direction_choices)
         self.style_mode = ComboBox(label="Style mode", choices=self._style_mode_choices)
         self.n_samples = SpinBox(label="Number of samples", value=1, min=1, max=64)
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
-        self.references = Select(label=REFERENCE_LABELS[StyleMode.REFERENCE][0], choices=self._image_layers)
+        self.references = Select(label=REFERENCE_LABELS[StyleMode.REFERENCE][0], choices=self.image_layers)
         self.device = ComboBox(label="Device", choices=DEVICE_CHOICES, value="auto")
         self.tile_size = SpinBox(
             label="Tile size", value=DEFAULT_TILE, min=64, max=8192, step=64,
@@ -196,11 +195,7 @@ class TranslateWidget(Container):
         self.style_mode.changed.connect(self._show_mode_controls)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        viewer.layers.events.inserted.connect(self._on_layer_inserted)
-        viewer.layers.events.removed.connect(self._on_layer_removed)
-        viewer.layers.events.reordered.connect(self.reset_choices)
-        for layer in viewer.layers:
-            layer.events.name.connect(self.reset_choices)
+        self.follow_layers()
 
         self._show_engine_description()
         self._choose_model()  # the first bundled model, if there is one
@@ -212,31 +207,8 @@ class TranslateWidget(Container):
         """The model file Run uses (bundled or chosen), or None while none is usable."""
         return self._model_path
 
-    # --- layer lists ------------------------------------------------------
-
-    def _image_layers(self, _widget: Any = None) -> list[tuple[str, Image]]:
-        """Every Image layer, including one made by dropping a PNG on the viewer."""
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
-
-    def _on_layer_inserted(self, event: Any) -> None:
-        event.value.events.name.connect(self.reset_choices)
-        self.reset_choices()
-
-    def _on_layer_removed(self, event: Any) -> None:
-        event.value.events.name.disconnect(self.reset_choices)
-        self.reset_choices()
-
-    def reset_choices(self, *_: Any) -> None:
-        """Re-list the layers (napari calls this too when docked), keeping selections.
-
-        magicgui matches list items by text, so without this a renamed layer
-        would drop out of the selection.
-        """
-        layer_lists = (self.sources, self.references)
-        selections = [layer_list.value for layer_list in layer_lists]
-        super().reset_choices()
-        for layer_list, selected in zip(layer_lists, selections):
-            layer_list.value = [layer for layer in selected if layer in layer_list.choices]
+    def layer_choosers(self) -> list[Select]:
+        return [self.sources, self.references]
 
     # --- model file and style controls ------------------------------------
 
@@ -330,12 +302,12 @@ class TranslateWidget(Container):
         if self._model_path is None:
             show_error("Choose a model first: a bundled one, or a napari-i2i model file (.safetensors).")
             return
-        sources = self._selected(self.sources)
+        sources = self.selected(self.sources)
         if not sources:
             show_error("Choose at least one source layer to translate.")
             return
         mode: StyleMode = self.style_mode.value
-        references = self._selected(self.references) if mode in REFERENCE_LABELS else []
+        references = self.selected(self.references) if mode in REFERENCE_LABELS else []
         if mode is StyleMode.FEW_SHOT and not references:
             show_error(
                 "Choose at least one class example: image layers of the class to translate into, "
@@ -367,7 +339,7 @@ class TranslateWidget(Container):
         worker = translation_worker(job)
         worker.yielded.connect(self._show_progress)
         worker.returned.connect(lambda results: self._add_results(results, placements))
-        worker.errored.connect(self._show_failure)
+        worker.errored.connect(self.show_failure)
         worker.finished.connect(self._on_finished)
         self.worker = worker
         self.run_button.enabled = False
@@ -383,11 +355,6 @@ class TranslateWidget(Container):
         self.worker.quit()
         self.cancel_button.enabled = False
         self.status.value = "cancelling…"
-
-    def _selected(self, layer_list: Select) -> list[Image]:
-        """The selected layers in the viewer's order, so results come out predictably."""
-        chosen = layer_list.value
-        return [layer for layer in self._viewer.layers if layer in chosen]
 
     def _show_progress(self, progress: Progress) -> None:
         if self.worker is not None and self.worker.abort_requested:
@@ -407,14 +374,6 @@ class TranslateWidget(Container):
             )
         self.progress.value = PROGRESS_STEPS
         self.status.value = f"done: added {len(results)} layer(s)"
-
-    def _show_failure(self, error: Exception) -> None:
-        """Problems with the user's input read as plain messages; bugs keep their traceback."""
-        if isinstance(error, USER_ERRORS):
-            show_error(str(error))
-        else:
-            notification_manager.receive_error(type(error), error, error.__traceback__)
-        self.status.value = f"failed: {error}"
 
     def _on_finished(self) -> None:
         if self.worker is not None and self.worker.abort_requested:

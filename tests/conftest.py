@@ -62,11 +62,17 @@ def tiled(model, image, conditioning, tile, context=None, statistics=True):
     with torch.inference_mode():
         steps = translate_tiled(model.stages(conditioning), image, plan,
                                 model.shared_statistics() if statistics else None, torch.device("cpu"))
-        while True:
-            try:
-                next(steps)
-            except StopIteration as finished:
-                return finished.value
+        return drain(steps)[0]
+
+
+def drain(generator):
+    """Run a generator to its end: ``(its return value, the list of what it yielded)``."""
+    yielded = []
+    while True:
+        try:
+            yielded.append(next(generator))
+        except StopIteration as finished:
+            return finished.value, yielded
 
 
 def random_image(*shape, seed=0):

@@ -3,20 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import build_munit, drain
 from skimage import data
 
-from conftest import build_munit
 from napari_i2i.engine_api import StyleMode, StyleRequest
 from napari_i2i.tiling import AxisPlan, TilePlan, reference_crops, translate_tiled
-
-
-def run(generator):
-    steps = []
-    while True:
-        try:
-            steps.append(next(generator))
-        except StopIteration as finished:
-            return finished.value, steps
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +25,7 @@ def tiled(model, image, conditioning, tile, context=None, statistics=True, stage
     )
     with torch.inference_mode():
         stages = model.stages(conditioning) if staged else [lambda t: model.translate(t, conditioning)]
-        return run(translate_tiled(
+        return drain(translate_tiled(
             stages, image, plan,
             model.shared_statistics() if statistics else None, torch.device("cpu"),
         ))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tifffile
-from conftest import build_munit
+from conftest import build_munit, drain
 
 from napari_i2i.engine_api import EngineError, StyleMode
 from napari_i2i.layer_data import ImageData, LayerDataError, iter_planes, layout
@@ -132,12 +132,7 @@ def test_progress_is_monotonic_and_ends_at_one(munit_file, rng):
     sources = [ImageData(rng.random((2, 100, 90), dtype=np.float32), "a"),
                ImageData(rng.random((50, 50), dtype=np.float32), "b")]
     steps = run_translation(loaded, sources, TranslateOptions("a2b", tile=32))
-    fractions = []
-    while True:
-        try:
-            fractions.append(next(steps).fraction)
-        except StopIteration as finished:
-            results = finished.value
-            break
+    results, progress = drain(steps)
+    fractions = [step.fraction for step in progress]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     assert [r.source for r in results] == ["a", "b"]

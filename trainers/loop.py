@@ -179,9 +179,12 @@ class TrainLoop:
         validation_batch: Any = None,
         on_progress: Callable[[int, dict[str, float]], None] | None = None,
         on_validate: Callable[[int, MethodTrainer], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         """``batches(start)`` yields the batch of every iteration from ``start`` on,
-        deterministically, so a resumed run sees the batches the first would have."""
+        deterministically, so a resumed run sees the batches the first would have.
+        ``should_stop`` is asked before every step: True stops as Ctrl-C does (a
+        front end's Cancel)."""
         self.trainer = trainer
         self.batches = batches
         self.config = config
@@ -189,6 +192,7 @@ class TrainLoop:
         self.validation_batch = validation_batch
         self.on_progress = on_progress
         self.on_validate = on_validate
+        self.should_stop = should_stop
         self.iteration = 0
         self.writer: Any = None  # TensorBoard, while run() runs and tensorboard is installed
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -294,7 +298,7 @@ class TrainLoop:
             self.writer.flush()
 
     def run(self) -> bool:
-        """Train to ``config.iterations``; returns False when stopped early (Ctrl-C).
+        """Train to ``config.iterations``; returns False when stopped early (Ctrl-C, ``should_stop``).
 
         Either way the last state is in ``checkpoint.pt``.
         """
@@ -309,7 +313,7 @@ class TrainLoop:
             with _StopRequest() as stop:
                 batches = self.batches(self.iteration)
                 while self.iteration < config.iterations:
-                    if stop.requested:
+                    if stop.requested or (self.should_stop is not None and self.should_stop()):
                         finished = False
                         break
                     batch = next(batches)

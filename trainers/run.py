@@ -67,6 +67,7 @@ PAIRED_LOOP_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"size": 256, "batch": 1, "iterations": 1_000_000, "checkpoint_every": 10_000,
               "validate_every": 10_000},
 }
+LOOP_PRESETS_BY_DATA = {"unpaired": LOOP_PRESETS, "classes": CLASS_LOOP_PRESETS, "paired": PAIRED_LOOP_PRESETS}
 # RunSettings fields that say what the data is: set by make_*settings, not by config files or flags.
 _DATA_FIELDS = {"engine", "preset", "domain_a", "domain_b", "data", "classes", "holdout_classes",
                 "pairs_a", "pairs_b"}
@@ -219,6 +220,18 @@ def make_paired_settings(
     )
 
 
+def preset_loop_settings(engine: str, preset: str, registry: EngineRegistry | None = None) -> dict[str, Any]:
+    """The loop settings (crop ``size``, ``iterations``, …) a run of *engine* starts from with
+    *preset*, before config files and flags: what a front end offers as defaults."""
+    registry = registry or default_registry()
+    spec = _spec(registry, engine, preset, registry.trainer(engine).data)
+    loop = dict(LOOP_PRESETS_BY_DATA[spec.data][preset])
+    total = getattr(spec, "total_iterations", None)
+    if callable(total):
+        loop["iterations"] = total(spec.presets[preset])
+    return loop
+
+
 def data_kind(engine: str, registry: EngineRegistry | None = None) -> str:
     """What the engine's trainer trains on: ``"unpaired"`` (two domain folders), ``"classes"``
     (a folder of class subfolders) or ``"paired"`` (aligned pairs)."""
@@ -232,8 +245,7 @@ def _spec(registry: EngineRegistry, engine: str, preset: str, data: str) -> Any:
                  "classes": "one folder with a subfolder of images per class",
                  "paired": "aligned image pairs (two folders matched by file name, or side-by-side A|B images)"}
         raise ValueError(f"engine {engine!r} trains on {needs.get(spec.data, repr(spec.data))}")
-    loop_presets = {"classes": CLASS_LOOP_PRESETS, "paired": PAIRED_LOOP_PRESETS}.get(data, LOOP_PRESETS)
-    if preset not in loop_presets or preset not in spec.presets:
+    if preset not in LOOP_PRESETS_BY_DATA[data] or preset not in spec.presets:
         raise ValueError(f"no training preset {preset!r}; choose one of {sorted(spec.presets)}")
     return spec
 
@@ -331,12 +343,14 @@ def train(
     registry: EngineRegistry | None = None,
     iterations: int | None = None,
     on_validate: Callable[[int, MethodTrainer], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Path | None:
     """Train and write ``RUN_DIR/model.safetensors``; ``None`` when stopped early.
 
     With ``resume``, the settings come from ``RUN_DIR/run.json`` (only the
     number of ``iterations`` may change) and training continues from the
-    last checkpoint.
+    last checkpoint. ``should_stop`` (asked before every iteration) stops the
+    run as Ctrl-C does: checkpoint saved, ``None`` returned.
     """
     run_dir = Path(run_dir)
     registry = registry or default_registry()
@@ -382,6 +396,7 @@ def train(
         validation_batch=validation_batch,
         on_progress=on_progress,
         on_validate=on_validate,
+        should_stop=should_stop,
     )
     if resume:
         loop.resume()

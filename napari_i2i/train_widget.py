@@ -1,0 +1,225 @@
+"""The Train dock widget: train a model on image layers, without leaving napari.
+
+The layers (snapshots taken in the main thread) are written into the run
+folder and trained on by a ``napari-i2i train`` child process
+(:mod:`napari_i2i.train_job`); a worker thread relays its progress. Cancel
+asks the process to save a checkpoint and stop; *Resume* continues such a
+run. The model file it writes is what the Translate widget opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import napari
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+)
+from napari.layers import Image
+from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.utils.notifications import (
+    show_error,
+    show_info,
+    show_warning,
+)
+from qtpy.QtWidgets import QSizePolicy
+
+from napari_i2i.device import DEVICE_CHOICES
+from napari_i2i.layer_choosers import LayerChoosersWidget
+from napari_i2i.registry import default_registry
+from napari_i2i.train_job import (
+    ROLES,
+    TrainJobError,
+    TrainOutcome,
+    TrainProgress,
+    TrainRequest,
+    check_request,
+    request_stop,
+    run_training,
+)
+from napari_i2i.widget import LIST_HEIGHT, snapshot
+from trainers.run import data_kind, preset_loop_settings
+
+PROGRESS_STEPS = 1000
+# What each kind of training data asks for, per role: label and tooltip.
+ROLE_LABELS = {
+    "domain_a": ("Domain A layer(s)", "images of domain A; every plane of a stack is one image"),
+    "domain_b": ("Domain B layer(s)", "images of domain B (unpaired: not the same scenes as A)"),
+    "pairs_a": ("Input layer (A)", "the input images of aligned pairs; plane i pairs with plane i of B"),
+    "pairs_b": ("Target layer (B)", "the targets, aligned pixel for pixel with A: same shape"),
+    "classes": ("Class layers", "one class per layer (at least two); a stack's planes are that class's images"),
+}
+
+
+@thread_worker(start_thread=False, ignore_errors=True)
+def training_worker(request: TrainRequest) -> Generator[TrainProgress, None, TrainOutcome]:
+    """Relay a training process's progress; never touches napari layers (it has snapshots)."""
+    return (yield from run_training(request))
+
+
+class TrainWidget(LayerChoosersWidget):
+    """Train an engine on image layers: unpaired domains, aligned pairs or classes."""
+
+    user_errors = (TrainJobError,)
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(viewer)
+        self._registry = default_registry()
+        self.worker: GeneratorWorker | None = None
+        self._run_dir: Path | None = None  # of the run in progress
+
+        self.engine = ComboBox(label="Engine", choices=self._registry.trainable())
+        self.preset = ComboBox(label="Preset", choices=self._preset_choices,
+                               tooltip="small: trains in minutes on a CPU; paper: the published sizes")
+        self.domain_a = Select(choices=self.image_layers)
+        self.domain_b = Select(choices=self.image_layers)
+        self.pairs_a = ComboBox(choices=self.image_layers)
+        self.pairs_b = ComboBox(choices=self.image_layers)
+        self.classes = Select(choices=self.image_layers)
+        self.iterations = SpinBox(label="Iterations", min=1, max=10_000_000, step=100)
+        self.size = SpinBox(label="Crop size", min=8, max=4096, step=8, tooltip="training crops, pixels")
+        self.device = ComboBox(label="Device", choices=DEVICE_CHOICES, value="auto")
+        self.run_folder = FileEdit(label="Run folder", mode="d",
+                                   tooltip="a new or empty folder for the layers, checkpoints, log and model")
+        self.resume = CheckBox(label="Resume the run in this folder", value=False)
+        self.train_button = PushButton(text="Train")
+        self.cancel_button = PushButton(text="Cancel", enabled=False,
+                                        tooltip="save a checkpoint and stop; Resume continues")
+        self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
+        self.status = Label(value="choose layers and a run folder")
+        for role, (label, tooltip) in ROLE_LABELS.items():
+            chooser = getattr(self, role)
+            chooser.label, chooser.tooltip = label, tooltip
+            if isinstance(chooser, Select):
+                chooser.native.setFixedHeight(LIST_HEIGHT)
+        self.extend([
+            self.engine, self.preset, *self.layer_choosers(), self.iterations, self.size, self.device,
+            self.run_folder, self.resume, self.train_button, self.cancel_button, self.progress, self.status,
+        ])
+        self.status.native.setWordWrap(True)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.native.layout().addStretch()
+
+        self.engine.changed.connect(self._engine_changed)
+        self.preset.changed.connect(self._fill_preset_defaults)
+        self.resume.changed.connect(self._show_data_controls)
+        self.train_button.changed.connect(self.train)
+        self.cancel_button.changed.connect(self.cancel)
+        self.follow_layers()
+        self._engine_changed()
+
+    def layer_choosers(self) -> list[Select | ComboBox]:
+        return [getattr(self, role) for role in ROLE_LABELS]
+
+    # --- controls -----------------------------------------------------------
+
+    def _preset_choices(self, _widget: Any = None) -> list[str]:
+        engine = self.engine.value
+        return list(self._registry.trainer(engine).presets) if engine else []
+
+    def _engine_changed(self, _value: Any = None) -> None:
+        engine = self.engine.value
+        self.engine.tooltip = self._registry.get(engine).description if engine else "no trainable engine"
+        self.preset.reset_choices()
+        if "small" in self.preset.choices:
+            self.preset.value = "small"
+        self._fill_preset_defaults()
+        self._show_data_controls()
+
+    def _fill_preset_defaults(self, _value: Any = None) -> None:
+        """Iterations and crop size as `napari-i2i train` would use them with this preset."""
+        if not (self.engine.value and self.preset.value):
+            return
+        loop = preset_loop_settings(self.engine.value, self.preset.value, self._registry)
+        self.iterations.value, self.size.value = loop["iterations"], loop["size"]
+
+    def _show_data_controls(self, _value: Any = None) -> None:
+        """Only the layer choosers of the engine's kind of data; none when resuming."""
+        roles = ROLES.get(data_kind(self.engine.value, self._registry), {}) if self.engine.value else {}
+        for role in ROLE_LABELS:
+            getattr(self, role).visible = role in roles and not self.resume.value
+        self.preset.enabled = self.size.enabled = not self.resume.value
+
+    # --- running ------------------------------------------------------------
+
+    def request(self) -> TrainRequest:
+        """The training run the controls describe, with snapshots of the chosen layers."""
+        engine = self.engine.value
+        if not engine:
+            raise TrainJobError("no trainable engine is installed")
+        data = data_kind(engine, self._registry)
+        run_dir = Path(self.run_folder.value).expanduser()
+        if str(self.run_folder.value) in ("", "."):
+            raise TrainJobError("choose a run folder (a new or empty folder)")
+        layers: dict[str, list[Any]] = {}
+        if not self.resume.value:
+            for role in ROLES.get(data, {}):
+                chooser = getattr(self, role)
+                chosen: list[Image] = self.selected(chooser) if isinstance(chooser, Select) else (
+                    [chooser.value] if chooser.value is not None else [])
+                layers[role] = [snapshot(layer) for layer in chosen]
+        return TrainRequest(
+            engine=engine, data=data, run_dir=run_dir, iterations=self.iterations.value,
+            preset=self.preset.value, size=self.size.value, device=self.device.value,
+            resume=self.resume.value, layers=layers,
+        )
+
+    def train(self) -> None:
+        """Check the request here, in the main thread, then train in a worker."""
+        if self.worker is not None and self.worker.is_running:
+            return
+        try:
+            request = self.request()
+            check_request(request)
+        except TrainJobError as error:
+            show_error(str(error))
+            self.status.value = f"not started: {error}"
+            return
+        worker = training_worker(request)
+        worker.yielded.connect(self._show_progress)
+        worker.returned.connect(self._show_outcome)
+        worker.errored.connect(self.show_failure)
+        worker.finished.connect(self._on_finished)
+        self.worker, self._run_dir = worker, request.run_dir
+        self.train_button.enabled = False
+        self.cancel_button.enabled = True
+        self.progress.value = 0
+        self.status.value = "starting…"
+        worker.start()
+
+    def cancel(self) -> None:
+        """Ask the training process to save a checkpoint and stop after its current iteration."""
+        if self.worker is None or not self.worker.is_running or self._run_dir is None:
+            return
+        request_stop(self._run_dir)
+        self.cancel_button.enabled = False
+        self.status.value = "stopping after this iteration (saving a checkpoint)…"
+
+    def _show_progress(self, progress: TrainProgress) -> None:
+        self.progress.value = round(progress.fraction * PROGRESS_STEPS)
+        if self.cancel_button.enabled:  # not while stopping
+            self.status.value = progress.message
+
+    def _show_outcome(self, outcome: TrainOutcome) -> None:
+        for warning in dict.fromkeys(outcome.warnings):  # each once
+            show_warning(f"napari-i2i training: {warning}")
+        model = outcome.model
+        if model is None:
+            self.status.value = f"stopped; checkpoint saved in {self._run_dir}. Tick Resume and Train to continue."
+            return
+        self.progress.value = PROGRESS_STEPS
+        self.status.value = f"done: {model}"
+        show_info(f"napari-i2i: model saved to {model}; open it in the Translate widget (Model: open file…)")
+
+    def _on_finished(self) -> None:
+        self.train_button.enabled = True
+        self.cancel_button.enabled = False
