@@ -34,6 +34,18 @@ class EngineError(Exception):
     """A request an engine cannot serve, with a message meant for the user."""
 
 
+class ReferenceImageError(EngineError):
+    """What is wrong with one image of a style request (a style reference or class example).
+
+    ``position`` is its place in ``StyleRequest.references``, counted from 1,
+    so that a front end can say which layer or file it came from.
+    """
+
+    def __init__(self, message: str, position: int):
+        super().__init__(message)
+        self.position = position
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a built model can do, so front ends offer only valid controls."""

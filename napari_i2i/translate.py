@@ -16,7 +16,6 @@ is one reference for the engine (a stack's planes pooled), and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
@@ -24,7 +23,12 @@ import numpy as np
 import torch
 
 from napari_i2i.device import autocast
-from napari_i2i.engine_api import EngineError, StyleMode, StyleRequest
+from napari_i2i.engine_api import (
+    EngineError,
+    ReferenceImageError,
+    StyleMode,
+    StyleRequest,
+)
 from napari_i2i.layer_data import (
     ImageData,
     LayerDataError,
@@ -150,25 +154,10 @@ def interpolation_ends(references: Sequence[ImageData], channels: int, tile: int
     return ends
 
 
-def _name_reference(error: EngineError, references: Sequence[ImageData]) -> EngineError:
-    """The engine numbers the interpolation's ends 1 and 2; say which image each is."""
-    found = re.search(r"\breference ([12])\b", str(error))
-    if found is None or len(references) != 2:
-        return error
-    return EngineError(f"{error} (reference {found.group(1)} = {references[int(found.group(1)) - 1].name!r})")
-
-
-def _name_example(error: EngineError, examples: Sequence[ClassExample]) -> EngineError:
-    """The engine numbers examples 1…K; say which layer (and plane) example ``k`` is."""
-    found = re.search(r"\bexample (\d+)\b", str(error))
-    labels = [
-        repr(example.name) + ("" if len(example.planes) == 1 else f" plane {plane + 1}")
-        for example in examples
-        for plane in range(len(example.planes))
-    ]
-    if found is None or not 1 <= int(found.group(1)) <= len(labels):
-        return error
-    return EngineError(f"{error} (example {found.group(1)} = {labels[int(found.group(1)) - 1]})")
+def _plane_labels(images: Sequence[ImageData], planes: Sequence[int]) -> list[str]:
+    """How to name each image (each plane of a stack) that a style request carries."""
+    return [repr(image.name) + ("" if count == 1 else f" plane {plane + 1}")
+            for image, count in zip(images, planes, strict=True) for plane in range(count)]
 
 
 def run_translation(
@@ -195,16 +184,23 @@ def run_translation(
 
     reference_tensors: list[torch.Tensor] = []
     examples: list[ClassExample] = []
+    labels: list[str] = []  # what each of reference_tensors is, for errors
     _, style_channels = capabilities.directions[options.direction]
     if options.mode is StyleMode.REFERENCE:
+        planes = []
         for reference in references:
-            for plane in iter_planes(reference, layout(reference, style_channels), style_channels):
-                reference_tensors.append(reference_crops(plane, options.tile))
+            crops = [reference_crops(plane, options.tile)
+                     for plane in iter_planes(reference, layout(reference, style_channels), style_channels)]
+            reference_tensors += crops
+            planes.append(len(crops))
+        labels = _plane_labels(references, planes)
     elif options.mode is StyleMode.FEW_SHOT:  # examples of the output class: output channels
         examples = class_examples(references, style_channels, options.tile)
         reference_tensors = [plane for example in examples for plane in example.planes]
+        labels = _plane_labels(references, [len(example.planes) for example in examples])
     elif options.mode is StyleMode.INTERPOLATE:  # two references of the output domain
         reference_tensors = interpolation_ends(references, style_channels, options.tile)
+        labels = [repr(reference.name) for reference in references]
     try:
         with torch.inference_mode(), autocast(device):
             conditioning = model.condition(
@@ -216,12 +212,10 @@ def run_translation(
                     references=reference_tensors,
                 )
             )
-    except EngineError as error:
-        if options.mode is StyleMode.INTERPOLATE:
-            raise _name_reference(error, references) from error
-        if not examples:
+    except ReferenceImageError as error:
+        if not 1 <= error.position <= len(labels):
             raise
-        raise _name_example(error, examples) from error
+        raise ReferenceImageError(f"{error} (image {labels[error.position - 1]})", error.position) from error
 
     def on_device(stage: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         def run(tile: torch.Tensor) -> torch.Tensor:

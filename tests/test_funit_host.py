@@ -125,10 +125,10 @@ def test_a_stack_is_one_example_per_plane(model_path, source, rng, requests):
 def test_few_shot_errors_name_the_problem(tmp_path, model_path, source, rng, munit_file):
     with pytest.raises(EngineError, match="needs at least one class example"):
         few_shot(model_path, source, [])
-    thin = r"at least 8×8 pixels, example 2 is \(5, 30\) \(example 2 = 'thin'\)"
+    thin = r"at least 8×8 pixels, example 2 is \(5, 30\) \(image 'thin'\)"
     with pytest.raises(EngineError, match=thin):
         few_shot(model_path, source, [rgb(rng, "ok", 16, 16), rgb(rng, "thin", 5, 30)])
-    with pytest.raises(EngineError, match=r"example 2 is \(6, 6\) \(example 2 = 'stack' plane 1\)"):
+    with pytest.raises(EngineError, match=r"example 2 is \(6, 6\) \(image 'stack' plane 1\)"):
         few_shot(model_path, source, [rgb(rng, "ok", 16, 16), rgb(rng, "stack", 6, 6, planes=(2,))])
     two_channel = funit_file(tmp_path, channels=2)
     with pytest.raises(LayerDataError, match="class example leaf: has 3 channel.*the model takes 2"):

@@ -104,8 +104,10 @@ def test_interpolation_errors(model_path, source, rng):
     with pytest.raises(EngineError, match="at least 2 steps, got 1"):
         translate(model_path, source, StyleMode.INTERPOLATE, [first, second], n_samples=1)
     tiny = rgb(rng, "speck", 2, 2)
-    with pytest.raises(EngineError, match=r"reference 1 is \(2, 2\) \(reference 1 = 'speck'\)"):
+    with pytest.raises(EngineError, match=r"reference 1 is \(2, 2\) \(image 'speck'\)"):
         translate(model_path, source, StyleMode.INTERPOLATE, [tiny, second], n_samples=3)
+    with pytest.raises(EngineError, match=r"reference 3 is \(2, 2\) \(image 'speck'\)"):
+        translate(model_path, source, StyleMode.REFERENCE, [first, second, tiny])
     empty = ImageData(np.zeros((0, 16), np.float32), "void")
     with pytest.raises(LayerDataError, match="reference 2 void: empty image"):
         translate(model_path, source, StyleMode.INTERPOLATE, [first, empty], n_samples=3)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from napari_i2i.engine_api import EngineError
-
 from engines.blocks.convolution import (
     MLP,
     AdaINResBlock,
@@ -23,6 +21,7 @@ from engines.blocks.convolution import (
     ResBlock,
     UpBlock,
 )
+from napari_i2i.engine_api import ReferenceImageError
 
 
 class Encoder(nn.Module):
@@ -75,22 +74,29 @@ class PooledEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x).flatten(1)
 
-    def mean_code(self, crops: torch.Tensor, label: str, kind: str) -> torch.Tensor:
+    def mean_code(self, crops: torch.Tensor, position: int, noun: str, kind: str) -> torch.Tensor:
         """``(code_dim,)`` float32: the mean code of the crops ``(n, C, h, w)`` of one image.
 
         For a style reference or class example a user gave: what is wrong with
-        it is an :class:`EngineError` naming it (``label``, e.g. "example 2")
-        and what such images must be (``kind``, e.g. "class examples").
+        it is a :class:`ReferenceImageError` at its ``position`` in the request,
+        named (``noun``, e.g. "example": "example 2"), and saying what such
+        images must be (``kind``, e.g. "class examples").
         """
+        label = f"{noun} {position}"
         if not isinstance(crops, torch.Tensor) or crops.ndim != 4 or len(crops) == 0:
             shape = tuple(crops.shape) if isinstance(crops, torch.Tensor) else type(crops).__name__
-            raise EngineError(f"{label} must be a tensor shaped (crops, channels, height, width), got {shape}")
+            raise ReferenceImageError(
+                f"{label} must be a tensor shaped (crops, channels, height, width), got {shape}", position
+            )
         if crops.shape[1] != self.in_channels:
-            raise EngineError(f"{kind} need {self.in_channels} channel(s); {label} has {crops.shape[1]}")
+            raise ReferenceImageError(
+                f"{kind} need {self.in_channels} channel(s); {label} has {crops.shape[1]}", position
+            )
         if min(crops.shape[-2:]) < self.min_size:
-            raise EngineError(
+            raise ReferenceImageError(
                 f"{kind} must be at least {self.min_size}×{self.min_size} pixels, "
-                f"{label} is {tuple(crops.shape[-2:])}"
+                f"{label} is {tuple(crops.shape[-2:])}",
+                position,
             )
         device = next(self.parameters()).device
         return self(crops.to(device)).float().mean(0)

@@ -75,7 +75,7 @@ class FunitModel(TranslationModel):
                 "few-shot translation needs at least one example image of the target class"
             )
         encoder = self.generator.class_encoder
-        codes = [encoder.mean_code(example, f"example {index}", "class examples for this model")
+        codes = [encoder.mean_code(example, index, "example", "class examples for this model")
                  for index, example in enumerate(examples, 1)]
         return torch.stack(codes).mean(0, keepdim=True)
 

@@ -88,15 +88,17 @@ class StepModel(TranslationModel):
 
     # --- style codes ------------------------------------------------------------
 
-    def reference_code(self, reference: torch.Tensor, label: str = "reference") -> torch.Tensor:
-        """``(style_dim,)`` float32: the mean code of the crops ``(n, C_b, h, w)`` of one reference."""
-        return self.style_encoder.mean_code(reference, label, "style references (images of domain B)")
+    def reference_code(self, reference: torch.Tensor, position: int = 1) -> torch.Tensor:
+        """``(style_dim,)`` float32: the mean code of the crops ``(n, C_b, h, w)`` of one reference
+        (``position``: its place in the request, for errors)."""
+        return self.style_encoder.mean_code(reference, position, "reference",
+                                            "style references (images of domain B)")
 
     def style_code(self, references: Sequence[torch.Tensor]) -> torch.Tensor:
         """``(1, style_dim)``: the mean over the references of their (crop-averaged) codes."""
         if not references:
             raise EngineError("style from reference needs at least one reference image of domain B")
-        codes = [self.reference_code(r, f"reference {i}") for i, r in enumerate(references, 1)]
+        codes = [self.reference_code(r, i) for i, r in enumerate(references, 1)]
         return torch.stack(codes).mean(0, keepdim=True)
 
     def sample_styles(self, n: int, seed: int) -> torch.Tensor:
@@ -143,8 +145,8 @@ class StepModel(TranslationModel):
                     f"style interpolation goes from the style of one reference image to that of another: "
                     f"it needs exactly 2 references, got {len(references)}"
                 )
-            first = self.reference_code(references[0], "reference 1")
-            second = self.reference_code(references[1], "reference 2")
+            first = self.reference_code(references[0], 1)
+            second = self.reference_code(references[1], 2)
             return StepConditioning(request.mode, self.interpolate(first, second, request.n_samples))
         raise EngineError(f"StEP has no {request.mode.value!r} style mode")
 
