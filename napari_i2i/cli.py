@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--progress-json", action="store_true",
                        help="instead of the progress bar, one JSON line per iteration on standard "
                        'output, {"iteration": i, "iterations": n, "losses": {...}}, and '
-                       '{"model": PATH} at the end (for front ends)')
+                       '{"model": PATH} at the end (for front ends); once nothing reads them any more '
+                       "(the front end closed), the run stops as on Ctrl-C")
     train.add_argument("--stop-file", type=Path, metavar="FILE",
                        help="stop as Ctrl-C does (checkpoint saved, exit status 130) once FILE exists: "
                        "a way for front ends to stop a run on any platform")
@@ -323,10 +325,16 @@ def _train(args: argparse.Namespace) -> int:
         run_file = args.out / RUN_FILE
         total = args.iters or (json.loads(run_file.read_text())["iterations"] if run_file.is_file() else None)
 
-    def report(iteration: int, losses: dict[str, float]) -> None:
-        print(json.dumps({"iteration": iteration, "iterations": total, "losses": losses}), flush=True)
+    reader_gone = False  # --progress-json: whoever read standard output has closed it
 
-    stop_file = args.stop_file
+    def report(iteration: int, losses: dict[str, float]) -> None:
+        nonlocal reader_gone
+        if not reader_gone:
+            reader_gone = not _print_json({"iteration": iteration, "iterations": total, "losses": losses})
+
+    def should_stop() -> bool:  # the front end's Cancel, or the front end gone (e.g. napari closed)
+        return reader_gone or (args.stop_file is not None and args.stop_file.exists())
+
     with tqdm(disable=args.quiet or args.progress_json, desc=f"training {args.engine}", unit="it",
               file=sys.stderr) as bar:
         def progress(iteration: int, losses: dict[str, float]) -> None:
@@ -338,13 +346,27 @@ def _train(args: argparse.Namespace) -> int:
 
         path = train(args.out, settings, device=device, resume=args.resume,
                      on_progress=report if args.progress_json else progress,
-                     iterations=args.iters if args.resume else None,
-                     should_stop=None if stop_file is None else stop_file.exists)
+                     iterations=args.iters if args.resume else None, should_stop=should_stop)
     if path is None:
         print(f"stopped; checkpoint saved in {args.out}. Continue with --resume.", file=sys.stderr)
         return 130
-    print(json.dumps({"model": str(path)}) if args.progress_json else path)
+    if args.progress_json:
+        _print_json({"model": str(path)})
+    else:
+        print(path)
     return 0
+
+
+def _print_json(record: dict) -> bool:
+    """One JSON line on standard output; False when nothing reads it any more (a closed pipe)."""
+    try:
+        print(json.dumps(record), flush=True)
+        return True
+    except BrokenPipeError:
+        # Standard output goes nowhere from now on, so that later writes (and the flush at exit)
+        # cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False
 
 
 # The flags of each kind of training data, and what that kind is.

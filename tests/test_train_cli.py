@@ -1,6 +1,8 @@
 """`napari-i2i train` → model file → `napari-i2i translate`, and its errors."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -110,3 +112,34 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(folders, tmp_path):
     straight, resumed = (load_file(tmp_path / run / "model.safetensors") for run in ("straight", "resumed"))
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_progress_json_lines_stop_file_and_a_vanished_reader(folders, tmp_path):
+    """What front ends (the Train widget) rely on: JSON progress, the stop file, and a run
+    whose reader went away (napari closed) stopping with a checkpoint instead of crashing."""
+    domain_a, domain_b, config = folders
+
+    def start(run_dir, *extra):
+        command = [sys.executable, "-m", "napari_i2i", "train", "munit", "--device", "cpu", "--progress-json",
+                   "--domain-a", domain_a, "--domain-b", domain_b, "--config", config, "--out", run_dir, *extra]
+        return subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    finished = start(tmp_path / "whole", "--iters", 2)
+    lines = [json.loads(line) for line in finished.communicate(timeout=120)[0].splitlines()]
+    assert finished.returncode == 0
+    assert [(r["iteration"], r["iterations"]) for r in lines[:-1]] == [(1, 2), (2, 2)] and "gen" in lines[0]["losses"]
+    assert lines[-1] == {"model": str(tmp_path / "whole" / "model.safetensors")}
+
+    stop_file = tmp_path / "stop"
+    stopped = start(tmp_path / "stopped", "--iters", 100_000, "--stop-file", stop_file)
+    assert json.loads(stopped.stdout.readline())["iteration"] == 1
+    stop_file.touch()
+    stopped.communicate(timeout=120)
+    assert stopped.returncode == 130 and (tmp_path / "stopped" / "checkpoint.pt").is_file()
+
+    orphaned = start(tmp_path / "orphaned", "--iters", 100_000)
+    assert json.loads(orphaned.stdout.readline())["iteration"] == 1
+    orphaned.stdout.close()  # as when napari exits mid-run
+    assert orphaned.wait(timeout=120) == 130
+    assert "Traceback" not in orphaned.stderr.read()
+    assert torch.load(tmp_path / "orphaned" / "checkpoint.pt", weights_only=True)["iteration"] >= 1
