@@ -4,7 +4,8 @@ The layers (snapshots taken in the main thread) are written into the run
 folder and trained on by a ``napari-i2i train`` child process
 (:mod:`napari_i2i.train_job`); a worker thread relays its progress. Cancel
 asks the process to save a checkpoint and stop; *Resume* continues such a
-run. The model file it writes is what the Translate widget opens.
+run. The model file it writes is listed in every Translate widget of the
+session.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from napari_i2i.train_job import (
     request_stop,
     run_training,
 )
-from napari_i2i.widget import LIST_HEIGHT, snapshot
+from napari_i2i.widget import LIST_HEIGHT, TRAINED_MODELS, snapshot
 from trainers.run import data_kind, preset_loop_settings
 
 PROGRESS_STEPS = 1000
@@ -218,7 +219,9 @@ class TrainWidget(LayerChoosersWidget):
             return
         self.progress.value = PROGRESS_STEPS
         self.status.value = f"done: {model}"
-        show_info(f"napari-i2i: model saved to {model}; open it in the Translate widget (Model: open file…)")
+        TRAINED_MODELS.add(model)
+        show_info(f"napari-i2i: model saved to {model}; the Translate widget lists it as "
+                  f"'trained: {model.parent.name}/{model.name}'")
 
     def _on_finished(self) -> None:
         self.train_button.enabled = True

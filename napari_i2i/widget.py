@@ -28,6 +28,7 @@ from magicgui.widgets import (
 from napari.layers import Image
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils.notifications import show_error, show_warning
+from psygnal import Signal
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_i2i.bundled_models import BundledModel, bundled_models
@@ -62,6 +63,25 @@ REFERENCE_LABELS = {
         "layer whose planes are the examples; K = all their planes",
     ),
 }
+
+
+class TrainedModels:
+    """Model files trained in this napari session (the Train widget), newest first: every
+    Translate widget lists them next to the bundled ones."""
+
+    added = Signal(Path)
+
+    def __init__(self) -> None:
+        self.paths: list[Path] = []
+
+    def add(self, path: Path) -> None:
+        if path in self.paths:
+            self.paths.remove(path)
+        self.paths.insert(0, path)
+        self.added.emit(path)
+
+
+TRAINED_MODELS = TrainedModels()
 
 
 @dataclass(frozen=True)
@@ -158,10 +178,7 @@ class TranslateWidget(LayerChoosersWidget):
         }
 
         self.engine = ComboBox(label="Engine", choices=self._registry.names())
-        self.model = ComboBox(
-            label="Model", choices=[(m.display_name, path) for path, m in self._bundled.items()]
-            + [(OPEN_FILE, OPEN_FILE)],
-        )
+        self.model = ComboBox(label="Model", choices=self._model_choices)
         self.model_file = FileEdit(label="Model file", mode="r", filter="*.safetensors")
         self.sources = Select(label="Source layer(s)", choices=self.image_layers)
         self.direction = ComboBox(label="Direction", choices=self._direction_choices)
@@ -196,6 +213,7 @@ class TranslateWidget(LayerChoosersWidget):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.follow_layers()
+        TRAINED_MODELS.added.connect(self.model.reset_choices)
 
         self._show_engine_description()
         self._choose_model()  # the first bundled model, if there is one
@@ -212,13 +230,19 @@ class TranslateWidget(LayerChoosersWidget):
 
     # --- model file and style controls ------------------------------------
 
+    def _model_choices(self, _widget: Any = None) -> list[tuple[str, Path | str]]:
+        """Bundled models, then those trained in this session (newest first), then OPEN_FILE."""
+        bundled = [(model.display_name, path) for path, model in self._bundled.items()]
+        trained = [(f"trained: {path.parent.name}/{path.name}", path) for path in TRAINED_MODELS.paths]
+        return bundled + trained + [(OPEN_FILE, OPEN_FILE)]
+
     def _show_engine_description(self, _value: Any = None) -> None:
         name = self.engine.value
         description = self._registry.get(name).description if name else "no engine installed"
         self.engine.tooltip = description
 
     def _choose_model(self, _value: Any = None) -> None:
-        """A bundled model is used at once; OPEN_FILE shows the file picker and uses its file."""
+        """A listed model is used at once; OPEN_FILE shows the file picker and uses its file."""
         choice = self.model.value
         self._show_file_picker(choice == OPEN_FILE)
         if choice == OPEN_FILE:
@@ -242,7 +266,9 @@ class TranslateWidget(LayerChoosersWidget):
     def _show_file_picker(self, show: bool) -> None:
         self.model_file.visible = show
         self.model.tooltip = (
-            "a napari-i2i model file (.safetensors)" if show else self._bundled[self.model.value].description
+            "a napari-i2i model file (.safetensors)" if show
+            else self._bundled[self.model.value].description if self.model.value in self._bundled
+            else f"trained in this session: {self.model.value}"
         )
 
     def _use_model(self, path: Path) -> None:

@@ -23,6 +23,7 @@ from napari_i2i.train_job import (
     run_training,
 )
 from napari_i2i.train_widget import TrainWidget
+from napari_i2i.widget import TranslateWidget
 from trainers.run import preset_loop_settings
 
 TRAIN_TIMEOUT_MS = 180_000
@@ -181,8 +182,10 @@ def test_bad_choices_are_error_notifications(tmp_path, viewer, rng, notification
 
 
 def test_train_cancel_and_resume_from_layers(qtbot, tmp_path, viewer, rng, notifications):
-    """MUNIT from two layers: Cancel saves a checkpoint; Resume finishes and writes the model."""
+    """MUNIT from two layers: Cancel saves a checkpoint; Resume finishes and writes the model,
+    which the Translate widget then offers."""
     widget = TrainWidget(viewer)
+    translate_widget = TranslateWidget(viewer)
     widget.engine.value = "munit"
     a = add_gray(viewer, rng, "fluorescence", (2, 64, 64))
     b = viewer.add_image(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8), name="brightfield", rgb=True)
@@ -211,6 +214,11 @@ def test_train_cancel_and_resume_from_layers(qtbot, tmp_path, viewer, rng, notif
     np.testing.assert_array_equal(a.data, originals[0])
     np.testing.assert_array_equal(b.data, originals[1])
     assert any("model saved" in text for severity, text in notifications() if severity == NotificationSeverity.INFO)
+
+    model = run_dir / "model.safetensors"
+    assert model in translate_widget.model.choices
+    translate_widget.model.value = model
+    assert translate_widget.model_path == model and translate_widget.engine.value == "munit"
 
 
 def test_a_crashed_training_process_is_reported_with_its_last_messages(tmp_path, rng, monkeypatch):
