@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from napari_i2i.layer_data import ImageData, LayerDataError, iter_planes, layout
+from trainers.run import RUN_FILE
 
 LAYERS_DIR = "layers"  # in RUN_DIR: the layers' planes as training folders
 MANIFEST = "layers.json"  # in LAYERS_DIR: which layer each folder came from
@@ -83,19 +84,16 @@ class TrainOutcome:
     warnings: list[str]  # what the training process warned about (e.g. a loss switched off)
 
 
-def _plane_shape(image: ImageData) -> tuple[int, tuple[int, int]]:
-    """Number of 2-D training images in *image* and their height and width."""
-    plan = layout(image, 3 if image.rgb else 1)
-    height, width = plan.shape[-3:-1] if image.rgb else plan.shape[-2:]
-    return plan.n_planes, (height, width)
-
-
 def check_request(request: TrainRequest) -> None:
     """Every problem that can be seen before anything is written, as a :class:`TrainJobError`."""
     run_dir = request.run_dir
     if request.resume:
-        if not (run_dir / "run.json").is_file():
-            raise TrainJobError(f"{run_dir} holds no run to resume (no run.json)")
+        run_file = run_dir / RUN_FILE
+        if not run_file.is_file():
+            raise TrainJobError(f"{run_dir} holds no run to resume (no {RUN_FILE})")
+        engine = json.loads(run_file.read_text()).get("engine")
+        if engine != request.engine:
+            raise TrainJobError(f"{run_dir} holds a {engine} run: choose the engine {engine} to resume it")
         return
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise TrainJobError(
@@ -109,27 +107,35 @@ def check_request(request: TrainRequest) -> None:
     for role in roles:
         if not request.layers.get(role):
             raise TrainJobError(f"choose the layer(s) for {role.replace('_', ' ')}")
-    shapes = {}
-    for images in request.layers.values():
-        for image in images:
-            try:
-                shapes[image.name] = _plane_shape(image)
-            except LayerDataError as error:
-                raise TrainJobError(str(error)) from None
-            small = min(shapes[image.name][1])
-            if small < request.size:
-                raise TrainJobError(f"{image.name}: {small} pixels on its short side, less than the "
-                                    f"{request.size}-pixel training crops; lower the crop size")
+    shapes = {role: [_checked_shape(image, request.size) for image in images]
+              for role, images in request.layers.items()}
     if request.data == "paired":
+        if len(request.layers["pairs_a"]) != 1 or len(request.layers["pairs_b"]) != 1:
+            raise TrainJobError("paired training takes one layer of inputs (A) and one of targets (B)")
         (a,), (b,) = request.layers["pairs_a"], request.layers["pairs_b"]
-        if shapes[a.name] != shapes[b.name]:
+        (shape_a,), (shape_b,) = shapes["pairs_a"], shapes["pairs_b"]
+        if shape_a != shape_b:
             raise TrainJobError(
                 f"paired layers must have equal shapes, pixel for pixel: {a.name} has "
-                f"{_describe(shapes[a.name])}, {b.name} has {_describe(shapes[b.name])}"
+                f"{_describe(shape_a)}, {b.name} has {_describe(shape_b)}"
             )
     if request.data == "classes" and len(request.layers["classes"]) < 2:
         raise TrainJobError("few-shot training learns to translate between classes: choose at least two "
                             "class layers (one class per layer, its planes the class's images)")
+
+
+def _checked_shape(image: ImageData, crop: int) -> tuple[int, tuple[int, int]]:
+    """The number of 2-D training images in *image* and their height and width, which must
+    hold a training crop."""
+    try:
+        plan = layout(image, 3 if image.rgb else 1)
+    except LayerDataError as error:
+        raise TrainJobError(str(error)) from None
+    height, width = plan.shape[-3:-1] if image.rgb else plan.shape[-2:]
+    if min(height, width) < crop:
+        raise TrainJobError(f"{image.name}: {min(height, width)} pixels on its short side, less than the "
+                            f"{crop}-pixel training crops; lower the crop size")
+    return plan.n_planes, (height, width)
 
 
 def _describe(shape: tuple[int, tuple[int, int]]) -> str:

@@ -61,6 +61,8 @@ def test_planes_are_what_napari_shows_through_the_contrast_limits():
          64, "B: 40 pixels on its short side"),
         ("unpaired", lambda rng: {"domain_a": [gray(rng, (64, 64), "A")], "domain_b": []}, 64, "domain b"),
         ("classes", lambda rng: {"classes": [gray(rng, (32, 32), "only")]}, 32, "at least two class layers"),
+        ("paired", lambda rng: {"pairs_a": [gray(rng, (64, 64), "A")] * 2, "pairs_b": [gray(rng, (64, 64), "B")] * 2},
+         64, "one layer of inputs (A) and one of targets (B)"),
     ],
 )
 def test_bad_layers_are_refused_before_anything_is_written(tmp_path, rng, data, layers, size, message):
@@ -77,6 +79,9 @@ def test_run_folder_must_be_new_unless_resuming(tmp_path, rng):
     with pytest.raises(TrainJobError, match="not an empty folder"):
         check_request(TrainRequest(engine="munit", data="unpaired", run_dir=tmp_path, iterations=2, layers=layers))
     with pytest.raises(TrainJobError, match="no run to resume"):
+        check_request(TrainRequest(engine="munit", data="unpaired", run_dir=tmp_path, iterations=2, resume=True))
+    (tmp_path / "run.json").write_text(json.dumps({"engine": "unit"}))
+    with pytest.raises(TrainJobError, match="holds a unit run: choose the engine unit"):
         check_request(TrainRequest(engine="munit", data="unpaired", run_dir=tmp_path, iterations=2, resume=True))
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
