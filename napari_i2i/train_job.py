@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from napari_i2i.layer_data import ImageData, LayerDataError, iter_planes, layout
+from trainers.loop import VALIDATION_DIR
 from trainers.run import RUN_FILE
 
 LAYERS_DIR = "layers"  # in RUN_DIR: the layers' planes as training folders
@@ -76,6 +77,7 @@ class TrainRequest:
 class TrainProgress:
     fraction: float  # 0…1 of the iterations
     message: str
+    preview: Path | None = None  # a validation image the run has just written
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,7 @@ def run_training(request: TrainRequest) -> Generator[TrainProgress, None, TrainO
         folders = yield from write_layers(request)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
     model, started, first = None, time.monotonic(), None
+    shown = None  # the newest validation image passed on
     with open(run_dir / STDERR_FILE, "w") as messages:
         process = subprocess.Popen(
             train_command(request, folders), stdout=subprocess.PIPE, stderr=messages, text=True,
@@ -246,7 +249,9 @@ def run_training(request: TrainRequest) -> Generator[TrainProgress, None, TrainO
                 iteration, total = record["iteration"], record["iterations"]
                 if first is None:
                     first, started = iteration, time.monotonic()
-                yield TrainProgress(iteration / total, _progress_message(record, first, started))
+                newest = _newest_validation_image(run_dir)
+                preview, shown = (newest, newest) if newest != shown else (None, shown)
+                yield TrainProgress(iteration / total, _progress_message(record, first, started), preview)
             status = process.wait()
         finally:
             if process.poll() is None:  # closed early (napari quitting): let it save, then end it
@@ -268,6 +273,12 @@ def run_training(request: TrainRequest) -> Generator[TrainProgress, None, TrainO
         raise TrainJobError(user_errors[-1])
     last = "\n".join(errors[-5:]) or "(no message)"
     raise TrainingCrashed(f"training stopped with exit status {status}; {run_dir / STDERR_FILE} ends:\n{last}")
+
+
+def _newest_validation_image(run_dir: Path) -> Path | None:
+    """The run's latest validation grid (inputs and their translations), if any."""
+    folder = run_dir / VALIDATION_DIR
+    return max(folder.glob("*.png"), default=None) if folder.is_dir() else None
 
 
 def _progress_message(record: dict, first: int, started: float) -> str:

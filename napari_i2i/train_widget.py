@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import napari
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -32,6 +33,7 @@ from napari.utils.notifications import (
     show_info,
     show_warning,
 )
+from PIL import Image as PILImage
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_i2i.device import DEVICE_CHOICES
@@ -77,6 +79,7 @@ class TrainWidget(LayerChoosersWidget):
         self._registry = default_registry()
         self.worker: GeneratorWorker | None = None
         self._run_dir: Path | None = None  # of the run in progress
+        self._preview: Image | None = None  # the layer showing the run's validation images
 
         self.engine = ComboBox(label="Engine", choices=self._registry.trainable())
         self.preset = ComboBox(label="Preset", choices=self._preset_choices,
@@ -209,6 +212,23 @@ class TrainWidget(LayerChoosersWidget):
         self.progress.value = round(progress.fraction * PROGRESS_STEPS)
         if self.cancel_button.enabled:  # not while stopping
             self.status.value = progress.message
+        if progress.preview is not None:
+            self._show_preview(progress.preview)
+
+    def _show_preview(self, path: Path) -> None:
+        """The run's newest validation grid as one image layer, updated as training goes on."""
+        try:
+            with PILImage.open(path) as image:
+                grid = np.asarray(image.convert("RGB"))
+        except OSError:  # being written: the next one will do
+            return
+        if self._preview is not None and self._preview in self._viewer.layers:
+            self._preview.data = grid
+            self._preview.name = f"training preview: {path.parent.parent.name} {path.stem}"
+        else:
+            self._preview = self._viewer.add_image(
+                grid, name=f"training preview: {path.parent.parent.name} {path.stem}", rgb=True
+            )
 
     def _show_outcome(self, outcome: TrainOutcome) -> None:
         for warning in dict.fromkeys(outcome.warnings):  # each once

@@ -208,10 +208,15 @@ def test_train_cancel_and_resume_from_layers(qtbot, tmp_path, viewer, rng, notif
     done = torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"]
     assert 1 <= done < 10_000
 
+    grid = rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)  # as if the run had validated at iteration 7
+    (run_dir / "validation").mkdir(exist_ok=True)
+    PILImage.fromarray(grid).save(run_dir / "validation" / "00000007.png")
     widget.resume.value = True
     widget.iterations.value = done + 2
     widget.train()
     qtbot.waitUntil(lambda: widget.train_button.enabled, timeout=TRAIN_TIMEOUT_MS)
+    preview = viewer.layers["training preview: run 00000007"]
+    assert preview.rgb and np.array_equal(preview.data, grid)
     assert widget.status.value == f"done: {run_dir / 'model.safetensors'}"
     info = read_model_info(run_dir / "model.safetensors")
     assert info.engine == "munit" and info.config["channels_a"] == 1 and info.config["channels_b"] == 3

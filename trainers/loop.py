@@ -29,6 +29,7 @@ from torch import nn
 from napari_i2i.device import autocast_dtype
 
 CHECKPOINT_NAME = "checkpoint.pt"
+VALIDATION_DIR = "validation"  # in RUN_DIR: ITERATION.png (zero-padded, so names sort by iteration)
 TENSORBOARD_DIR = "tensorboard"
 
 
@@ -286,11 +287,14 @@ class TrainLoop:
             return
         from torchvision.utils import save_image
 
-        folder = self.run_dir / "validation"
+        folder = self.run_dir / VALIDATION_DIR
         folder.mkdir(exist_ok=True)
         images = ((images.float().cpu() + 1) / 2).clamp(0, 1)
         nrow = len(images) // 2 or 1
-        save_image(images, folder / f"{self.iteration:08d}.png", nrow=nrow)
+        path = folder / f"{self.iteration:08d}.png"
+        partial = path.with_name(path.name + ".partial")  # renamed when complete: readers never see half
+        save_image(images, partial, nrow=nrow, format="png")
+        os.replace(partial, path)
         if self.writer is not None:
             from torchvision.utils import make_grid
 
