@@ -213,7 +213,9 @@ class TranslateWidget(LayerChoosersWidget):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.follow_layers()
-        TRAINED_MODELS.added.connect(self.model.reset_choices)
+        TRAINED_MODELS.added.connect(self._list_trained_model)
+        # a closed widget must not hear of later models (its Qt widgets are gone)
+        self.native.destroyed.connect(lambda: TRAINED_MODELS.added.disconnect(self._list_trained_model))
 
         self._show_engine_description()
         self._choose_model()  # the first bundled model, if there is one
@@ -235,6 +237,9 @@ class TranslateWidget(LayerChoosersWidget):
         bundled = [(model.display_name, path) for path, model in self._bundled.items()]
         trained = [(f"trained: {path.parent.name}/{path.name}", path) for path in TRAINED_MODELS.paths]
         return bundled + trained + [(OPEN_FILE, OPEN_FILE)]
+
+    def _list_trained_model(self, _path: Path) -> None:
+        self.model.reset_choices()
 
     def _show_engine_description(self, _value: Any = None) -> None:
         name = self.engine.value
