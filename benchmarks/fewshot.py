@@ -44,7 +44,7 @@ from benchmarks.tasks.fewshot import (
 from benchmarks.tasks.metrics import score
 
 ENGINE, PRESET = "funit", "small"
-DEFAULT_ITERS = 2400  # ≈ 20 min on 2 shared CPU cores (docs/benchmarks.md)
+DEFAULT_ITERS = 1200  # ≈ 5–10 min of training on one CPU thread (docs/benchmarks.md)
 CLASSIFIER_EPOCHS = 12
 #: How the translations are made (recorded in the results).
 TRANSLATION_PATH = ("napari_i2i.translate.run_translation (StyleMode.FEW_SHOT, "

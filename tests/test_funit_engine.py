@@ -32,8 +32,8 @@ def test_registered_with_its_trainer_and_capabilities():
     capabilities = model.capabilities
     assert capabilities.directions == {"translate": (1, 1)}
     assert capabilities.style_modes == (StyleMode.FEW_SHOT,)
-    assert capabilities.size_multiple == 4  # small: 2 downsamples
-    assert capabilities.context == receptive_radius(2, 2)
+    assert capabilities.size_multiple == 2  # small: 1 downsampling
+    assert capabilities.context == receptive_radius(1, 2)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

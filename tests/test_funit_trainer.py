@@ -54,16 +54,34 @@ def test_step_reports_every_term_with_the_published_weights():
     trainer = make_trainer()
     losses = trainer.step(next(shape_batches(0)), 0)
     assert set(losses) == {"dis", "gen", "gan_dis", "r1", "gan", "reconstruction", "feature"}
-    assert losses["gen"] == pytest.approx(losses["gan"] + 0.1 * losses["reconstruction"] + losses["feature"], rel=1e-5)
+    weight = trainer.config.reconstruction_at(0)  # the small preset's λR (20, no warm-up)
+    assert losses["gen"] == pytest.approx(losses["gan"] + weight * losses["reconstruction"] + losses["feature"], rel=1e-5)
     assert losses["dis"] == pytest.approx(losses["gan_dis"] + 10 * losses["r1"], rel=1e-5)
     paper = FunitTrainConfig.from_mapping(TRAIN_PRESETS["paper"])
     assert (paper.optimizer, paper.lr, paper.weight_decay, paper.ema_beta) == ("rmsprop", 1e-4, 1e-4, 0.999)
     assert (paper.reconstruction_weight, paper.feature_weight, paper.r1_weight) == (0.1, 1.0, 10.0)
+    assert paper.reconstruction_at(0) == paper.reconstruction_at(10**6) == 0.1  # no warm-up in the paper
+    published = make_trainer(reconstruction_weight=0.1)  # small uses λR 20, the paper 0.1
+    losses = published.step(next(shape_batches(0)), 0)
+    assert losses["gen"] == pytest.approx(losses["gan"] + 0.1 * losses["reconstruction"] + losses["feature"], rel=1e-5)
     assert isinstance(make_trainer(optimizer="rmsprop").gen_optimizer, torch.optim.RMSprop)
     with pytest.raises(ValueError, match="num_classes"):
         make_trainer(num_classes=0)
     with pytest.raises(ValueError, match="optimizer"):
         make_trainer(optimizer="sgd")
+
+
+def test_reconstruction_warm_up_decays_linearly_to_the_published_weight():
+    config = FunitTrainConfig.from_mapping({"reconstruction_start": 5.0, "reconstruction_warmup": 100})
+    assert config.reconstruction_at(0) == 5.0
+    assert config.reconstruction_at(50) == pytest.approx(0.1 + 4.9 * 0.5)
+    assert config.reconstruction_at(100) == config.reconstruction_at(10**6) == 0.1
+    trainer = make_trainer(reconstruction_weight=0.1, reconstruction_start=5.0, reconstruction_warmup=100)
+    losses = trainer.step(next(shape_batches(0)), 50)
+    assert losses["gen"] == pytest.approx(
+        losses["gan"] + config.reconstruction_at(50) * losses["reconstruction"] + losses["feature"], rel=1e-5)
+    with pytest.raises(ValueError, match="reconstruction_warmup"):
+        FunitTrainConfig.from_mapping({"reconstruction_warmup": -1})
 
 
 def test_reconstruction_loss_decreases():

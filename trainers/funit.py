@@ -48,6 +48,10 @@ class FunitTrainConfig(MethodSettings):
     beta2: float = 0.99  # Adam only
     gan_weight: float = 1.0
     reconstruction_weight: float = 0.1  # λR: ‖G(x, {x}) − x‖₁
+    # Optional warm-up (not in the paper; off by default): λR starts at reconstruction_start and
+    # decays linearly to reconstruction_weight over the first reconstruction_warmup iterations.
+    reconstruction_start: float = 0.0
+    reconstruction_warmup: int = 0
     feature_weight: float = 1.0  # λF: feature matching
     r1_weight: float = 10.0
     ema_beta: float = 0.999  # the saved generator: an exponential moving average
@@ -62,16 +66,26 @@ class FunitTrainConfig(MethodSettings):
             raise ValueError(f"FUNIT optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if not 0 <= self.ema_beta < 1:
             raise ValueError(f"ema_beta must be in [0, 1), got {self.ema_beta}")
+        if self.reconstruction_warmup < 0 or self.reconstruction_start < 0:
+            raise ValueError("reconstruction_warmup and reconstruction_start must be ≥ 0")
+
+    def reconstruction_at(self, iteration: int) -> float:
+        """λR at *iteration* (0-based): the warm-up's linear decay, then ``reconstruction_weight``."""
+        if iteration >= self.reconstruction_warmup:
+            return self.reconstruction_weight
+        left = 1 - iteration / self.reconstruction_warmup
+        return self.reconstruction_weight + (self.reconstruction_start - self.reconstruction_weight) * left
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # As published: RMSprop lr 1e-4, weight decay 1e-4, discriminator 64 wide with 10 blocks.
     "paper": {},
-    # CPU-sized: narrow discriminator, Adam β=(0, 0.99) at a higher learning rate,
-    # an average that follows early training (see docs/training.md for what was measured).
+    # CPU-sized: narrow discriminator, Adam β=(0, 0.99) at a higher learning rate, an average that
+    # follows early training, no weight decay (with Adam it zeroed the class encoder) and λR 20
+    # (at 0.1 the glyphs lost their shapes); see docs/training.md for what was measured.
     "small": {
-        "optimizer": "adam", "lr": 2e-4, "ema_warmup": True,
-        "dis_dim": 16, "dis_blocks": 6, "dis_max_dim": 256,
+        "optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0, "reconstruction_weight": 20.0,
+        "ema_warmup": True, "dis_dim": 16, "dis_blocks": 6, "dis_max_dim": 256,
     },
 }
 
@@ -171,7 +185,8 @@ class FunitTrainer(MethodTrainer):
             feature = l1(mean_features(features_t), target_y) + l1(mean_features(features_r), target_x)
             reconstruction_loss = l1(reconstruction, x)
             gen_loss = (
-                cfg.gan_weight * gan + cfg.reconstruction_weight * reconstruction_loss + cfg.feature_weight * feature
+                cfg.gan_weight * gan + cfg.reconstruction_at(iteration) * reconstruction_loss
+                + cfg.feature_weight * feature
             )
         self.gen_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(gen_loss).backward()

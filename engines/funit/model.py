@@ -28,9 +28,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "channels": 3, "dim": 64, "n_downsample": 3, "n_res": 2,
         "class_dim": 64, "class_downsample": 4, "mlp_dim": 256,
     },
-    # Same architecture, narrow and shallow enough to train on two CPU cores.
+    # Same architecture, narrow and shallow enough to train on two CPU cores; one downsampling
+    # (32² glyphs → 32×16×16 content: with two, 8×8 lost the glyphs; docs/training.md).
     "small": {
-        "channels": 3, "dim": 16, "n_downsample": 2, "n_res": 2,
+        "channels": 3, "dim": 16, "n_downsample": 1, "n_res": 2,
         "class_dim": 32, "class_downsample": 3, "mlp_dim": 64,
     },
 }
