@@ -9,7 +9,9 @@ score the held-out pairs every ``--eval-every`` iterations (the learning
 curve: PSNR against wall time), and print one table with the baselines.
 Multimodal engines are scored on ``--samples`` random styles per input (the
 metrics average over samples; diversity is their mean pairwise L1); engines
-with reference styles also on the style of a train_b tile and, as an upper
+with reference styles also on the style of a train_b tile, on the mean style
+of all train_b tiles (every train_b tile a reference, as a user gives several
+references in the widget or with ``translate --reference``) and, as an upper
 bound, on the style of each input's own target.
 """
 
@@ -38,9 +40,11 @@ def predict(
 ) -> dict[str, list[np.ndarray]]:
     """Translate every test input with the current weights (eval mode, then back).
 
-    Random styles (``samples`` per input) or, with ``references``, one
-    reference style per input: ``"train_b"``, a train_b tile drawn with a
-    fixed seed (what a user with example images of the target has), or
+    Random styles (``samples`` per input) or, with ``references``, reference
+    styles: ``"train_b"``, per input one train_b tile drawn with a fixed seed
+    (what a user with example images of the target has); ``"train_b_mean"``,
+    every train_b tile as a reference for every input (the engine averages
+    their codes, as for several reference layers in the widget); or
     ``"target"``, the input's own ground-truth target (an upper bound: the
     style the target really has, as StEP's paper scores it).
     """
@@ -57,6 +61,10 @@ def predict(
         mode = StyleMode.RANDOM if StyleMode.RANDOM in capabilities.style_modes else StyleMode.NONE
         options = TranslateOptions("a2b", mode, n_samples=samples if mode is StyleMode.RANDOM else 1, seed=0)
         jobs = [([image(task.splits["test_a"][n], n) for n in names], [])]
+    elif references == "train_b_mean":
+        options = TranslateOptions("a2b", StyleMode.REFERENCE)
+        jobs = [([image(task.splits["test_a"][n], n) for n in names],
+                 [image(task.splits["train_b"][n], n) for n in sorted(task.splits["train_b"])])]
     else:
         options = TranslateOptions("a2b", StyleMode.REFERENCE)
         train_b = sorted(task.splits["train_b"])
@@ -88,6 +96,8 @@ def main() -> int:
     parser.add_argument("--training", type=json.loads, default={}, help="JSON: method settings to override")
     parser.add_argument("--model", type=json.loads, default={}, help="JSON: engine config to override")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--score-only", action="store_true",
+                        help="score the models an earlier run left in OUT/runs/TASK_ENGINE/ instead of training")
     args = parser.parse_args()
     rows, curves = [], {}
     for task_name in args.tasks:
@@ -102,6 +112,13 @@ def main() -> int:
                                validate_every=args.eval_every, checkpoint_every=args.iters,
                                seed=args.seed),
             )
+            run_dir = args.out / "runs" / f"{task_name}_{engine}"
+            if args.score_only:
+                iterations = json.loads((run_dir / "run.json").read_text())["iterations"]
+                model = _load(run_dir)
+                label = f"{engine} small, {iterations} it (earlier run)"
+                rows += score_model(engine, model, task, args.samples, label)
+                continue
             curve = []
             started = time.perf_counter()
 
@@ -111,23 +128,30 @@ def main() -> int:
                               **{k: metrics[k] for k in ("psnr", "ssim", "l1")}})
                 print(f"{task.name} {engine} {curve[-1]}", file=sys.stderr, flush=True)
 
-            run_dir = args.out / "runs" / f"{task_name}_{engine}"
             train(run_dir, settings, torch.device("cpu"), on_validate=evaluate)
             seconds = time.perf_counter() - started
             model = _load(run_dir)
             label = f"{engine} small, {args.iters} it ({seconds / 60:.1f} min)"
-            final = score(task.splits["test_b"], predict(engine, model, task, args.samples))
-            rows.append({"task": task_name, "method": label, **final})
-            if StyleMode.REFERENCE in model.capabilities.style_modes:
-                for references, what in (("train_b", "style of a train_b tile"),
-                                         ("target", "style of the target (upper bound)")):
-                    final = score(task.splits["test_b"], predict(engine, model, task, 1, references))
-                    rows.append({"task": task_name, "method": f"{label}, {what}", **final})
+            rows += score_model(engine, model, task, args.samples, label)
             curves[f"{task_name}/{engine}"] = curve
     print_table(rows)
-    (args.out / "curves.json").write_text(json.dumps(curves, indent=1))
-    print(f"learning curves: {args.out / 'curves.json'}", file=sys.stderr)
+    if not args.score_only:
+        (args.out / "curves.json").write_text(json.dumps(curves, indent=1))
+        print(f"learning curves: {args.out / 'curves.json'}", file=sys.stderr)
     return 0
+
+
+def score_model(engine: str, model: torch.nn.Module, task, samples: int, label: str) -> list[dict]:
+    """The table rows of one trained model: its own styles, then (reference engines) the reference rows."""
+    rows = [{"task": task.name, "method": label,
+             **score(task.splits["test_b"], predict(engine, model, task, samples))}]
+    if StyleMode.REFERENCE in model.capabilities.style_modes:
+        for references, what in (("train_b", "style of a train_b tile"),
+                                 ("train_b_mean", "mean style of all train_b tiles"),
+                                 ("target", "style of the target (upper bound)")):
+            final = score(task.splits["test_b"], predict(engine, model, task, 1, references))
+            rows.append({"task": task.name, "method": f"{label}, {what}", **final})
+    return rows
 
 
 def _load(run_dir: Path) -> torch.nn.Module:

@@ -174,15 +174,26 @@ class Engine(ABC):
         config.update(overrides)
         return config
 
-    def check_integer_config(self, config: Mapping[str, Any], minimum: Mapping[str, int] = {}) -> None:
-        """For configs of integers: the presets' keys, no others, each ≥ 1 (or its ``minimum``)."""
+    def check_integer_config(
+        self, config: Mapping[str, Any], minimum: Mapping[str, int] = {},
+        choices: Mapping[str, Sequence[str]] = {},
+    ) -> None:
+        """For configs of integers: the presets' keys, no others, each ≥ 1 (or its ``minimum``).
+
+        A key of ``choices`` holds one of its strings instead, and may be missing
+        (model files written before the setting existed).
+        """
         expected = set(next(iter(self.presets.values())))
-        missing, unknown = expected - set(config), set(config) - expected
+        missing, unknown = expected - set(config) - set(choices), set(config) - expected
         if missing or unknown:
             raise EngineError(
                 f"{self.name} config: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}"
             )
         for key, value in config.items():
+            if key in choices:
+                if value not in choices[key]:
+                    raise EngineError(f"{self.name} config: {key} must be one of {list(choices[key])}, got {value!r}")
+                continue
             lowest = minimum.get(key, 1)
             if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
                 raise EngineError(

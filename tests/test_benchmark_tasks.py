@@ -317,3 +317,34 @@ def test_clis(tmp_path, capsys):
     assert metrics.main(["baselines", str(tmp_path), "--tasks", "stain"]) == 0
     assert "| stain | histogram matching |" in capsys.readouterr().out
 
+
+# ------------------------------------------------------------------------- quality.py reference styles
+
+def test_quality_mean_train_b_style_is_the_mean_code_of_every_train_b_tile(built):
+    """``predict(..., "train_b_mean")`` decodes every input with the mean style code of all
+    train_b tiles (the host's several-references path), never with a test target."""
+    import torch
+
+    from benchmarks.quality import predict
+    from engines.munit import MunitEngine
+
+    task = built("stain")
+    torch.manual_seed(0)
+    engine = MunitEngine()
+    model = engine.build(engine.config("small"))
+    predictions = predict("munit", model, task, 1, "train_b_mean")
+    assert sorted(predictions) == sorted(task.splits["test_a"]) and model.training
+
+    def tensor(array):
+        return torch.from_numpy(array).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+    model.eval()
+    with torch.inference_mode():
+        codes = torch.cat([model.gen_b.style_encoder(tensor(task.splits["train_b"][n]))
+                           for n in sorted(task.splits["train_b"])])
+        name = min(task.splits["test_a"])
+        expected = model.gen_b.decode(model.gen_a.content_encoder(tensor(task.splits["test_a"][name])),
+                                      codes.mean(0, keepdim=True))
+    expected = ((expected[0].permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255)
+    (prediction,) = predictions[name]
+    assert np.abs(prediction.astype(float) - expected).max() <= 1.0  # rounding to 8 bits

@@ -3,10 +3,9 @@
 import pytest
 import torch
 
-from conftest import build_munit, translate_with
+from conftest import build_munit, tiled, translate_with
 from engines.munit import MunitEngine
 from napari_i2i.engine_api import EngineError, StyleMode, StyleRequest
-
 
 
 def test_shapes_and_range():
@@ -92,3 +91,41 @@ def test_presets_and_config_errors():
         engine.build(engine.config("small", dim=0))
     with pytest.raises(EngineError, match="missing keys"):
         engine.build({"dim": 4})
+
+
+def test_content_norm_option():
+    """``content_norm``: instance as published (both presets, and files without the key); layer an option."""
+    engine = MunitEngine()
+    assert engine.config("paper")["content_norm"] == "instance"
+    assert engine.config("small")["content_norm"] == "instance"
+    old_file_config = {k: v for k, v in engine.config("small").items() if k != "content_norm"}
+    old = engine.build(old_file_config)
+    assert old.config["content_norm"] == "instance"
+    assert {type(m).__name__ for m in old.gen_b.content_encoder.modules()} >= {"InstanceNorm2d"}
+    _, layer = build_munit(content_norm="layer")  # the documented deviation
+    _, instance = build_munit()
+    norms = {type(m).__name__ for m in layer.gen_a.content_encoder.modules()}
+    assert "LayerNorm2d" in norms and "InstanceNorm2d" not in norms
+    # layer norm adds only its per-channel scale and shift
+    def count(modules):
+        return sum(p.numel() for m in modules for p in m.parameters(recurse=False))
+
+    norm_params = count(m for gen in (layer.gen_a, layer.gen_b) for m in gen.content_encoder.modules()
+                        if type(m).__name__ == "LayerNorm2d")
+    assert norm_params > 0 and count(layer.modules()) == count(instance.modules()) + norm_params
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    out = translate_with(layer, image, StyleRequest(StyleMode.RANDOM, "a2b", n_samples=2, seed=1))
+    assert out.shape == (2, 3, 32, 32)
+    with pytest.raises(EngineError, match="content_norm must be one of"):
+        engine.build(engine.config("small", content_norm="batch"))
+    with pytest.raises(EngineError, match="n_res must be an integer"):
+        engine.build(engine.config("small", n_res="2"))
+
+
+def test_content_norm_layer_tiles_exactly():
+    _, model = build_munit(content_norm="layer")
+    image = torch.rand(1, 3, 150, 130) * 2 - 1
+    conditioning = model.condition(StyleRequest(StyleMode.RANDOM, "a2b", n_samples=2, seed=3))
+    with torch.inference_mode():
+        whole = model.translate(image, conditioning)
+    torch.testing.assert_close(tiled(model, image, conditioning, 64), whole, atol=1e-5, rtol=0)

@@ -25,15 +25,16 @@ from napari_i2i.engine_api import ReferenceImageError
 
 
 class Encoder(nn.Module):
-    """7×7 conv, stride-2 4×4 downsamples doubling the width, residual blocks (IN)."""
+    """7×7 conv, stride-2 4×4 downsamples doubling the width, residual blocks; instance norm
+    as published (``norm`` for MUNIT's optional layer-norm content encoder)."""
 
-    def __init__(self, in_channels: int, dim: int, n_downsample: int, n_res: int) -> None:
+    def __init__(self, in_channels: int, dim: int, n_downsample: int, n_res: int, norm: Norm = "instance") -> None:
         super().__init__()
-        layers: list[nn.Module] = [ConvBlock(in_channels, dim, 7, padding=3, norm="instance")]
+        layers: list[nn.Module] = [ConvBlock(in_channels, dim, 7, padding=3, norm=norm)]
         for _ in range(n_downsample):
-            layers.append(ConvBlock(dim, 2 * dim, 4, stride=2, padding=1, norm="instance"))
+            layers.append(ConvBlock(dim, 2 * dim, 4, stride=2, padding=1, norm=norm))
             dim *= 2
-        layers += [ResBlock(dim, norm="instance") for _ in range(n_res)]
+        layers += [ResBlock(dim, norm=norm) for _ in range(n_res)]
         self.model = nn.Sequential(*layers)
         self.out_channels = dim
 

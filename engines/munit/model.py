@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from engines.blocks.two_domain import TwoDomainModel
-from engines.munit.networks import AutoEncoder
+from engines.munit.networks import CONTENT_NORMS, AutoEncoder
 from napari_i2i.engine_api import (
     Engine,
     EngineError,
@@ -18,17 +18,19 @@ from napari_i2i.engine_api import (
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Published sizes (≈15 M parameters per generator).
+    # Published sizes (≈15 M parameters per generator) and instance norm throughout.
     "paper": dict(
         channels_a=3, channels_b=3, dim=64, n_downsample=2, n_res=4,
-        style_dim=8, style_downsample=4, mlp_dim=256,
+        style_dim=8, style_downsample=4, mlp_dim=256, content_norm="instance",
     ),
     # Same architecture, narrow and shallow enough to train on two CPU cores; one
     # downsampling keeps fine structure that 64² training crops cannot afford to
     # lose (docs/benchmarks.md: 2 downsamplings stalled below the identity).
+    # content_norm="layer" is an option, not the default: docs/benchmarks.md,
+    # "Content-encoder normalisation".
     "small": dict(
         channels_a=3, channels_b=3, dim=16, n_downsample=1, n_res=2,
-        style_dim=8, style_downsample=4, mlp_dim=64,
+        style_dim=8, style_downsample=4, mlp_dim=64, content_norm="instance",
     ),
 }
 
@@ -47,9 +49,10 @@ class MunitModel(TwoDomainModel):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
-        self.config = dict(config)
-        shared = {k: config[k] for k in
-                  ("dim", "n_downsample", "n_res", "style_dim", "style_downsample", "mlp_dim")}
+        # Model files written before content_norm existed have no key: instance norm, as published.
+        self.config = {"content_norm": "instance", **config}
+        shared = {k: self.config[k] for k in
+                  ("dim", "n_downsample", "n_res", "style_dim", "style_downsample", "mlp_dim", "content_norm")}
         self.gen_a = AutoEncoder(config["channels_a"], **shared)
         self.gen_b = AutoEncoder(config["channels_b"], **shared)
 
@@ -121,5 +124,5 @@ class MunitEngine(Engine):
     presets = PRESETS
 
     def build(self, config: Mapping[str, Any]) -> MunitModel:
-        self.check_integer_config(config)
+        self.check_integer_config(config, choices={"content_norm": CONTENT_NORMS})
         return MunitModel(config)

@@ -11,6 +11,14 @@ import torch
 from torch import nn
 
 from engines.blocks import AdaINDecoder, Encoder, PooledEncoder
+from engines.blocks.convolution import Norm
+
+#: Normalisations the content encoder may use: ``instance`` as published; ``layer`` — a
+#: deviation from the paper, in no preset — normalises each feature map over all channels
+#: and pixels, so a tile's overall colour and stain strength stay in the content code
+#: instead of being left to the style code (docs/benchmarks.md, "Content-encoder
+#: normalisation": it helps a one-look task, and the decoder then ignores the style).
+CONTENT_NORMS = ("instance", "layer")
 
 
 class AutoEncoder(nn.Module):
@@ -25,9 +33,10 @@ class AutoEncoder(nn.Module):
         style_dim: int,
         style_downsample: int,
         mlp_dim: int,
+        content_norm: Norm = "instance",
     ) -> None:
         super().__init__()
-        self.content_encoder = Encoder(channels, dim, n_downsample, n_res)  # = UNIT's encoder
+        self.content_encoder = Encoder(channels, dim, n_downsample, n_res, content_norm)  # = UNIT's (instance)
         self.style_encoder = PooledEncoder(channels, dim, style_downsample, style_dim)  # no IN: it would erase the style
         self.decoder = AdaINDecoder(
             self.content_encoder.out_channels, channels, n_downsample, n_res, style_dim, mlp_dim
