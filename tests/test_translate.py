@@ -125,6 +125,9 @@ def test_reference_mode_and_request_errors(munit_file, rng):
         translate(munit_file, source, mode=StyleMode.FEW_SHOT)
     with pytest.raises(EngineError, match="at least one reference"):
         translate(munit_file, source, mode=StyleMode.REFERENCE)
+    speck = ImageData(rng.integers(0, 255, (8, 30, 3), dtype=np.uint8), "speck", rgb=True)
+    with pytest.raises(EngineError, match=r"at least 16×16 pixels, reference 2 is \(8, 30\) \(image 'speck'\)"):
+        translate(munit_file, source, [reference, speck], mode=StyleMode.REFERENCE)
 
 
 def test_progress_is_monotonic_and_ends_at_one(munit_file, rng):

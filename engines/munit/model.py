@@ -69,21 +69,9 @@ class MunitModel(TwoDomainModel):
         if request.mode is StyleMode.REFERENCE:
             if not request.references:
                 raise EngineError("style from reference needs at least one reference image")
-            channels = self.capabilities.directions[request.direction][1]
-            codes = []
-            for reference in request.references:
-                if reference.shape[1] != channels:
-                    raise EngineError(
-                        f"a style reference for {request.direction} needs {channels} channel(s), "
-                        f"got {reference.shape[1]}"
-                    )
-                min_size = 2 ** self.config["style_downsample"]
-                if min(reference.shape[-2:]) < min_size:
-                    raise EngineError(
-                        f"a style reference must be at least {min_size}×{min_size} pixels, "
-                        f"got {tuple(reference.shape[-2:])}"
-                    )
-                codes.append(target.style_encoder(reference.to(device)).float().mean(0))
+            kind = f"style references for {request.direction}"
+            codes = [target.style_encoder.mean_code(reference, position, "reference", kind)
+                     for position, reference in enumerate(request.references, 1)]
             return MunitConditioning(request.direction, torch.stack(codes).mean(0, keepdim=True))
         raise EngineError(f"MUNIT has no {request.mode.value!r} style mode")
 
