@@ -186,7 +186,7 @@ def write_layers(request: TrainRequest) -> Generator[TrainProgress, None, dict[s
     layers_dir = request.run_dir / LAYERS_DIR
     places = _layer_folders(request, layers_dir)
     manifest = []
-    for done, (image, folder, prefix) in enumerate(places):
+    for image, folder, prefix in places:
         folder.mkdir(parents=True, exist_ok=True)
         files = []
         for index, plane in enumerate(rendered_planes(image)):
