@@ -75,6 +75,17 @@ def drain(generator):
             return finished.value, yielded
 
 
+def stages_compose(model, image, conditioning):
+    """Assert that the model's stages, run one after another, give ``translate``'s output; return it."""
+    with torch.inference_mode():
+        whole = model.translate(image, conditioning)
+        composed = image
+        for stage in model.stages(conditioning):
+            composed = stage(composed)
+    torch.testing.assert_close(composed, whole)
+    return whole
+
+
 def random_image(*shape, seed=0):
     """A reproducible tensor in [-1, 1], like a model input."""
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1

@@ -3,7 +3,7 @@ between two references; shapes, exact tiling, the receptive field, the paper pre
 
 import pytest
 import torch
-from conftest import random_image, tiled, translate_with
+from conftest import random_image, stages_compose, tiled, translate_with
 
 from engines.blocks import SharedStatsNorm
 from engines.step import StepEngine
@@ -131,12 +131,7 @@ def test_tiled_translation_equals_whole_image_for_every_interpolation_step():
     x = random_image(1, 3, 160, 136, seed=5)
     conditioning = model.condition(request(StyleMode.INTERPOLATE, random_image(1, 3, 32, 32, seed=6),
                                            random_image(1, 3, 32, 32, seed=7), n=3))
-    with torch.inference_mode():
-        whole = model.translate(x, conditioning)
-        composed = x
-        for stage in model.stages(conditioning):
-            composed = stage(composed)
-    torch.testing.assert_close(composed, whole)
+    whole = stages_compose(model, x, conditioning)
     out = tiled(model, x, conditioning, tile=48)
     assert out.shape == whole.shape == (3, 3, 160, 136)
     assert (out - whole).abs().max() <= 1e-4
