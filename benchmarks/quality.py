@@ -11,8 +11,10 @@ Multimodal engines are scored on ``--samples`` random styles per input (the
 metrics average over samples; diversity is their mean pairwise L1); engines
 with reference styles also on the style of a train_b tile, on the mean style
 of all train_b tiles (every train_b tile a reference, as a user gives several
-references in the widget or with ``translate --reference``) and, as an upper
-bound, on the style of each input's own target.
+references in the widget or with ``translate --reference``), on the style of
+the train_b tile whose content is closest to the input's (matched styles,
+``translate --reference … --match``) and, as an upper bound, on the style of
+each input's own target.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def predict(
     styles: ``"train_b"``, per input one train_b tile drawn with a fixed seed
     (what a user with example images of the target has); ``"train_b_mean"``,
     every train_b tile as a reference for every input (the engine averages
-    their codes, as for several reference layers in the widget); or
+    their codes, as for several reference layers in the widget);
+    ``"train_b_matched"``, every train_b tile offered and each input given the
+    one whose content the engine finds closest (``StyleMode.MATCHED``); or
     ``"target"``, the input's own ground-truth target (an upper bound: the
     style the target really has, as StEP's paper scores it).
     """
@@ -61,8 +65,8 @@ def predict(
         mode = StyleMode.RANDOM if StyleMode.RANDOM in capabilities.style_modes else StyleMode.NONE
         options = TranslateOptions("a2b", mode, n_samples=samples if mode is StyleMode.RANDOM else 1, seed=0)
         jobs = [([image(task.splits["test_a"][n], n) for n in names], [])]
-    elif references == "train_b_mean":
-        options = TranslateOptions("a2b", StyleMode.REFERENCE)
+    elif references in ("train_b_mean", "train_b_matched"):
+        options = TranslateOptions("a2b", StyleMode.REFERENCE if references == "train_b_mean" else StyleMode.MATCHED)
         jobs = [([image(task.splits["test_a"][n], n) for n in names],
                  [image(task.splits["train_b"][n], n) for n in sorted(task.splits["train_b"])])]
     else:
@@ -145,9 +149,13 @@ def score_model(engine: str, model: torch.nn.Module, task, samples: int, label: 
     """The table rows of one trained model: its own styles, then (reference engines) the reference rows."""
     rows = [{"task": task.name, "method": label,
              **score(task.splits["test_b"], predict(engine, model, task, samples))}]
-    if StyleMode.REFERENCE in model.capabilities.style_modes:
+    modes = model.capabilities.style_modes
+    if StyleMode.REFERENCE in modes:
+        matched = ([("train_b_matched", "style of the closest-content train_b tile")]
+                   if StyleMode.MATCHED in modes else [])
         for references, what in (("train_b", "style of a train_b tile"),
                                  ("train_b_mean", "mean style of all train_b tiles"),
+                                 *matched,
                                  ("target", "style of the target (upper bound)")):
             final = score(task.splits["test_b"], predict(engine, model, task, 1, references))
             rows.append({"task": task.name, "method": f"{label}, {what}", **final})

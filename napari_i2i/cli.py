@@ -52,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
     translate.add_argument(
         "--reference", type=Path, nargs="+", default=[], metavar="IMG",
-        help="style reference image(s); their style codes are averaged",
+        help="style reference image(s); their style codes are averaged (see --match)",
+    )
+    translate.add_argument(
+        "--match", action="store_true",
+        help="with several --reference images of different looks: each input (each plane) takes the "
+        "style of the reference whose content is closest to its own, instead of the averaged style",
     )
     translate.add_argument(
         "--class-images", type=Path, nargs="+", default=[], metavar="IMG",
@@ -188,6 +193,8 @@ def _style_mode(args: argparse.Namespace, engine: str, offered: Sequence[StyleMo
     """The class of the class images, or the style of the references, if given; else
     random styles, else none (deterministic models)."""
     names = ", ".join(mode.value for mode in offered)
+    if args.match and not args.reference:
+        raise ValueError("--match chooses among style references: give them with --reference IMG...")
     if args.interpolate:
         if StyleMode.INTERPOLATE not in offered:
             raise ValueError(f"this {engine} model does not interpolate between styles (styles: {names}); "
@@ -220,6 +227,11 @@ def _style_mode(args: argparse.Namespace, engine: str, offered: Sequence[StyleMo
                              f"drop --reference{hint}")
         if args.samples != 1:
             raise ValueError("--samples applies to random styles; drop it when giving --reference")
+        if args.match:
+            if StyleMode.MATCHED not in offered:
+                raise ValueError(f"this {engine} model cannot match references to inputs (styles: {names}); "
+                                 "drop --match")
+            return StyleMode.MATCHED
         return StyleMode.REFERENCE
     if StyleMode.RANDOM in offered:
         return StyleMode.RANDOM

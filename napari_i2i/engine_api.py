@@ -25,6 +25,9 @@ class StyleMode(enum.Enum):
     NONE = "none"  # deterministic: one output per input (UNIT)
     RANDOM = "random"  # N styles drawn from the prior with a seed (MUNIT)
     REFERENCE = "reference"  # style of one or more reference images, codes averaged
+    # per source image, the style of the reference whose content is closest to its own
+    # (references of several looks, e.g. tissues stained differently: each input gets its match)
+    MATCHED = "matched"
     FEW_SHOT = "few_shot"  # K example images of a class never seen in training
     PAIRED = "paired"  # style from the aligned target of a registered pair
     INTERPOLATE = "interpolate"  # N steps between the styles of two references
@@ -135,6 +138,16 @@ class TranslationModel(nn.Module, ABC):
     @abstractmethod
     def translate(self, images: torch.Tensor, conditioning: Any) -> torch.Tensor:
         """Translate ``(1, C_in, H, W)`` to ``(S, C_out, H, W)``, S = styles."""
+
+    def match(self, conditioning: Any, image: torch.Tensor) -> tuple[Any, int]:
+        """For :attr:`StyleMode.MATCHED`: the conditioning for one source image.
+
+        ``conditioning`` is what :meth:`condition` made of the references,
+        ``image`` the source plane as ``(n, C, h, w)`` crops. Returns the
+        conditioning :meth:`translate` gets for this image and the position of
+        the chosen reference (counted from 1), so that front ends can say which.
+        """
+        raise EngineError(f"{type(self).__name__} has no {StyleMode.MATCHED.value!r} style mode")
 
     def stages(self, conditioning: Any) -> Sequence[Callable[[torch.Tensor], torch.Tensor]]:
         """:meth:`translate` cut into steps whose composition equals it.

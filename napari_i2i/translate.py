@@ -5,10 +5,11 @@ every tile (so a napari thread worker can report and cancel between tiles)
 and returns one :class:`TranslationResult` per source image. It reads the
 source (and reference / class example) arrays but never writes to them.
 
-The ``references`` of a job are style references (``StyleMode.REFERENCE``)
-or class examples (``StyleMode.FEW_SHOT``). Either way every 2-D plane of
-every reference image is one image for the engine: a stack of K planes
-counts as K references or K class examples. For ``StyleMode.INTERPOLATE``
+The ``references`` of a job are style references (``StyleMode.REFERENCE``;
+``StyleMode.MATCHED``, where each source plane gets the one the engine finds
+closest) or class examples (``StyleMode.FEW_SHOT``). Either way every 2-D
+plane of every reference image is one image for the engine: a stack of K
+planes counts as K references or K class examples. For ``StyleMode.INTERPOLATE``
 the references are exactly two images, the ends of the interpolation; each
 is one reference for the engine (a stack's planes pooled), and
 ``n_samples`` is the number of steps from the first to the second.
@@ -81,12 +82,16 @@ class ClassExample:
 
 
 def describe_style(
-    options: TranslateOptions, references: Sequence[ImageData], n_examples: int | None = None
+    options: TranslateOptions,
+    references: Sequence[ImageData],
+    n_examples: int | None = None,
+    matched: Sequence[str] = (),
 ) -> str:
     """E.g. ``a2b, 3 random styles (seed 0)`` or ``translate, few-shot (K=5: glyphs, a, b)``.
 
-    ``n_examples``: for few-shot, the number of example images K (stack planes
-    count one each); defaults to one per reference.
+    ``n_examples``: for few-shot, the number of example images K, for matched
+    styles the number of references (stack planes count one each); defaults to
+    one per reference. ``matched``: the references matched styles chose.
     """
     if options.mode is StyleMode.NONE:  # deterministic: the direction says it all
         return options.direction
@@ -95,6 +100,12 @@ def describe_style(
         styles = f"{n} random style{'s' if n > 1 else ''} (seed {options.seed})"
     elif options.mode is StyleMode.REFERENCE:
         styles = "style of " + ", ".join(r.name for r in references)
+    elif options.mode is StyleMode.MATCHED:
+        chosen = list(dict.fromkeys(matched))
+        named = ", ".join(chosen[:NAMED_EXAMPLES]) + (
+            f", +{len(chosen) - NAMED_EXAMPLES} more" if len(chosen) > NAMED_EXAMPLES else "")
+        k = len(references) if n_examples is None else n_examples
+        styles = f"style of {named} (closest of {k} references)"
     elif options.mode is StyleMode.INTERPOLATE:
         ends = f" from {references[0].name} to {references[1].name}" if len(references) == 2 else ""
         styles = f"{options.n_samples} steps{ends}"
@@ -154,9 +165,9 @@ def interpolation_ends(references: Sequence[ImageData], channels: int, tile: int
     return ends
 
 
-def _plane_labels(images: Sequence[ImageData], planes: Sequence[int]) -> list[str]:
+def _plane_labels(images: Sequence[ImageData], planes: Sequence[int], quoted: bool = True) -> list[str]:
     """How to name each image (each plane of a stack) that a style request carries."""
-    return [repr(image.name) + ("" if count == 1 else f" plane {plane + 1}")
+    return [(repr(image.name) if quoted else image.name) + ("" if count == 1 else f" plane {plane + 1}")
             for image, count in zip(images, planes, strict=True) for plane in range(count)]
 
 
@@ -186,7 +197,7 @@ def run_translation(
     examples: list[ClassExample] = []
     labels: list[str] = []  # what each of reference_tensors is, for errors
     _, style_channels = capabilities.directions[options.direction]
-    if options.mode is StyleMode.REFERENCE:
+    if options.mode in (StyleMode.REFERENCE, StyleMode.MATCHED):
         planes = []
         for reference in references:
             crops = [reference_crops(plane, options.tile)
@@ -194,6 +205,7 @@ def run_translation(
             reference_tensors += crops
             planes.append(len(crops))
         labels = _plane_labels(references, planes)
+        reference_names = _plane_labels(references, planes, quoted=False)
     elif options.mode is StyleMode.FEW_SHOT:  # examples of the output class: output channels
         examples = class_examples(references, style_channels, options.tile)
         reference_tensors = [plane for example in examples for plane in example.planes]
@@ -224,9 +236,17 @@ def run_translation(
 
         return run
 
-    stages = [on_device(stage) for stage in model.stages(conditioning)]
+    def plane_stages(plane: torch.Tensor) -> tuple[list[Callable[[torch.Tensor], torch.Tensor]], str | None]:
+        """The model's stages for one source plane and, for matched styles, the chosen reference."""
+        if not matching:
+            return shared_stages, None
+        with torch.inference_mode(), autocast(device):
+            matched, position = model.match(conditioning, reference_crops(plane, options.tile))
+        return [on_device(stage) for stage in model.stages(matched)], reference_names[position - 1]
 
-    description = describe_style(options, references, len(reference_tensors))
+    matching = options.mode is StyleMode.MATCHED  # stages per plane, once its reference is chosen
+    shared_stages = [] if matching else [on_device(stage) for stage in model.stages(conditioning)]
+
     # random styles and interpolation steps get a leading axis (napari's slider scrubs it)
     samples_axis = (options.mode is StyleMode.RANDOM and options.n_samples > 1) or (
         options.mode is StyleMode.INTERPOLATE
@@ -235,8 +255,11 @@ def run_translation(
     done_planes = 0
     results = []
     for source, plan in zip(sources, layouts):
-        translated = []
+        translated, matched_references = [], []
         for plane in iter_planes(source, plan, in_channels):
+            stages, matched_reference = plane_stages(plane)
+            if matched_reference is not None:
+                matched_references.append(matched_reference)
             tile_plan = TilePlan.make(
                 plane.shape[-2],
                 plane.shape[-1],
@@ -264,7 +287,7 @@ def run_translation(
                 data=data,
                 rgb=rgb,
                 axes=output_axes(plan, out_channels, samples_axis),
-                description=description,
+                description=describe_style(options, references, len(reference_tensors), matched_references),
                 contrast_limits=plan.intensity_range,
                 metadata={
                     "model": str(loaded.path),
@@ -278,6 +301,8 @@ def run_translation(
                         else {}
                     ),
                     "references": [r.name for r in references],
+                    # per source plane, the reference whose style it got
+                    **({"matched_references": matched_references} if matched_references else {}),
                     **(
                         {
                             "class_examples": [

@@ -49,9 +49,14 @@ from napari_i2i.translate import (
 PROGRESS_STEPS = 1000
 OPEN_FILE = "open file…"  # the model chooser's entry that shows the file picker
 LIST_HEIGHT = 96  # pixels: room for a few layers; the dock must fit on a laptop screen
-# The references list serves three style modes: its label and tooltip say which.
+# The references list serves four style modes: its label and tooltip say which.
 REFERENCE_LABELS = {
     StyleMode.REFERENCE: ("Style reference(s)", "image layers whose style the output takes; codes averaged"),
+    StyleMode.MATCHED: (
+        "Style references",
+        "image layers of several looks (e.g. different tissues): each source plane takes the style "
+        "of the one whose content is closest to its own",
+    ),
     StyleMode.INTERPOLATE: (
         "Interpolate between",
         "exactly two image layers: the output goes in Steps steps from the style of the first of "
@@ -344,6 +349,9 @@ class TranslateWidget(LayerChoosersWidget):
                 "Choose at least one class example: image layers of the class to translate into, "
                 "or one stack layer whose planes are the examples."
             )
+            return
+        if mode is StyleMode.MATCHED and not references:
+            show_error("Choose the style references to match: image layers of the output domain.")
             return
         if mode is StyleMode.INTERPOLATE and len(references) != 2:
             show_error(

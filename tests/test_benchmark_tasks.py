@@ -348,3 +348,39 @@ def test_quality_mean_train_b_style_is_the_mean_code_of_every_train_b_tile(built
     expected = ((expected[0].permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255)
     (prediction,) = predictions[name]
     assert np.abs(prediction.astype(float) - expected).max() <= 1.0  # rounding to 8 bits
+
+
+def test_quality_matched_style_is_the_train_b_tile_of_closest_content(built):
+    """``predict(..., "train_b_matched")``: each input gets the style code of the train_b tile
+    whose content code has the nearest per-channel mean and spread (never a test target)."""
+    import torch
+
+    from benchmarks.quality import predict
+    from engines.munit import MunitEngine
+
+    task = built("stain")
+    torch.manual_seed(0)
+    engine = MunitEngine()
+    model = engine.build(engine.config("small"))
+    predictions = predict("munit", model, task, 1, "train_b_matched")
+
+    def tensor(array):
+        return torch.from_numpy(array).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+    def signature(code):
+        return torch.cat([code.mean((2, 3)), code.std((2, 3))], 1)[0]
+
+    model.eval()
+    train_b = [tensor(task.splits["train_b"][n]) for n in sorted(task.splits["train_b"])]
+    with torch.inference_mode():
+        signatures = torch.stack([signature(model.gen_b.content_encoder(x)) for x in train_b])
+        chosen = set()
+        for name in sorted(task.splits["test_a"]):
+            content = model.gen_a.content_encoder(tensor(task.splits["test_a"][name]))
+            nearest = int((signatures - signature(content)).norm(dim=1).argmin())
+            chosen.add(nearest)
+            expected = model.gen_b.decode(content, model.gen_b.style_encoder(train_b[nearest]))
+            expected = ((expected[0].permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255)
+            (prediction,) = predictions[name]
+            assert np.abs(prediction.astype(float) - expected).max() <= 1.0, name
+    assert len(chosen) > 1  # inputs of different content take different references

@@ -45,6 +45,22 @@ def test_reference_and_seed_determinism(munit_file, images, tmp_path):
     np.testing.assert_array_equal(tifffile.imread(first), tifffile.imread(second))
 
 
+def test_match_picks_among_references(munit_file, images, tmp_path):
+    """--match gives the style of one reference (the closest), not the mean of all."""
+    rgb, _, reference = images
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(flat)
+    outputs = {}
+    for name, args in {"match": ["--reference", str(reference), str(flat), "--match"],
+                       "ref": ["--reference", str(reference)], "flat": ["--reference", str(flat)],
+                       "mean": ["--reference", str(reference), str(flat)]}.items():
+        outputs[name] = tmp_path / f"{name}.tif"
+        assert main(["translate", str(munit_file), str(rgb), "-o", str(outputs[name]), "--quiet", *args]) == 0
+    matched, mean = tifffile.imread(outputs["match"]), tifffile.imread(outputs["mean"])
+    assert any(np.array_equal(matched, tifffile.imread(outputs[one])) for one in ("ref", "flat"))
+    assert not np.array_equal(matched, mean)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -56,6 +72,7 @@ def test_reference_and_seed_determinism(munit_file, images, tmp_path):
         (["{model}", "{rgb}", "{rgb}", "-o", "{out}/x.png"], "must be a folder"),
         (["{model}", "{rgb}", "-o", "{out}/x.bmp"], "unsupported output type"),
         (["{model}", "{rgb}", "-o", "{out}/x.png", "--reference", "{rgb}", "--samples", "3"], "--samples"),
+        (["{model}", "{rgb}", "-o", "{out}/x.png", "--match"], "--match chooses among style references"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line(munit_file, images, tmp_path, capsys, args, message):

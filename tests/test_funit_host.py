@@ -133,7 +133,7 @@ def test_few_shot_errors_name_the_problem(tmp_path, model_path, source, rng, mun
     two_channel = funit_file(tmp_path, channels=2)
     with pytest.raises(LayerDataError, match="class example leaf: has 3 channel.*the model takes 2"):
         few_shot(two_channel, ImageData(np.zeros((2, 16, 16), np.float32), "two"), [rgb(rng, "leaf", 16, 16)])
-    with pytest.raises(EngineError, match="offers style modes random, reference, not 'few_shot'"):
+    with pytest.raises(EngineError, match="offers style modes random, reference, matched, not 'few_shot'"):
         options = TranslateOptions(direction="a2b", mode=StyleMode.FEW_SHOT, tile=64)
         run_to_completion(run_translation(load_model(munit_file), [source], options, [rgb(rng, "x", 16, 16)]))
     with pytest.raises(EngineError, match="offers style modes few_shot, not 'random'"):

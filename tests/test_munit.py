@@ -61,10 +61,47 @@ def test_style_reference_changes_the_output_and_codes_average():
     torch.testing.assert_close(both.styles[0], codes.mean(0))
 
 
+def shared_content_munit():
+    """A MUNIT whose two content encoders are one: an image and its copy get the same content signature."""
+    _, model = build_munit()
+    model.gen_a.content_encoder.load_state_dict(model.gen_b.content_encoder.state_dict())
+    return model
+
+
+def test_matched_styles_take_the_reference_with_the_closest_content():
+    model = shared_content_munit()
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    dark = torch.full((1, 3, 32, 32), -0.9)
+    striped = torch.ones(1, 3, 40, 24)
+    striped[..., ::4, :] = -1
+    references = [dark, image.clone(), striped]
+    with torch.inference_mode():
+        candidates = model.condition(StyleRequest(StyleMode.MATCHED, "a2b", references=references))
+        for source, expected in ((image, 2), (dark, 1), (striped, 3)):
+            conditioning, position = model.match(candidates, source)
+            assert position == expected
+            alone = model.condition(StyleRequest(StyleMode.REFERENCE, "a2b", references=[references[expected - 1]]))
+            torch.testing.assert_close(conditioning.styles, alone.styles)
+            torch.testing.assert_close(model.translate(source, conditioning), model.translate(source, alone))
+
+
+def test_matched_styles_average_a_large_image_over_its_crops():
+    """Crops of one image give one signature: a large source matches its own crops, not a part."""
+    model = shared_content_munit()
+    large = torch.rand(4, 3, 32, 32) * 2 - 1  # one image as 4 crops
+    references = [large[:1], large, large[3:]]
+    with torch.inference_mode():
+        candidates = model.condition(StyleRequest(StyleMode.MATCHED, "a2b", references=references))
+        assert model.match(candidates, large)[1] == 2
+        assert model.match(candidates, torch.zeros(1, 3, 5, 3))[0].styles.shape == (1, 8)  # tiny: padded
+
+
 @pytest.mark.parametrize(
     "request_, message",
     [
         (StyleRequest(StyleMode.RANDOM, "a2c"), "a2b"),
+        (StyleRequest(StyleMode.MATCHED, "a2b"), "reference images to choose from"),
+        (StyleRequest(StyleMode.MATCHED, "a2b", references=[torch.zeros(1, 1, 32, 32)]), "3 channel"),
         (StyleRequest(StyleMode.RANDOM, "a2b", n_samples=0), "at least 1"),
         (StyleRequest(StyleMode.REFERENCE, "a2b"), "at least one reference"),
         (StyleRequest(StyleMode.REFERENCE, "a2b", references=[torch.zeros(1, 1, 32, 32)]), "3 channel"),
@@ -76,6 +113,13 @@ def test_bad_requests_are_clear_errors(request_, message):
     _, model = build_munit()
     with pytest.raises(EngineError, match=message):
         model.condition(request_)
+
+
+def test_match_needs_a_matched_request():
+    _, model = build_munit()
+    random = model.condition(StyleRequest(StyleMode.RANDOM, "a2b"))
+    with pytest.raises(EngineError, match="'matched' style request"):
+        model.match(random, torch.zeros(1, 3, 32, 32))
 
 
 def test_presets_and_config_errors():

@@ -207,6 +207,7 @@ def test_train_and_translate_errors(tmp_path, rng, capsys, model_path):
         ([*translate, "--steps", "3", "--reference", ref], "give it with --interpolate REF1 REF2"),
         ([*translate, "--interpolate", ref, ref, "--steps", "3", "--reference", ref], "give it alone"),
         ([*translate, "--interpolate", ref, ref, "--steps", "3", "--samples", "2"], "--samples applies"),
+        ([*translate, "--reference", ref, "--match"], "cannot match references to inputs"),
     ]
     for argv, message in cases:
         assert main([*map(str, argv), "--quiet"]) == 2
@@ -219,5 +220,5 @@ def test_interpolate_needs_a_model_that_interpolates(tmp_path, munit_file, rng, 
     Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(image)
     assert main(["translate", str(munit_file), str(image), "-o", str(tmp_path / "o.png"), "--quiet",
                  "--interpolate", str(image), str(image), "--steps", "3"]) == 2
-    assert "does not interpolate between styles (styles: random, reference); drop --interpolate" in (
+    assert "does not interpolate between styles (styles: random, reference, matched); drop --interpolate" in (
         capsys.readouterr().err)

@@ -130,6 +130,30 @@ def test_reference_mode_and_request_errors(munit_file, rng):
         translate(munit_file, source, [reference, speck], mode=StyleMode.REFERENCE)
 
 
+def test_matched_mode_gives_each_plane_its_closest_reference(tmp_path, rng):
+    engine, model = build_munit(channels_a=1, channels_b=1)
+    model.gen_a.content_encoder.load_state_dict(model.gen_b.content_encoder.state_dict())
+    path = tmp_path / "shared_content.safetensors"
+    save_model(path, engine, model)
+    planes = rng.random((2, 40, 40), dtype=np.float32)
+    planes[1] = np.where(planes[1] > 0.5, 1, 0)  # a different texture
+    limits = (0.0, 1.0)
+    source = ImageData(planes.copy(), "src", contrast_limits=limits)
+    references = [ImageData(rng.random((40, 40), dtype=np.float32), "noise", contrast_limits=limits),
+                  ImageData(planes[::-1].copy(), "stack", contrast_limits=limits)]
+    result = translate(path, source, references, mode=StyleMode.MATCHED)
+    assert result.metadata["matched_references"] == ["stack plane 2", "stack plane 1"]
+    assert result.description == "a2b, style of stack plane 2, stack plane 1 (closest of 3 references)"
+    assert result.data.shape == (2, 40, 40)
+    np.testing.assert_array_equal(source.data, planes)  # the source is not modified
+    for index, reference in enumerate(planes):
+        alone = translate(path, ImageData(planes[index], "one", contrast_limits=limits),
+                          [ImageData(reference, "ref", contrast_limits=limits)], mode=StyleMode.REFERENCE)
+        np.testing.assert_array_equal(result.data[index], alone.data)
+    with pytest.raises(EngineError, match="choose from"):
+        translate(path, source, mode=StyleMode.MATCHED)
+
+
 def test_progress_is_monotonic_and_ends_at_one(munit_file, rng):
     loaded = load_model(munit_file)
     sources = [ImageData(rng.random((2, 100, 90), dtype=np.float32), "a"),

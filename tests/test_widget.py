@@ -64,7 +64,7 @@ def test_model_file_fills_the_controls_and_warns_when_untrained(widget, munit_fi
 
     assert widget.engine.value == "munit"
     assert set(widget.direction.choices) == {"a2b", "b2a"}
-    assert set(widget.style_mode.choices) == {StyleMode.RANDOM, StyleMode.REFERENCE}
+    assert set(widget.style_mode.choices) == {StyleMode.RANDOM, StyleMode.REFERENCE, StyleMode.MATCHED}
     assert any("untrained" in message for severity, message in notifications()
                if severity == NotificationSeverity.WARNING)
 
@@ -74,6 +74,9 @@ def test_model_file_fills_the_controls_and_warns_when_untrained(widget, munit_fi
     widget.style_mode.value = StyleMode.REFERENCE
     assert widget.n_samples.native.isHidden() and widget.seed.native.isHidden()
     assert not widget.references.native.isHidden()
+    widget.style_mode.value = StyleMode.MATCHED
+    assert widget.n_samples.native.isHidden() and not widget.references.native.isHidden()
+    assert widget.references.label == "Style references" and "closest" in widget.references.tooltip
 
 
 def test_layer_lists_follow_the_viewer(viewer, widget):
@@ -141,6 +144,26 @@ def test_reference_style_from_a_dropped_png(qtbot, tmp_path, viewer, widget, mun
     assert result.name == "cells [a2b, style of texture]"
     assert result.data.shape == (48, 64, 3)
     assert result.metadata["napari_i2i"]["references"] == ["texture"]
+
+
+def test_matched_styles_name_the_reference_each_layer_got(qtbot, viewer, widget, munit_file, notifications):
+    source = add_gray(viewer)
+    rng = np.random.default_rng(3)
+    references = [viewer.add_image(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), name=name)
+                  for name in ("tissue 1", "tissue 2")]
+    widget.model_file.value = munit_file
+    widget.sources.value = [source]
+    widget.style_mode.value = StyleMode.MATCHED
+    widget.device.value = "cpu"
+    widget.run()  # no references chosen: refused before any work
+    assert errors(notifications) == ["Choose the style references to match: image layers of the output domain."]
+
+    widget.references.value = references
+    run_and_wait(qtbot, widget)
+    result = viewer.layers[-1]
+    [chosen] = result.metadata["napari_i2i"]["matched_references"]
+    assert chosen in ("tissue 1", "tissue 2")
+    assert result.name == f"cells [a2b, style of {chosen} (closest of 2 references)]"
 
 
 def test_batch_translates_every_selected_layer(qtbot, viewer, widget, munit_file):
@@ -277,7 +300,7 @@ def test_bundled_stain_model_is_chosen_first_and_translates_the_sample(qtbot, vi
     assert widget.model.tooltip == stain.description
     assert widget.model_file.native.isHidden()
     assert widget.engine.value == "munit"
-    assert set(widget.style_mode.choices) == {StyleMode.RANDOM, StyleMode.REFERENCE}
+    assert set(widget.style_mode.choices) == {StyleMode.RANDOM, StyleMode.REFERENCE, StyleMode.MATCHED}
 
     [source] = viewer.open_sample("napari-i2i", "ihc")  # File > Open Sample > napari-i2i
     [reference] = viewer.open_sample("napari-i2i", "he_reference")

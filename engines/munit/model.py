@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from engines.blocks.two_domain import TwoDomainModel
 from engines.munit.networks import CONTENT_NORMS, AutoEncoder
@@ -41,11 +42,40 @@ class MunitConditioning:
     styles: torch.Tensor  # (S, style_dim)
 
 
+@dataclass
+class MunitCandidates:
+    """Matched styles: each reference's style code and content signature, for :meth:`MunitModel.match`."""
+
+    direction: str
+    styles: torch.Tensor  # (R, style_dim)
+    signatures: torch.Tensor  # (R, 2 × content channels)
+
+
+def content_signature(encoder: torch.nn.Module, crops: torch.Tensor, min_size: int) -> torch.Tensor:
+    """Per-channel mean and standard deviation of the content code, averaged over the crops.
+
+    MUNIT's content space is shared by both domains, so the signatures of a
+    source and of target-domain references are comparable: similar tissue,
+    similar signature. Crops run one at a time (a whole slide's worth costs one
+    crop of memory); crops smaller than ``min_size`` are padded by replication.
+    """
+    device = next(encoder.parameters()).device
+    total = 0.0
+    for crop in crops:
+        crop = crop[None].to(device)
+        short_h, short_w = max(0, min_size - crop.shape[-2]), max(0, min_size - crop.shape[-1])
+        if short_h or short_w:
+            crop = F.pad(crop, (0, short_w, 0, short_h), mode="replicate")
+        code = encoder(crop).float().flatten(2)
+        total = total + torch.cat([code.mean(2), code.std(2)], 1)[0]
+    return total / len(crops)
+
+
 class MunitModel(TwoDomainModel):
     """Two autoencoders, one per domain; a→b = content of a with a style of b."""
 
     method = "MUNIT"
-    style_modes = (StyleMode.RANDOM, StyleMode.REFERENCE)
+    style_modes = (StyleMode.RANDOM, StyleMode.REFERENCE, StyleMode.MATCHED)
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
@@ -56,7 +86,7 @@ class MunitModel(TwoDomainModel):
         self.gen_a = AutoEncoder(config["channels_a"], **shared)
         self.gen_b = AutoEncoder(config["channels_b"], **shared)
 
-    def condition(self, request: StyleRequest) -> MunitConditioning:
+    def condition(self, request: StyleRequest) -> MunitConditioning | MunitCandidates:
         _, target = self._generators(request.direction)
         device = next(self.parameters()).device
         if request.mode is StyleMode.RANDOM:
@@ -73,7 +103,32 @@ class MunitModel(TwoDomainModel):
             codes = [target.style_encoder.mean_code(reference, position, "reference", kind)
                      for position, reference in enumerate(request.references, 1)]
             return MunitConditioning(request.direction, torch.stack(codes).mean(0, keepdim=True))
+        if request.mode is StyleMode.MATCHED:
+            if not request.references:
+                raise EngineError("matched styles need reference images to choose from (two or more "
+                                  "make it a choice)")
+            kind = f"style references for {request.direction}"
+            codes, signatures = [], []
+            for position, reference in enumerate(request.references, 1):
+                codes.append(target.style_encoder.mean_code(reference, position, "reference", kind))
+                signatures.append(content_signature(target.content_encoder, reference, self._content_min_size))
+            return MunitCandidates(request.direction, torch.stack(codes), torch.stack(signatures))
         raise EngineError(f"MUNIT has no {request.mode.value!r} style mode")
+
+    @property
+    def _content_min_size(self) -> int:
+        """Smallest input the content encoder's reflect padding accepts: ≥ 2 pixels after
+        the last downsampling, ≥ 4 for the 7×7 input convolution."""
+        return max(4, 2 ** (self.config["n_downsample"] + 1))
+
+    def match(self, conditioning: MunitCandidates, image: torch.Tensor) -> tuple[MunitConditioning, int]:
+        """The style of the reference whose content signature is nearest to the image's."""
+        if not isinstance(conditioning, MunitCandidates):
+            raise EngineError("match() takes the conditioning of a 'matched' style request")
+        source, _ = self._generators(conditioning.direction)
+        signature = content_signature(source.content_encoder, image, self._content_min_size)
+        nearest = int(torch.linalg.vector_norm(conditioning.signatures - signature, dim=1).argmin())
+        return MunitConditioning(conditioning.direction, conditioning.styles[nearest : nearest + 1]), nearest + 1
 
     def translate(self, images: torch.Tensor, conditioning: MunitConditioning) -> torch.Tensor:
         source, target = self._generators(conditioning.direction)
