@@ -9,6 +9,9 @@ import napari
 from magicgui.widgets import ComboBox, Container, Label, Select
 from napari.layers import Image
 from napari.utils.notifications import notification_manager, show_error
+from qtpy.QtWidgets import QSizePolicy
+
+LIST_HEIGHT = 96  # pixels: room for a few layers; the dock must fit on a laptop screen
 
 
 class LayerChoosersWidget(Container):
@@ -30,6 +33,16 @@ class LayerChoosersWidget(Container):
     def layer_choosers(self) -> list[Select | ComboBox]:
         """The widgets whose choices are :meth:`image_layers`."""
         raise NotImplementedError
+
+    def fit_dock(self) -> None:
+        """Once the controls are added: layer lists of a fixed height, a status line that wraps
+        (long paths and errors must not widen the dock), spare dock height below the controls."""
+        for chooser in self.layer_choosers():
+            if isinstance(chooser, Select):
+                chooser.native.setFixedHeight(LIST_HEIGHT)
+        self.status.native.setWordWrap(True)
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.native.layout().addStretch()
 
     def follow_layers(self) -> None:
         """Re-list the layers whenever the viewer's change; call once the choosers exist."""

@@ -34,7 +34,6 @@ from napari.utils.notifications import (
     show_warning,
 )
 from PIL import Image as PILImage
-from qtpy.QtWidgets import QSizePolicy
 
 from napari_i2i.device import DEVICE_CHOICES
 from napari_i2i.layer_choosers import LayerChoosersWidget
@@ -49,10 +48,9 @@ from napari_i2i.train_job import (
     request_stop,
     run_training,
 )
-from napari_i2i.widget import LIST_HEIGHT, TRAINED_MODELS, snapshot
+from napari_i2i.widget import PROGRESS_STEPS, TRAINED_MODELS, snapshot
 from trainers.run import data_kind, preset_loop_settings
 
-PROGRESS_STEPS = 1000
 # What each kind of training data asks for, per role: label and tooltip.
 ROLE_LABELS = {
     "domain_a": ("Domain A layer(s)", "images of domain A; every plane of a stack is one image"),
@@ -103,15 +101,11 @@ class TrainWidget(LayerChoosersWidget):
         for role, (label, tooltip) in ROLE_LABELS.items():
             chooser = getattr(self, role)
             chooser.label, chooser.tooltip = label, tooltip
-            if isinstance(chooser, Select):
-                chooser.native.setFixedHeight(LIST_HEIGHT)
         self.extend([
             self.engine, self.preset, *self.layer_choosers(), self.iterations, self.size, self.device,
             self.run_folder, self.resume, self.train_button, self.cancel_button, self.progress, self.status,
         ])
-        self.status.native.setWordWrap(True)
-        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.native.layout().addStretch()
+        self.fit_dock()
 
         self.engine.changed.connect(self._engine_changed)
         self.preset.changed.connect(self._fill_preset_defaults)
@@ -222,13 +216,11 @@ class TrainWidget(LayerChoosersWidget):
                 grid = np.asarray(image.convert("RGB"))
         except OSError:  # being written: the next one will do
             return
+        name = f"training preview: {path.parent.parent.name} {path.stem}"  # run folder, iteration
         if self._preview is not None and self._preview in self._viewer.layers:
-            self._preview.data = grid
-            self._preview.name = f"training preview: {path.parent.parent.name} {path.stem}"
+            self._preview.data, self._preview.name = grid, name
         else:
-            self._preview = self._viewer.add_image(
-                grid, name=f"training preview: {path.parent.parent.name} {path.stem}", rgb=True
-            )
+            self._preview = self._viewer.add_image(grid, name=name, rgb=True)
 
     def _show_outcome(self, outcome: TrainOutcome) -> None:
         for warning in dict.fromkeys(outcome.warnings):  # each once

@@ -29,7 +29,6 @@ from napari.layers import Image
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils.notifications import show_error, show_warning
 from psygnal import Signal
-from qtpy.QtWidgets import QSizePolicy
 
 from napari_i2i.bundled_models import BundledModel, bundled_models
 from napari_i2i.device import DEVICE_CHOICES, DeviceError, resolve_device
@@ -48,7 +47,6 @@ from napari_i2i.translate import (
 
 PROGRESS_STEPS = 1000
 OPEN_FILE = "open file…"  # the model chooser's entry that shows the file picker
-LIST_HEIGHT = 96  # pixels: room for a few layers; the dock must fit on a laptop screen
 # The references list serves four style modes: its label and tooltip say which.
 REFERENCE_LABELS = {
     StyleMode.REFERENCE: ("Style reference(s)", "image layers whose style the output takes; codes averaged"),
@@ -205,11 +203,7 @@ class TranslateWidget(LayerChoosersWidget):
             self.n_samples, self.seed, self.references, self.device, self.tile_size,
             self.run_button, self.cancel_button, self.progress, self.status,
         ])
-        for layer_list in (self.sources, self.references):
-            layer_list.native.setFixedHeight(LIST_HEIGHT)
-        self.status.native.setWordWrap(True)  # long paths and errors must not widen the dock
-        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.native.layout().addStretch()  # spare dock height goes below the controls
+        self.fit_dock()
 
         self.engine.changed.connect(self._show_engine_description)
         self.model.changed.connect(self._choose_model)
