@@ -12,7 +12,7 @@
    test characters is the ceiling for "content kept".
 4. For every unseen font, draw and K in ``--shots`` (1 and 5): translates the
    source font's glyphs of the test characters with the K example glyphs as
-   class examples, through the host API (``napari_i2i.translate.run_translation``,
+   class examples, through the host API (``napari_i2i.core.translate.run_translation``,
    ``StyleMode.FEW_SHOT``), and scores against the unseen font's true glyphs:
    L1 (0-255), SSIM (``benchmarks.tasks.metrics``) and content kept (the
    classifier's accuracy on the translations). Baselines: identity (the source
@@ -47,7 +47,7 @@ ENGINE, PRESET = "funit", "small"
 DEFAULT_ITERS = 1200  # ≈ 5–10 min of training on one CPU thread (docs/benchmarks.md)
 CLASSIFIER_EPOCHS = 12
 #: How the translations are made (recorded in the results).
-TRANSLATION_PATH = ("napari_i2i.translate.run_translation (StyleMode.FEW_SHOT, "
+TRANSLATION_PATH = ("napari_i2i.core.translate.run_translation (StyleMode.FEW_SHOT, "
                     "one ImageData per example glyph)")
 
 
@@ -166,9 +166,9 @@ def funit_translate(loaded, sources: Mapping[str, np.ndarray],
                     examples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``{char: translation}`` of the source glyphs into the class of the example glyphs,
     through the host API (one ``ImageData`` per example: K class examples)."""
-    from napari_i2i.engine_api import StyleMode
-    from napari_i2i.layer_data import ImageData
-    from napari_i2i.translate import (
+    from napari_i2i.contract.engine_api import StyleMode
+    from napari_i2i.core.layer_data import ImageData
+    from napari_i2i.core.translate import (
         TranslateOptions,
         run_to_completion,
         run_translation,
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.shots) < 1:
         parser.error("--shots must be >= 1")
 
-    from napari_i2i.model_file import load_model
+    from napari_i2i.core.model_file import load_model
 
     started = time.perf_counter()
     times: dict[str, float] = {}

@@ -20,10 +20,10 @@ import time
 def measure(args: argparse.Namespace) -> dict:
     import torch
 
-    from napari_i2i.device import autocast, resolve_device
-    from napari_i2i.engine_api import StyleMode, StyleRequest
-    from napari_i2i.registry import default_registry
-    from napari_i2i.tiling import TilePlan, translate_tiled
+    from napari_i2i.core.device import autocast, resolve_device
+    from napari_i2i.contract.engine_api import StyleMode, StyleRequest
+    from napari_i2i.contract.registry import default_registry
+    from napari_i2i.core.tiling import TilePlan, translate_tiled
 
     device = resolve_device(args.device)
     engine = default_registry().get(args.engine)

@@ -36,7 +36,7 @@ from PIL import Image
 from benchmarks.quality import predict
 from benchmarks.tasks.generate import Task, stain_sources, tiled_task
 from benchmarks.tasks.metrics import markdown_table, score
-from napari_i2i.sample_data import he_like_restain
+from napari_i2i.frontends.sample_data import he_like_restain
 from trainers.run import make_paired_settings, make_settings, train
 
 #: Per-tile haematoxylin scale, drawn uniformly (the fixed task uses 1.5).
@@ -95,7 +95,7 @@ def step_stages(total: int) -> dict[str, int]:
 
 
 def _load(path: Path) -> torch.nn.Module:
-    from napari_i2i.model_file import load_model
+    from napari_i2i.core.model_file import load_model
 
     return load_model(path).model
 

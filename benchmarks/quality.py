@@ -30,10 +30,10 @@ import torch
 
 from benchmarks.tasks.generate import generate, write_task
 from benchmarks.tasks.metrics import print_table, run_baselines, score
-from napari_i2i.engine_api import StyleMode
-from napari_i2i.layer_data import ImageData
-from napari_i2i.model_file import LoadedModel, ModelInfo
-from napari_i2i.translate import TranslateOptions, run_to_completion, run_translation
+from napari_i2i.contract.engine_api import StyleMode
+from napari_i2i.core.layer_data import ImageData
+from napari_i2i.core.model_file import LoadedModel, ModelInfo
+from napari_i2i.core.translate import TranslateOptions, run_to_completion, run_translation
 from trainers.run import make_settings, train
 
 
@@ -163,7 +163,7 @@ def score_model(engine: str, model: torch.nn.Module, task, samples: int, label: 
 
 
 def _load(run_dir: Path) -> torch.nn.Module:
-    from napari_i2i.model_file import load_model
+    from napari_i2i.core.model_file import load_model
 
     return load_model(run_dir / "model.safetensors").model
 

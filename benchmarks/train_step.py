@@ -4,7 +4,7 @@ One iteration is what ``napari-i2i train`` does per batch: the generator
 forward, the discriminator update and the generator update (losses,
 backward, Adam). Data are synthetic (uniform noise in [-1, 1], no data
 loader), so the figure is the trainer's own cost, comparable with the
-official MUNIT code measured the same way (``shared/METHODS.md``: paper
+official MUNIT code measured the same way (``docs/methods.md``: paper
 sizes, batch 1, VGG loss off). Prints the median of ``--iters`` iterations
 after ``--warmup`` untimed ones, and its split:
 
@@ -49,8 +49,8 @@ def measure(
     training: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Median seconds per iteration and per phase (see the module docstring)."""
-    from napari_i2i.device import resolve_device
-    from napari_i2i.registry import default_registry
+    from napari_i2i.core.device import resolve_device
+    from napari_i2i.contract.registry import default_registry
 
     where = resolve_device(device)
     registry = default_registry()

@@ -3,7 +3,7 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/train_widget_screenshot.py RUN_DIR docs/train_widget.png
 
 The layers are napari-i2i's IHC sample tile and its H&E-like re-staining
-(``napari_i2i.sample_data.he_like_restain``): a registered pair, pixel for
+(``napari_i2i.frontends.sample_data.he_like_restain``): a registered pair, pixel for
 pixel. RUN_DIR must be new or empty; the run trains on the CPU.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import napari
 import numpy as np
 
-from napari_i2i.demo import screenshot
-from napari_i2i.sample_data import he_like_restain, ihc_tile
+from napari_i2i.frontends.demo import screenshot
+from napari_i2i.frontends.sample_data import he_like_restain, ihc_tile
 
 
 def main(run_dir: Path, out: Path) -> None:

@@ -1,5 +1,5 @@
 import sys
 
-from napari_i2i.cli import main
+from napari_i2i.frontends.cli import main
 
 sys.exit(main())

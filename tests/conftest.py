@@ -9,7 +9,7 @@ import torch  # noqa: F401  (must precede Qt)
 import torch._dynamo  # noqa: F401  (must precede napari windows too)
 
 from engines.munit import MunitEngine
-from napari_i2i.model_file import save_model
+from napari_i2i.core.model_file import save_model
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +53,7 @@ def vgg16_hub(tmp_path_factory):
 
 def tiled(model, image, conditioning, tile, context=None, statistics=True):
     """The staged tiled translation of *image*, as the host runs it (context: the model's)."""
-    from napari_i2i.tiling import TilePlan, translate_tiled
+    from napari_i2i.core.tiling import TilePlan, translate_tiled
 
     capabilities = model.capabilities
     plan = TilePlan.make(image.shape[-2], image.shape[-1], tile=tile,

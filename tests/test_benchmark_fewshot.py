@@ -228,8 +228,8 @@ def test_funit_translate_uses_the_host_api_like_the_model(small):
     import torch
 
     from engines.funit import FunitEngine
-    from napari_i2i.engine_api import StyleMode, StyleRequest
-    from napari_i2i.model_file import LoadedModel, ModelInfo
+    from napari_i2i.contract.engine_api import StyleMode, StyleRequest
+    from napari_i2i.core.model_file import LoadedModel, ModelInfo
 
     engine = FunitEngine()
     torch.manual_seed(0)

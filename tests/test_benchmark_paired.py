@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package
     sys.path.insert(0, str(ROOT))
 
 paired = importlib.import_module("benchmarks.paired")
-from napari_i2i.sample_data import he_like_restain  # noqa: E402
+from napari_i2i.frontends.sample_data import he_like_restain  # noqa: E402
 
 
 def test_tile_parameters_are_deterministic_and_in_range():

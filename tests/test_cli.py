@@ -8,7 +8,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_i2i.cli import main
+from napari_i2i.frontends.cli import main
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_console_script_runs(munit_file, images, tmp_path):
 
 
 def test_convert_to_fp16_with_a_name(munit_file, tmp_path, capsys):
-    from napari_i2i.model_file import load_model, read_model_info
+    from napari_i2i.core.model_file import load_model, read_model_info
 
     out = tmp_path / "half.safetensors"
     assert main(["convert", str(munit_file), str(out), "--dtype", "float16",

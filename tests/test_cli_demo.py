@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_i2i import bundled_models, demo
-from napari_i2i.cli import main
+from napari_i2i.core import bundled_models
+from napari_i2i.frontends import demo
+from napari_i2i.frontends.cli import main
 
 
 @pytest.fixture

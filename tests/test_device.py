@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from napari_i2i.device import DeviceError, autocast_dtype, resolve_device
+from napari_i2i.core.device import DeviceError, autocast_dtype, resolve_device
 
 
 def test_auto_and_cpu():

@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from engines.funit import FunitEngine, FunitModel
-from napari_i2i.cli import main
-from napari_i2i.engine_api import EngineError, StyleMode
-from napari_i2i.layer_data import ImageData, LayerDataError
-from napari_i2i.model_file import load_model, read_model_info, save_model
-from napari_i2i.translate import TranslateOptions, run_to_completion, run_translation
+from napari_i2i.frontends.cli import main
+from napari_i2i.contract.engine_api import EngineError, StyleMode
+from napari_i2i.core.layer_data import ImageData, LayerDataError
+from napari_i2i.core.model_file import load_model, read_model_info, save_model
+from napari_i2i.core.translate import TranslateOptions, run_to_completion, run_translation
 
 TINY_MODEL = {"dim": 8, "n_res": 1, "mlp_dim": 16, "class_dim": 8}  # class examples ≥ 8×8 (small)
 TINY_RUN = """

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from engines.funit import FunitEngine
-from napari_i2i.engine_api import StyleMode, StyleRequest
-from napari_i2i.model_file import load_model, read_model_info
-from trainers.classes import ClassPairs, ClassSubset, split_classes
+from napari_i2i.contract.engine_api import StyleMode, StyleRequest
+from napari_i2i.core.model_file import load_model, read_model_info
+from trainers.class_folders import ClassPairs, ClassSubset, split_classes
 from trainers.datasets import ClassFolders, DatasetError
 from trainers.discriminators import MultiTaskDiscriminator
 from trainers.funit import TRAIN_PRESETS, FunitTrainConfig, build_trainer

@@ -33,14 +33,14 @@ def test_wheel_carries_the_root_manifest_as_a_file(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         assert archive.read("napari_i2i/napari.yaml") == (ROOT / "napari.yaml").read_bytes()
-        assert "engines/munit/model.py" in names
+        assert "engines/munit/engine.py" in names
         # bundled models, although .gitignore skips *.safetensors (pyproject's artifacts)
         bundled = sorted((ROOT / "napari_i2i" / "bundled").glob("*.safetensors"))
         assert "stain_munit.safetensors" in [p.name for p in bundled]
         for path in bundled:
             assert archive.read(f"napari_i2i/bundled/{path.name}") == path.read_bytes()
             assert (archive.getinfo(f"napari_i2i/bundled/{path.name}").external_attr >> 16) & 0o444 == 0o444
-        assert "napari_i2i/bundled/README.md" in names and "napari_i2i/sample_data.py" in names
+        assert "napari_i2i/bundled/README.md" in names and "napari_i2i/frontends/sample_data.py" in names
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         text = archive.read(entry_points).decode()
     assert "napari-i2i = napari_i2i:napari.yaml" in text

@@ -10,8 +10,8 @@ import torch
 from conftest import build_munit
 from safetensors.torch import save_file
 
-from napari_i2i.bundled_models import STAIN_MODEL, bundled_model, bundled_models
-from napari_i2i.model_file import (
+from napari_i2i.core.bundled_models import STAIN_MODEL, bundled_model, bundled_models
+from napari_i2i.core.model_file import (
     ModelFileError,
     convert_model,
     load_model,

@@ -5,7 +5,7 @@ import torch
 
 from conftest import build_munit, tiled, translate_with
 from engines.munit import MunitEngine
-from napari_i2i.engine_api import EngineError, StyleMode, StyleRequest
+from napari_i2i.contract.engine_api import EngineError, StyleMode, StyleRequest
 
 
 def test_shapes_and_range():

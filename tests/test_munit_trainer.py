@@ -12,7 +12,7 @@ import torchvision
 from PIL import Image
 
 from engines.munit import MunitEngine
-from napari_i2i.cli import main
+from napari_i2i.frontends.cli import main
 from trainers.loop import LoopConfig, TrainLoop
 from trainers.munit import TRAIN_PRESETS, MunitTrainConfig, build_trainer
 

@@ -6,12 +6,12 @@ import textwrap
 
 import pytest
 
-from napari_i2i import cli
-from napari_i2i.registry import DuplicateEngineError, EngineRegistry, UnknownEngineError, default_registry
+from napari_i2i.frontends import cli
+from napari_i2i.contract.registry import DuplicateEngineError, EngineRegistry, UnknownEngineError, default_registry
 
 ECHO_ENGINE = '''
 from napari_i2i import hookimpl
-from napari_i2i.engine_api import Capabilities, Engine, StyleMode, TranslationModel
+from napari_i2i.contract.engine_api import Capabilities, Engine, StyleMode, TranslationModel
 
 
 class EchoModel(TranslationModel):

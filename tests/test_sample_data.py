@@ -3,7 +3,7 @@
 import numpy as np
 from skimage import data
 
-from napari_i2i.sample_data import (
+from napari_i2i.frontends.sample_data import (
     REFERENCE_REGION,
     SOURCE_REGION,
     he_like_reference,

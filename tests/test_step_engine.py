@@ -7,9 +7,9 @@ from conftest import random_image, stages_compose, tiled, translate_with
 
 from engines.blocks import SharedStatsNorm
 from engines.step import StepEngine
-from napari_i2i.engine_api import EngineError, StyleMode, StyleRequest
-from napari_i2i.model_file import load_model, save_model
-from napari_i2i.registry import default_registry
+from napari_i2i.contract.engine_api import EngineError, StyleMode, StyleRequest
+from napari_i2i.core.model_file import load_model, save_model
+from napari_i2i.contract.registry import default_registry
 
 
 def build(seed=0, **overrides):

@@ -12,8 +12,8 @@ from PIL import Image
 
 from engines.step import StepEngine
 from engines.step.networks import StyleMapper
-from napari_i2i.engine_api import StyleMode, StyleRequest
-from napari_i2i.model_file import load_model, read_model_info
+from napari_i2i.contract.engine_api import StyleMode, StyleRequest
+from napari_i2i.core.model_file import load_model, read_model_info
 from trainers.run import make_paired_settings, make_settings, train
 from trainers.step import (
     STAGES,

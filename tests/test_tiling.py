@@ -6,8 +6,8 @@ import torch
 from conftest import build_munit, drain
 from skimage import data
 
-from napari_i2i.engine_api import StyleMode, StyleRequest
-from napari_i2i.tiling import AxisPlan, TilePlan, reference_crops, translate_tiled
+from napari_i2i.contract.engine_api import StyleMode, StyleRequest
+from napari_i2i.core.tiling import AxisPlan, TilePlan, reference_crops, translate_tiled
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from napari_i2i.cli import main
-from napari_i2i.model_file import read_model_info
+from napari_i2i.frontends.cli import main
+from napari_i2i.core.model_file import read_model_info
 
 TINY = """
 size = 16

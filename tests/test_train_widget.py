@@ -1,4 +1,4 @@
-"""Training from image layers: napari_i2i.train_job (no napari) and the Train dock widget
+"""Training from image layers: napari_i2i.frontends.train_job (no napari) and the Train dock widget
 (a real viewer under Xvfb). Training runs as a `napari-i2i train` child process."""
 
 import json
@@ -11,9 +11,9 @@ from conftest import drain
 from napari.utils.notifications import NotificationSeverity, notification_manager
 from PIL import Image as PILImage
 
-from napari_i2i.layer_data import ImageData
-from napari_i2i.model_file import load_model, read_model_info
-from napari_i2i.train_job import (
+from napari_i2i.core.layer_data import ImageData
+from napari_i2i.core.model_file import load_model, read_model_info
+from napari_i2i.frontends.train_job import (
     LAYERS_DIR,
     MANIFEST,
     TrainJobError,
@@ -22,8 +22,8 @@ from napari_i2i.train_job import (
     rendered_planes,
     run_training,
 )
-from napari_i2i.train_widget import TrainWidget
-from napari_i2i.widget import TranslateWidget
+from napari_i2i.frontends.train_widget import TrainWidget
+from napari_i2i.frontends.translate_widget import TranslateWidget
 from trainers.run import preset_loop_settings
 
 TRAIN_TIMEOUT_MS = 180_000
@@ -234,7 +234,7 @@ def test_train_cancel_and_resume_from_layers(qtbot, tmp_path, viewer, rng, notif
 def test_a_crashed_training_process_is_reported_with_its_last_messages(tmp_path, rng, monkeypatch):
     import sys
 
-    from napari_i2i import train_job
+    from napari_i2i.frontends import train_job
 
     crash = "import sys; print('Traceback: it broke', file=sys.stderr); sys.exit(3)"
     monkeypatch.setattr(train_job, "train_command", lambda request, folders: [sys.executable, "-c", crash])

@@ -6,7 +6,7 @@ import signal
 import pytest
 import torch
 
-from napari_i2i.registry import default_registry
+from napari_i2i.contract.registry import default_registry
 from trainers import loop as loop_module
 from trainers.loop import LoopConfig, TrainLoop
 

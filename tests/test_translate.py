@@ -5,10 +5,10 @@ import pytest
 import tifffile
 from conftest import build_munit, drain
 
-from napari_i2i.engine_api import EngineError, StyleMode
-from napari_i2i.layer_data import ImageData, LayerDataError, iter_planes, layout
-from napari_i2i.model_file import load_model, save_model
-from napari_i2i.translate import TranslateOptions, run_to_completion, run_translation
+from napari_i2i.contract.engine_api import EngineError, StyleMode
+from napari_i2i.core.layer_data import ImageData, LayerDataError, iter_planes, layout
+from napari_i2i.core.model_file import load_model, save_model
+from napari_i2i.core.translate import TranslateOptions, run_to_completion, run_translation
 
 
 def translate(path, source, references=(), **options):

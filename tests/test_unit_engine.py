@@ -13,9 +13,9 @@ from torch import nn
 from engines.blocks import ResBlock, SharedStatsNorm
 from engines.unit import UnitEngine
 from engines.unit.networks import sample_latent
-from napari_i2i.cli import main
-from napari_i2i.engine_api import EngineError, StyleMode, StyleRequest
-from napari_i2i.model_file import load_model, save_model
+from napari_i2i.frontends.cli import main
+from napari_i2i.contract.engine_api import EngineError, StyleMode, StyleRequest
+from napari_i2i.core.model_file import load_model, save_model
 
 
 def build_unit(seed=0, **overrides):

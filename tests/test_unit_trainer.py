@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engines.unit import UnitEngine
-from napari_i2i.cli import main
+from napari_i2i.frontends.cli import main
 from test_training_loop import stripe_batches
 from trainers.unit import TRAIN_PRESETS, UnitTrainConfig, build_trainer
 

@@ -7,12 +7,12 @@ from napari.utils.notifications import NotificationSeverity, notification_manage
 from PIL import Image as PILImage
 
 from engines.munit import MunitEngine
-from napari_i2i import widget as widget_module
-from napari_i2i.bundled_models import STAIN_MODEL, bundled_model
-from napari_i2i.engine_api import StyleMode
-from napari_i2i.model_file import save_model
-from napari_i2i.registry import EngineRegistry
-from napari_i2i.widget import OPEN_FILE, TranslateWidget
+from napari_i2i.frontends import translate_widget as widget_module
+from napari_i2i.core.bundled_models import STAIN_MODEL, bundled_model
+from napari_i2i.contract.engine_api import StyleMode
+from napari_i2i.core.model_file import save_model
+from napari_i2i.contract.registry import EngineRegistry
+from napari_i2i.frontends.translate_widget import OPEN_FILE, TranslateWidget
 
 RUN_TIMEOUT_MS = 60_000
 

@@ -59,8 +59,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from napari_i2i.image_io import SUFFIXES, TIFF_SUFFIXES, ImageFileError, read_image
-from napari_i2i.layer_data import LUMINANCE, PERCENTILES
+from napari_i2i.core.image_io import SUFFIXES, TIFF_SUFFIXES, ImageFileError, read_image
+from napari_i2i.core.layer_data import LUMINANCE, PERCENTILES
 
 MAX_CHANNELS = 8
 CACHE_BYTES = 2**30

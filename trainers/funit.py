@@ -1,4 +1,4 @@
-"""FUNIT training (Liu et al., ICCV 2019; ``shared/METHODS.md`` §3).
+"""FUNIT training (Liu et al., ICCV 2019; ``docs/methods.md`` §3).
 
 One generator learns every training class: a content image ``x`` of class
 ``a`` and a class image ``y`` of class ``b`` (K = 1, as published) give the
@@ -27,9 +27,10 @@ from torch import nn
 
 from engines.funit import FunitModel
 from napari_i2i import hookimpl
-from napari_i2i.device import autocast
+from napari_i2i.core.device import autocast
 from trainers.discriminators import MultiTaskDiscriminator
-from trainers.loop import MethodSettings, MethodTrainer, TrainerSpec, make_grad_scaler
+from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer, TrainerSpec
+from trainers.loop import make_grad_scaler
 from trainers.losses import hinge_discriminator, hinge_generator, l1, r1_penalty
 from trainers.two_domain import displayable
 

@@ -16,17 +16,17 @@ import signal
 import tempfile
 import time
 import warnings
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from napari_i2i.device import autocast_dtype
+from napari_i2i.contract.trainer_api import MethodTrainer
+from napari_i2i.core.device import autocast_dtype
 
 CHECKPOINT_NAME = "checkpoint.pt"
 VALIDATION_DIR = "validation"  # in RUN_DIR: ITERATION.png (zero-padded, so names sort by iteration)
@@ -40,69 +40,6 @@ class LoopConfig:
     log_every: int = 10
     validate_every: int = 1000
     seed: int = 0
-
-
-@dataclass
-class MethodSettings:
-    """A method's ``[training]`` settings; a subclass lists them as dataclass fields."""
-
-    method: ClassVar[str] = "method"
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
-        """Settings from a config table: an unknown key is an error, not ignored."""
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown {cls.method} training settings: {sorted(unknown)}")
-        settings = cls(**values)
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        """Raise ValueError for a value out of range."""
-
-
-@dataclass(frozen=True)
-class TrainerSpec:
-    """What a plugin registers so ``napari-i2i train ENGINE`` can train its engine."""
-
-    engine: str
-    data: str  # "unpaired" (two domain folders); later "classes", "paired"
-    presets: Mapping[str, Mapping[str, Any]]  # training settings per preset
-    build: Callable[[nn.Module, Mapping[str, Any], torch.device], MethodTrainer]
-
-
-class MethodTrainer(ABC):
-    """One method's networks, optimisers and update step."""
-
-    device: torch.device
-
-    @abstractmethod
-    def modules(self) -> Mapping[str, nn.Module]:
-        """Every network whose state a checkpoint must hold."""
-
-    @abstractmethod
-    def optimizers(self) -> Mapping[str, torch.optim.Optimizer]: ...
-
-    def schedulers(self) -> Mapping[str, torch.optim.lr_scheduler.LRScheduler]:
-        return {}
-
-    def scalers(self) -> Mapping[str, torch.amp.GradScaler]:
-        """Gradient scalers (fp16 autocast) whose state a checkpoint must hold."""
-        return {}
-
-    def events(self) -> list[dict[str, Any]]:
-        """Records for the training log, written when a session starts: e.g. which
-        weights an auxiliary loss uses, or that a loss was switched off and why."""
-        return []
-
-    @abstractmethod
-    def step(self, batch: Any, iteration: int) -> dict[str, float]:
-        """One update on *batch*; returns the loss terms for the log."""
-
-    def validation_images(self, batch: Any) -> torch.Tensor | None:
-        """A ``(N, C, H, W)`` image grid in [-1, 1] showing progress, or None."""
-        return None
 
 
 def grad_scaler_enabled(device: torch.device) -> bool:

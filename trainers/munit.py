@@ -1,4 +1,4 @@
-"""MUNIT training (Huang et al., ECCV 2018; ``shared/METHODS.md`` §2).
+"""MUNIT training (Huang et al., ECCV 2018; ``docs/methods.md`` §2).
 
 Losses: image reconstruction, content and style reconstruction, LSGAN with
 multi-scale discriminators, the style-augmented cycle (example-guided
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from engines.munit import MunitModel
 from napari_i2i import hookimpl
-from trainers.loop import TrainerSpec
+from napari_i2i.contract.trainer_api import TrainerSpec
 from trainers.losses import l1
 from trainers.two_domain import SMALL_OPTIMISATION, AdversarialSettings, TwoDomainTrainer
 from trainers.vgg import Vgg16Features, VggWeightsNotFound, load_vgg16

@@ -32,9 +32,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from napari_i2i.model_file import save_model
-from napari_i2i.registry import EngineRegistry, default_registry
-from trainers.classes import ClassPairs, ClassSubset, split_classes
+from napari_i2i.core.model_file import save_model
+from napari_i2i.contract.registry import EngineRegistry, default_registry
+from trainers.class_folders import ClassPairs, ClassSubset, split_classes
 from trainers.datasets import (
     ClassFolders,
     ImageFolder,
@@ -42,7 +42,8 @@ from trainers.datasets import (
     PairedFolders,
     UnpairedDomains,
 )
-from trainers.loop import LoopConfig, MethodTrainer, TrainLoop
+from napari_i2i.contract.trainer_api import MethodTrainer
+from trainers.loop import LoopConfig, TrainLoop
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.safetensors"
@@ -154,7 +155,7 @@ def make_class_settings(
     ``classes`` holds one subfolder of images per class. ``holdout`` keeps
     classes out of training for evaluating translation to unseen classes: a
     number of classes drawn with the run's seed, or their names (see
-    :func:`trainers.classes.split_classes`). The model's ``channels`` come
+    :func:`trainers.class_folders.split_classes`). The model's ``channels`` come
     from the images unless ``[model]`` sets them; the training setting
     ``num_classes`` (the discriminator's outputs) is the number of training classes.
     """
@@ -207,9 +208,8 @@ def make_paired_settings(
     training_settings = {**spec.presets[preset], **config.pop("training", {}), **(training or {})}
     loop = _loop_settings(PAIRED_LOOP_PRESETS[preset], config, overrides)
     chosen = {**config, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    total = getattr(spec, "total_iterations", None)
-    if "iterations" not in chosen and callable(total):
-        loop["iterations"] = total(training_settings)
+    if "iterations" not in chosen and spec.total_iterations is not None:
+        loop["iterations"] = spec.total_iterations(training_settings)
     found = PairedFolders(pairs_a, pairs_b, size=None, verify=False, cache_bytes=0)  # headers only
     model_overrides.setdefault("channels_a", found.channels_a)  # the data decides, unless the user did
     model_overrides.setdefault("channels_b", found.channels_b)
@@ -226,9 +226,8 @@ def preset_loop_settings(engine: str, preset: str, registry: EngineRegistry | No
     registry = registry or default_registry()
     spec = _spec(registry, engine, preset, registry.trainer(engine).data)
     loop = dict(LOOP_PRESETS_BY_DATA[spec.data][preset])
-    total = getattr(spec, "total_iterations", None)
-    if callable(total):
-        loop["iterations"] = total(spec.presets[preset])
+    if spec.total_iterations is not None:
+        loop["iterations"] = spec.total_iterations(spec.presets[preset])
     return loop
 
 
@@ -377,9 +376,7 @@ def train(
     torch.manual_seed(settings.seed)  # before building: the initial weights depend on the seed alone
     model = engine.build(settings.model)
     trainer = spec.build(model, settings.training, device)
-    attach = getattr(trainer, "attach_dataset", None)
-    if callable(attach):  # trainers that draw images themselves (StEP's triplet pools, IMLE codes)
-        attach(dataset)
+    trainer.attach_dataset(dataset)  # for trainers that draw images themselves (StEP's triplet pools)
     run_dir.mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps(asdict(settings), indent=2))
     loop = TrainLoop(
@@ -413,8 +410,8 @@ def train(
         "seconds_last_session": round(time.perf_counter() - started, 1),
         "settings": asdict(settings),
     }
-    method_record = getattr(trainer, "provenance", None)
-    if callable(method_record):  # e.g. which VGG16 weights a loss used, iterations per stage
-        record["method"] = method_record()
+    method_record = trainer.provenance()
+    if method_record is not None:  # e.g. which VGG16 weights a loss used, iterations per stage
+        record["method"] = method_record
     save_model(path, engine, trainer.model, provenance={"training": record})
     return path

@@ -1,4 +1,4 @@
-"""StEP training (Meshry et al., CVPR 2021; ``shared/METHODS.md`` §4): four stages.
+"""StEP training (Meshry et al., CVPR 2021; ``docs/methods.md`` §4): four stages.
 
 1. ``style`` — the style encoder alone, by triplets: the style distance of two
    images is the Gram-matrix style loss over VGG16 features; for an anchor, a
@@ -44,9 +44,10 @@ from torch import nn
 
 from engines.step import StepModel
 from napari_i2i import hookimpl
-from napari_i2i.device import autocast
+from napari_i2i.core.device import autocast
 from trainers.discriminators import MultiScaleDiscriminator
-from trainers.loop import MethodSettings, MethodTrainer, TrainerSpec, make_grad_scaler
+from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer, TrainerSpec
+from trainers.loop import make_grad_scaler
 from trainers.losses import l1, lsgan_discriminator, lsgan_generator
 from trainers.two_domain import displayable
 from trainers.vgg import Vgg16Features, load_vgg16
@@ -60,7 +61,7 @@ PERCEPTUAL_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
 @dataclass
 class StepTrainConfig(MethodSettings):
-    """StEP's training settings; the defaults are the published ones where METHODS.md gives them."""
+    """StEP's training settings; the defaults are the published ones where docs/methods.md gives them."""
 
     method: ClassVar[str] = "StEP"
     stages: list[str] = field(default_factory=lambda: list(STAGES))  # which stages run (always in this order)
@@ -141,7 +142,7 @@ class StepTrainConfig(MethodSettings):
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    # METHODS.md §4 where it says (optimisers, loss weights, discriminator, triplet rules);
+    # docs/methods.md §4 where it says (optimisers, loss weights, discriminator, triplet rules);
     # the iteration counts are our choice.
     "paper": {},
     # CPU-sized (docs/training.md: what was measured): short stages, smaller triplet pools, a
@@ -588,15 +589,7 @@ def planned_iterations(settings: Mapping[str, Any]) -> int:
     return StepTrainConfig.from_mapping(settings).iterations()
 
 
-@dataclass(frozen=True)
-class StagedTrainerSpec(TrainerSpec):
-    """A :class:`TrainerSpec` whose trainer runs stages: ``total_iterations(training settings)``
-    gives the loop's iteration count unless the user sets one."""
-
-    total_iterations: Any = None  # Callable[[Mapping[str, Any]], int]
-
-
 @hookimpl
 def i2i_register_trainers(registry):
-    registry.add_trainer(StagedTrainerSpec(engine="step", data="paired", presets=TRAIN_PRESETS,
-                                           build=build_trainer, total_iterations=planned_iterations))
+    registry.add_trainer(TrainerSpec(engine="step", data="paired", presets=TRAIN_PRESETS,
+                                     build=build_trainer, total_iterations=planned_iterations))

@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from napari_i2i.device import autocast
+from napari_i2i.core.device import autocast
 from trainers.discriminators import MultiScaleDiscriminator
-from trainers.loop import MethodSettings, MethodTrainer, make_grad_scaler
+from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer
+from trainers.loop import make_grad_scaler
 from trainers.losses import lsgan_discriminator, lsgan_generator
 
 # The CPU-sized optimisation of the `small` presets: narrow discriminators, the

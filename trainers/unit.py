@@ -1,4 +1,4 @@
-"""UNIT training (Liu, Breuel & Kautz, NIPS 2017; ``shared/METHODS.md`` §1).
+"""UNIT training (Liu, Breuel & Kautz, NIPS 2017; ``docs/methods.md`` §1).
 
 Per domain a VAE with the "reduced" posterior ``z = h + ε`` (KL term
 ``mean(h²)``), an LSGAN with multi-scale discriminators on the translations
@@ -19,7 +19,7 @@ import torch
 from engines.unit import UnitModel
 from engines.unit.networks import sample_latent
 from napari_i2i import hookimpl
-from trainers.loop import TrainerSpec
+from napari_i2i.contract.trainer_api import TrainerSpec
 from trainers.losses import l1
 from trainers.two_domain import SMALL_OPTIMISATION, AdversarialSettings, TwoDomainTrainer
 

@@ -52,7 +52,7 @@ from typing import Callable
 
 import numpy as np
 
-from napari_i2i.sample_data import DAB_TO_EOSIN, H_SCALE, he_like_restain
+from napari_i2i.frontends.sample_data import DAB_TO_EOSIN, H_SCALE, he_like_restain
 
 SPLITS = ("train_a", "train_b", "test_a", "test_b")
 FORMAT_VERSION = 1
@@ -60,7 +60,7 @@ FORMAT_VERSION = 1
 #: Fraction of each source's cells (or of the character pool) held out for the paired test set.
 TEST_FRACTION = 0.2
 
-# --- stain: fixed re-staining in HED space (napari_i2i.sample_data) ------------------
+# --- stain: fixed re-staining in HED space (napari_i2i.frontends.sample_data) ------------------
 
 # --- fluo2bf: Beer-Lambert absorption ---------------------------------------------------
 #: Absorption strength: optical density at normalised fluorescence 1 is ``FLUO_K * vector``.
@@ -213,7 +213,7 @@ def _require_stardist_file(name: str, task: str) -> Path:
 def stain_transform(rgb: np.ndarray) -> np.ndarray:
     """The fixed IHC -> H&E-like re-staining (uint8 RGB in and out, pixel-wise).
 
-    The package's own :func:`napari_i2i.sample_data.he_like_restain`, so the
+    The package's own :func:`napari_i2i.frontends.sample_data.he_like_restain`, so the
     demo's style reference and this task's domain B are one transform.
     """
     return he_like_restain(rgb)

@@ -21,7 +21,7 @@ from engines.blocks.convolution import (
     ResBlock,
     UpBlock,
 )
-from napari_i2i.engine_api import ReferenceImageError
+from napari_i2i.contract.engine_api import ReferenceImageError
 
 
 class Encoder(nn.Module):

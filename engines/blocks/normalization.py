@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_i2i.engine_api import StatisticsPassDone
+from napari_i2i.contract.engine_api import StatisticsPassDone
 
 
 class _RunningMoments:

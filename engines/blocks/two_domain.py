@@ -8,7 +8,7 @@ from torch import nn
 
 from engines.blocks.autoencoder import receptive_radius
 from engines.blocks.normalization import TileStatistics
-from napari_i2i.engine_api import Capabilities, EngineError, StyleMode, TranslationModel
+from napari_i2i.contract.engine_api import Capabilities, EngineError, StyleMode, TranslationModel
 
 
 class TwoDomainModel(TranslationModel):

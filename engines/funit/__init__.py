@@ -1,6 +1,6 @@
 """FUNIT engine plugin (entry point ``funit`` in ``napari_i2i.engines``)."""
 
-from engines.funit.model import FunitConditioning, FunitEngine, FunitModel
+from engines.funit.engine import FunitConditioning, FunitEngine, FunitModel
 from napari_i2i import hookimpl
 
 

@@ -1,6 +1,6 @@
 """FUNIT networks (Liu et al., ICCV 2019): content encoder, class encoder, AdaIN decoder.
 
-Sizes follow ``shared/METHODS.md`` §3; widths and depths come from the config
+Sizes follow ``docs/methods.md`` §3; widths and depths come from the config
 so the same code serves the CPU-sized ``small`` preset and the ``paper`` one.
 One generator serves every class: the class is whatever the class code says,
 and the class code of K example images is the mean of their codes. The

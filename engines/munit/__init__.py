@@ -1,6 +1,6 @@
 """MUNIT engine plugin (entry point ``munit`` in ``napari_i2i.engines``)."""
 
-from engines.munit.model import MunitEngine, MunitModel
+from engines.munit.engine import MunitEngine, MunitModel
 from napari_i2i import hookimpl
 
 

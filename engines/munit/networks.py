@@ -1,6 +1,6 @@
 """MUNIT networks (Huang et al., ECCV 2018): one domain's content/style autoencoder.
 
-Sizes follow ``shared/METHODS.md`` §2; widths and depths come from the config
+Sizes follow ``docs/methods.md`` §2; widths and depths come from the config
 so the same code serves the CPU-sized ``small`` preset and the ``paper`` one.
 The discriminator belongs to training and lives in ``trainers/``.
 """

@@ -1,6 +1,6 @@
 """StEP engine plugin (entry point ``step`` in ``napari_i2i.engines``)."""
 
-from engines.step.model import StepConditioning, StepEngine, StepModel
+from engines.step.engine import StepConditioning, StepEngine, StepModel
 from napari_i2i import hookimpl
 
 

@@ -1,6 +1,6 @@
 """StEP networks (Meshry et al., CVPR 2021): style encoder, generator, style mapper.
 
-Sizes follow ``shared/METHODS.md`` §4; widths and depths come from the config
+Sizes follow ``docs/methods.md`` §4; widths and depths come from the config
 so the same code serves the CPU-sized ``small`` preset and the ``paper`` one.
 The discriminator belongs to training and lives in ``trainers/``.
 

@@ -1,6 +1,6 @@
 """UNIT engine plugin (entry point ``unit`` in ``napari_i2i.engines``)."""
 
-from engines.unit.model import UnitEngine, UnitModel
+from engines.unit.engine import UnitEngine, UnitModel
 from napari_i2i import hookimpl
 
 

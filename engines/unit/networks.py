@@ -1,6 +1,6 @@
 """UNIT networks (Liu, Breuel & Kautz, NIPS 2017): one VAE per domain, one latent space.
 
-Sizes follow ``shared/METHODS.md`` §1; widths and depths come from the config
+Sizes follow ``docs/methods.md`` §1; widths and depths come from the config
 so the same code serves the CPU-sized ``small`` preset and the ``paper`` one.
 The discriminators belong to training and live in ``trainers/``.
 """

@@ -11,7 +11,7 @@ import torch
 from engines.blocks.autoencoder import receptive_radius
 from engines.blocks.normalization import TileStatistics
 from engines.funit.networks import FewShotGenerator
-from napari_i2i.engine_api import (
+from napari_i2i.contract.engine_api import (
     Capabilities,
     Engine,
     EngineError,

@@ -11,6 +11,9 @@ from napari.layers import Image
 from napari.utils.notifications import notification_manager, show_error
 from qtpy.QtWidgets import QSizePolicy
 
+from napari_i2i.core.layer_data import ImageData
+
+PROGRESS_STEPS = 1000  # resolution of the widgets' progress bars
 LIST_HEIGHT = 96  # pixels: room for a few layers; the dock must fit on a laptop screen
 
 
@@ -88,3 +91,13 @@ class LayerChoosersWidget(Container):
         else:
             notification_manager.receive_error(type(error), error, error.__traceback__)
         self.status.value = f"failed: {error}"
+
+
+def snapshot(layer: Image) -> ImageData:
+    """The layer's pixels (base level of a pyramid) and how napari displays them."""
+    return ImageData(
+        data=layer.data[0] if layer.multiscale else layer.data,
+        name=layer.name,
+        rgb=layer.rgb,
+        contrast_limits=tuple(layer.contrast_limits),
+    )

@@ -3,7 +3,7 @@
 Everything napari-specific happens in the main thread: the widget snapshots
 the layers' data and placement before a run, and adds result layers when the
 worker returns. The worker thread only loads the model and runs
-:func:`napari_i2i.translate.run_translation`, yielding progress after every
+:func:`napari_i2i.core.translate.run_translation`, yielding progress after every
 tile so that Cancel takes effect between tiles.
 """
 
@@ -28,24 +28,23 @@ from magicgui.widgets import (
 from napari.layers import Image
 from napari.qt.threading import GeneratorWorker, thread_worker
 from napari.utils.notifications import show_error, show_warning
-from psygnal import Signal
 
-from napari_i2i.bundled_models import BundledModel, bundled_models
-from napari_i2i.device import DEVICE_CHOICES, DeviceError, resolve_device
-from napari_i2i.engine_api import Capabilities, EngineError, StyleMode
-from napari_i2i.layer_choosers import LayerChoosersWidget
-from napari_i2i.layer_data import ImageData, LayerDataError
-from napari_i2i.model_file import ModelFileError, load_model, read_model_info
-from napari_i2i.registry import default_registry
-from napari_i2i.tiling import DEFAULT_TILE
-from napari_i2i.translate import (
+from napari_i2i.core.bundled_models import BundledModel, bundled_models
+from napari_i2i.core.device import DEVICE_CHOICES, DeviceError, resolve_device
+from napari_i2i.contract.engine_api import Capabilities, EngineError, StyleMode
+from napari_i2i.frontends.layer_choosers import PROGRESS_STEPS, LayerChoosersWidget, snapshot
+from napari_i2i.frontends.trained_models import TRAINED_MODELS
+from napari_i2i.core.layer_data import ImageData, LayerDataError
+from napari_i2i.core.model_file import ModelFileError, load_model, read_model_info
+from napari_i2i.contract.registry import default_registry
+from napari_i2i.core.tiling import DEFAULT_TILE
+from napari_i2i.core.translate import (
     Progress,
     TranslateOptions,
     TranslationResult,
     run_translation,
 )
 
-PROGRESS_STEPS = 1000
 OPEN_FILE = "open file…"  # the model chooser's entry that shows the file picker
 # The references list serves four style modes: its label and tooltip say which.
 REFERENCE_LABELS = {
@@ -68,23 +67,6 @@ REFERENCE_LABELS = {
 }
 
 
-class TrainedModels:
-    """Model files trained in this napari session (the Train widget), newest first: every
-    Translate widget lists them next to the bundled ones."""
-
-    added = Signal(Path)
-
-    def __init__(self) -> None:
-        self.paths: list[Path] = []
-
-    def add(self, path: Path) -> None:
-        if path in self.paths:
-            self.paths.remove(path)
-        self.paths.insert(0, path)
-        self.added.emit(path)
-
-
-TRAINED_MODELS = TrainedModels()
 
 
 @dataclass(frozen=True)
@@ -130,16 +112,6 @@ class Placement:
             "units": pick(self.units, "pixel"),
             "axis_labels": pick(self.axis_labels, new_label),
         }
-
-
-def snapshot(layer: Image) -> ImageData:
-    """The layer's pixels (base level of a pyramid) and how napari displays them."""
-    return ImageData(
-        data=layer.data[0] if layer.multiscale else layer.data,
-        name=layer.name,
-        rgb=layer.rgb,
-        contrast_limits=tuple(layer.contrast_limits),
-    )
 
 
 class TranslationCrashed(Exception):

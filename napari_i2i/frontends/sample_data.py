@@ -78,7 +78,7 @@ def he_like_reference() -> list[LayerData]:
     about = {
         "origin": ORIGIN,
         "region_rows_cols": _region(REFERENCE_REGION),
-        "synthetic": f"napari_i2i.sample_data.he_like_restain (H x{H_SCALE}, "
+        "synthetic": f"napari_i2i.frontends.sample_data.he_like_restain (H x{H_SCALE}, "
                      f"E + {DAB_TO_EOSIN} DAB, no DAB); not a real H&E image",
     }
     return [(data, {"name": "H&E-like reference", "rgb": True,

@@ -4,7 +4,7 @@ Peak device memory depends on the tile size only: the whole image and the
 blended result stay on the host, one window (a tile plus the model's
 receptive-field context on each side) at a time travels to the device.
 Normalisation statistics are shared between tiles through the engine's
-``SharedStatistics`` (see :mod:`napari_i2i.engine_api`), which takes several
+``SharedStatistics`` (see :mod:`napari_i2i.contract.engine_api`), which takes several
 passes over the tiles; tiles of the final pass are blended into the output
 with weights that ramp linearly across the overlaps.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_i2i.engine_api import SharedStatistics, StatisticsPassDone
+from napari_i2i.contract.engine_api import SharedStatistics, StatisticsPassDone
 
 DEFAULT_TILE = 1024
 DEFAULT_BLEND = 16

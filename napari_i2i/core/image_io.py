@@ -8,7 +8,7 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from napari_i2i.layer_data import ImageData
+from napari_i2i.core.layer_data import ImageData
 
 TIFF_SUFFIXES = {".tif", ".tiff"}
 PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg"}

@@ -23,8 +23,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from napari_i2i import __version__
-from napari_i2i.engine_api import Engine, EngineError, TranslationModel
-from napari_i2i.registry import EngineRegistry, default_registry
+from napari_i2i.contract.engine_api import Engine, EngineError, TranslationModel
+from napari_i2i.contract.registry import EngineRegistry, default_registry
 
 FORMAT_VERSION = 1
 METADATA_KEY = "napari_i2i"

@@ -11,8 +11,8 @@ from typing import Any
 
 import pluggy
 
-from napari_i2i import hookspecs
-from napari_i2i.engine_api import Engine, EngineError
+from napari_i2i.contract import hookspecs
+from napari_i2i.contract.engine_api import Engine, EngineError
 
 BUILTIN_SOURCE = "napari-i2i"
 
@@ -63,7 +63,7 @@ class EngineRegistry:
         """Register *engine*; called by plugins from their ``i2i_register_engines``."""
         if not isinstance(engine, Engine):
             raise TypeError(
-                f"registry.add() takes an napari_i2i.engine_api.Engine, got {type(engine).__name__}"
+                f"registry.add() takes an napari_i2i.contract.engine_api.Engine, got {type(engine).__name__}"
             )
         self._register(self._engines, self._staged, engine.name, engine, "engine name")
 

@@ -1,6 +1,6 @@
 """Models shipped inside the package, in ``napari_i2i/bundled/*.safetensors``.
 
-They are ordinary model files (written by :func:`napari_i2i.model_file.save_model`,
+They are ordinary model files (written by :func:`napari_i2i.core.model_file.save_model`,
 usually through ``napari-i2i convert``); their chooser name and description
 come from the file's metadata. ``napari_i2i/bundled/README.md`` records the
 command that made each one.
@@ -12,9 +12,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from napari_i2i.model_file import ModelFileError, ModelInfo, read_model_info
+from napari_i2i.core.model_file import ModelFileError, ModelInfo, read_model_info
 
-BUNDLED_DIR = Path(__file__).with_name("bundled")
+BUNDLED_DIR = Path(__file__).parents[1] / "bundled"
 #: The model the demo and the sample data are made for.
 STAIN_MODEL = "stain_munit"
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-from napari_i2i.layer_data import ImageData, LayerDataError, iter_planes, layout
+from napari_i2i.core.layer_data import ImageData, LayerDataError, iter_planes, layout
 from trainers.loop import VALIDATION_DIR
 from trainers.run import RUN_FILE
 

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from napari_i2i.device import autocast
-from napari_i2i.engine_api import (
+from napari_i2i.core.device import autocast
+from napari_i2i.contract.engine_api import (
     EngineError,
     ReferenceImageError,
     StyleMode,
     StyleRequest,
 )
-from napari_i2i.layer_data import (
+from napari_i2i.core.layer_data import (
     ImageData,
     LayerDataError,
     iter_planes,
@@ -38,8 +38,8 @@ from napari_i2i.layer_data import (
     output_axes,
     to_image_array,
 )
-from napari_i2i.model_file import LoadedModel
-from napari_i2i.tiling import DEFAULT_TILE, TilePlan, reference_crops, translate_tiled
+from napari_i2i.core.model_file import LoadedModel
+from napari_i2i.core.tiling import DEFAULT_TILE, TilePlan, reference_crops, translate_tiled
 
 
 @dataclass

@@ -9,7 +9,7 @@ import torch
 
 from engines.blocks.two_domain import TwoDomainModel
 from engines.unit.networks import DomainVAE, share_latent_blocks
-from napari_i2i.engine_api import (
+from napari_i2i.contract.engine_api import (
     Engine,
     EngineError,
     StyleMode,

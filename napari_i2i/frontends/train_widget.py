@@ -2,7 +2,7 @@
 
 The layers (snapshots taken in the main thread) are written into the run
 folder and trained on by a ``napari-i2i train`` child process
-(:mod:`napari_i2i.train_job`); a worker thread relays its progress. Cancel
+(:mod:`napari_i2i.frontends.train_job`); a worker thread relays its progress. Cancel
 asks the process to save a checkpoint and stop; *Resume* continues such a
 run. The model file it writes is listed in every Translate widget of the
 session.
@@ -35,10 +35,10 @@ from napari.utils.notifications import (
 )
 from PIL import Image as PILImage
 
-from napari_i2i.device import DEVICE_CHOICES
-from napari_i2i.layer_choosers import LayerChoosersWidget
-from napari_i2i.registry import default_registry
-from napari_i2i.train_job import (
+from napari_i2i.core.device import DEVICE_CHOICES
+from napari_i2i.frontends.layer_choosers import LayerChoosersWidget
+from napari_i2i.contract.registry import default_registry
+from napari_i2i.frontends.train_job import (
     ROLES,
     TrainJobError,
     TrainOutcome,
@@ -48,7 +48,8 @@ from napari_i2i.train_job import (
     request_stop,
     run_training,
 )
-from napari_i2i.widget import PROGRESS_STEPS, TRAINED_MODELS, snapshot
+from napari_i2i.frontends.layer_choosers import PROGRESS_STEPS, snapshot
+from napari_i2i.frontends.trained_models import TRAINED_MODELS
 from trainers.run import data_kind, preset_loop_settings
 
 # What each kind of training data asks for, per role: label and tooltip.

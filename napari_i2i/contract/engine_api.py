@@ -29,7 +29,6 @@ class StyleMode(enum.Enum):
     # (references of several looks, e.g. tissues stained differently: each input gets its match)
     MATCHED = "matched"
     FEW_SHOT = "few_shot"  # K example images of a class never seen in training
-    PAIRED = "paired"  # style from the aligned target of a registered pair
     INTERPOLATE = "interpolate"  # N steps between the styles of two references
 
 

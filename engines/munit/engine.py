@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from engines.blocks.two_domain import TwoDomainModel
 from engines.munit.networks import CONTENT_NORMS, AutoEncoder
-from napari_i2i.engine_api import (
+from napari_i2i.contract.engine_api import (
     Engine,
     EngineError,
     StyleMode,

@@ -1,6 +1,6 @@
 """``napari-i2i demo``: napari with the stain sample and the Translate widget ready to run.
 
-The viewer gets the two sample layers (:mod:`napari_i2i.sample_data`: an IHC
+The viewer gets the two sample layers (:mod:`napari_i2i.frontends.sample_data`: an IHC
 tile and a synthetic H&E-like style reference) and the docked Translate
 widget set to the bundled stain model, the IHC tile as source and — where
 the model takes references (MUNIT) — the reference layer as style. With a
@@ -20,9 +20,9 @@ import numpy as np
 from napari.layers import Image
 from PIL import Image as PILImage
 
-from napari_i2i.bundled_models import STAIN_MODEL, bundled_model
-from napari_i2i.engine_api import StyleMode
-from napari_i2i.widget import TranslateWidget  # imports torch, before Qt starts
+from napari_i2i.core.bundled_models import STAIN_MODEL, bundled_model
+from napari_i2i.contract.engine_api import StyleMode
+from napari_i2i.frontends.translate_widget import TranslateWidget  # imports torch, before Qt starts
 
 PLUGIN = "napari-i2i"
 WINDOW_SIZE = (1500, 760)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from napari_i2i.registry import EngineRegistry
+    from napari_i2i.contract.registry import EngineRegistry
 
 PROJECT_NAME = "napari_i2i"
 ENTRY_POINT_GROUP = "napari_i2i.engines"
@@ -44,7 +44,7 @@ def i2i_register_engines(registry: EngineRegistry) -> None:
     ``registry.load_errors`` (shown by ``napari-i2i engines``), while every
     other plugin still loads.
 
-    An engine is an :class:`napari_i2i.engine_api.Engine`: pure torch, tensors
+    An engine is an :class:`napari_i2i.contract.engine_api.Engine`: pure torch, tensors
     in and tensors out, no Qt and no napari imports.
     """
 

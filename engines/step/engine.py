@@ -16,7 +16,7 @@ import torch
 
 from engines.blocks import PooledEncoder, TileStatistics
 from engines.step.networks import StyleConcatGenerator, StyleMapper, generator_radius
-from napari_i2i.engine_api import (
+from napari_i2i.contract.engine_api import (
     Capabilities,
     Engine,
     EngineError,
@@ -28,7 +28,7 @@ from napari_i2i.engine_api import (
 DIRECTION = "a2b"  # paired training teaches one direction
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # METHODS.md §4: generator 32 wide, 3 downsamples, 4 residual blocks; 8-d code;
+    # docs/methods.md §4: generator 32 wide, 3 downsamples, 4 residual blocks; 8-d code;
     # mapper MLP 3×128 tanh. The style encoder's size is not given there: MUNIT's.
     "paper": {
         "channels_a": 3, "channels_b": 3, "dim": 32, "n_downsample": 3, "n_res": 4,
