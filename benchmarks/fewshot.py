@@ -6,7 +6,7 @@
    fonts as class folders, unseen font families, a source font, example and
    test characters (disjoint), seeded K-shot draws.
 2. Trains FUNIT ``small`` on ``DIR/data/train`` through ``trainers.run``
-   (``make_class_settings`` + ``train``, CPU) into ``DIR/run``, or loads ``--model``.
+   (``make_settings`` + ``train``, CPU) into ``DIR/run``, or loads ``--model``.
 3. Trains a small character classifier (:class:`GlyphClassifier`) on every
    training font's glyphs; its accuracy on the unseen fonts' true glyphs of the
    test characters is the ceiling for "content kept".
@@ -36,11 +36,8 @@ import torch
 from torch import nn
 
 from benchmarks.tasks import fewshot as task_module
-from benchmarks.tasks.fewshot import (
-    FewShotTask,
-    identity_prediction,
-    nearest_font_prediction,
-)
+from benchmarks.tasks.fewshot import FewShotTask
+from benchmarks.tasks.fewshot_baselines import identity_prediction, nearest_font_prediction
 from benchmarks.tasks.metrics import score
 
 ENGINE, PRESET = "funit", "small"
@@ -137,12 +134,12 @@ def content_accuracy(classify_chars: Callable[[Sequence[np.ndarray]], list[str]]
 def train_funit(data_dir: Path, run_dir: Path, iters: int, tile: int, seed: int, batch: int | None,
                 log: Callable[[str], None]) -> tuple[Path, float]:
     """FUNIT ``small`` on ``data_dir/train`` (CPU); returns the model file and seconds per iteration."""
-    from trainers.run import make_class_settings, train
+    from trainers.run import make_settings, train
 
     # No flips: a mirrored glyph is another character (b/d), a mirrored italic another font.
     overrides = {"iterations": iters, "seed": seed, "size": tile, "resize": tile, "batch": batch,
                  "flip": False}
-    settings = make_class_settings(ENGINE, PRESET, data_dir / "train", overrides=overrides)
+    settings = make_settings(ENGINE, PRESET, {"classes": data_dir / "train"}, overrides=overrides)
     every = max(1, iters // 20)
     started = time.perf_counter()
     last = [0, started]  # iteration and time of the previous report
@@ -293,7 +290,7 @@ def _timed(times: dict, key: str) -> Iterator[None]:
         times[key] = round(time.perf_counter() - started, 1)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fewshot",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="DIR: data/, run/ and results.json go here")
@@ -309,7 +306,47 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.shots) < 1:
         parser.error("--shots must be >= 1")
+    return args
 
+
+def _model(args: argparse.Namespace, data_dir: Path) -> tuple[Path, str, float | None]:
+    """``(model file, its label in the table, seconds per training iteration or None)``:
+    the ``--model`` file, or a FUNIT ``small`` run trained on the task's training fonts."""
+    if args.model is not None:
+        return args.model, f"FUNIT small ({args.model.name})", None
+    model_path, seconds_per_iter = train_funit(data_dir, args.out / "run", args.iters, args.tile,
+                                               args.seed, args.batch, _log)
+    return model_path, f"FUNIT small, {args.iters} it", seconds_per_iter
+
+
+def _classifier_report(task: FewShotTask, classify_chars) -> dict:
+    """The classifier's accuracy on the unseen fonts' true glyphs (the ceiling) and on the source font."""
+    ceiling = {font: content_accuracy(classify_chars, {c: task.glyphs[font][c] for c in task.test_chars})
+               for font in task.test_fonts}
+    return {"ceiling_mean": float(np.mean(list(ceiling.values()))), "ceiling_per_font": ceiling,
+            "source_font_accuracy": content_accuracy(classify_chars,
+                                                     {c: task.glyphs[task.source][c] for c in task.chars})}
+
+
+def _print_report(rows: list[dict], cases: list[dict], classifier: dict, passed: dict | None,
+                  times: dict, seconds_per_iter: float | None) -> None:
+    print(markdown_table(rows))
+    print(f"\nContent ceiling: the classifier reads {100 * classifier['ceiling_mean']:.1f} % of the unseen "
+          f"fonts' true glyphs of the test characters correctly "
+          f"({100 * classifier['source_font_accuracy']:.1f} % of the source font's).")
+    print("\nL1 per unseen family group:\n")
+    print(group_table(cases))
+    if passed is not None:
+        print(f"\nBar (5-shot < 1-shot < identity on L1): {'met' if passed['met'] else 'not met'} "
+              f"({', '.join(f'{k}: {v}' for k, v in passed.items() if k != 'met')})")
+    spi = f" at {seconds_per_iter:.3f} s/iter" if seconds_per_iter is not None else " (loaded)"
+    print(f"\nWall time {times['total_s'] / 60:.1f} min: data {times['data_s']} s, training "
+          f"{times['training_s']} s{spi}, classifier {times['classifier_s']} s, evaluation "
+          f"{times['evaluation_s']} s; {torch.get_num_threads()} torch thread(s).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_arguments(argv)
     from napari_i2i.core.model_file import load_model
 
     started = time.perf_counter()
@@ -323,48 +360,24 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         data_dir = task_module.write_task(task, args.out / "data")
     _log(task.describe())
-
-    seconds_per_iter = None
     with _timed(times, "training_s"):
-        if args.model is not None:
-            model_path = args.model
-            label = f"FUNIT small ({args.model.name})"
-        else:
-            model_path, seconds_per_iter = train_funit(data_dir, args.out / "run", args.iters, args.tile,
-                                                       args.seed, args.batch, _log)
-            label = f"FUNIT small, {args.iters} it"
+        model_path, label, seconds_per_iter = _model(args, data_dir)
     loaded = load_model(model_path, engine=ENGINE)
     loaded.model.eval()
-    trained = loaded.info.provenance.get("training", {})
-    if trained.get("classes") and set(trained["classes"]) & set(task.test_fonts):
+    seen_unseen = set(loaded.info.provenance.get("training", {}).get("classes") or ()) & set(task.test_fonts)
+    if seen_unseen:
         print("fewshot: FAILED: the model was trained on fonts this task holds out: "
-              + ", ".join(sorted(set(trained["classes"]) & set(task.test_fonts))), file=sys.stderr)
+              + ", ".join(sorted(seen_unseen)), file=sys.stderr)
         return 1
-
     with _timed(times, "classifier_s"):
         classify_chars = char_classifier(task, args.classifier_epochs, args.seed)
-        ceiling = {font: content_accuracy(classify_chars, {c: task.glyphs[font][c] for c in task.test_chars})
-                   for font in task.test_fonts}
-        train_acc = content_accuracy(classify_chars, {c: task.glyphs[task.source][c] for c in task.chars})
+        classifier = _classifier_report(task, classify_chars)
     with _timed(times, "evaluation_s"):
         cases = evaluate(task, loaded, classify_chars, args.shots, label, _log)
     rows = summarise(cases)
     times["total_s"] = round(time.perf_counter() - started, 1)
-    ceiling_mean = float(np.mean(list(ceiling.values())))
     passed = bar(rows, label)
-
-    print(markdown_table(rows))
-    print(f"\nContent ceiling: the classifier reads {100 * ceiling_mean:.1f} % of the unseen fonts' true "
-          f"glyphs of the test characters correctly ({100 * train_acc:.1f} % of the source font's).")
-    print("\nL1 per unseen family group:\n")
-    print(group_table(cases))
-    if passed is not None:
-        print(f"\nBar (5-shot < 1-shot < identity on L1): {'met' if passed['met'] else 'not met'} "
-              f"({', '.join(f'{k}: {v}' for k, v in passed.items() if k != 'met')})")
-    spi = f" at {seconds_per_iter:.3f} s/iter" if seconds_per_iter is not None else " (loaded)"
-    print(f"\nWall time {times['total_s'] / 60:.1f} min: data {times['data_s']} s, training "
-          f"{times['training_s']} s{spi}, classifier {times['classifier_s']} s, evaluation "
-          f"{times['evaluation_s']} s; {torch.get_num_threads()} torch thread(s).")
+    _print_report(rows, cases, classifier, passed, times, seconds_per_iter)
 
     results = {
         "command": "python -m benchmarks.fewshot " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -374,8 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                  "source": task.source, "train_fonts": task.train_fonts, "test_fonts": task.test_fonts,
                  "example_chars": task.example_chars, "test_chars": task.test_chars},
         "rows": rows, "bar": passed,
-        "classifier": {"epochs": args.classifier_epochs, "ceiling_mean": ceiling_mean,
-                       "ceiling_per_font": ceiling, "source_font_accuracy": train_acc},
+        "classifier": {"epochs": args.classifier_epochs, **classifier},
         "times": {**times, "seconds_per_iter": seconds_per_iter, "torch_threads": torch.get_num_threads()},
         "cases": cases,
     }

@@ -34,10 +34,11 @@ import torch
 from PIL import Image
 
 from benchmarks.quality import predict
-from benchmarks.tasks.generate import Task, stain_sources, tiled_task
+from benchmarks.tasks.stain import stain_sources
+from benchmarks.tasks.task import Task, tiled_task
 from benchmarks.tasks.metrics import markdown_table, score
 from napari_i2i.frontends.sample_data import he_like_restain
-from trainers.run import make_paired_settings, make_settings, train
+from trainers.run import make_settings, train
 
 #: Per-tile haematoxylin scale, drawn uniformly (the fixed task uses 1.5).
 H_SCALE_RANGE = (1.0, 2.0)
@@ -111,11 +112,11 @@ def run(out: Path, step_iters: int, munit_iters: int, seed: int = 0, samples: in
     times = {}
     common = dict(size=tile, batch=batch, seed=seed)
     runs = {
-        "step": (step_iters, make_paired_settings(
-            "step", "small", pairs_a, pairs_b, training=step_stages(step_iters),
+        "step": (step_iters, make_settings(
+            "step", "small", {"pairs_a": pairs_a, "pairs_b": pairs_b}, config={"training": step_stages(step_iters)},
             overrides=dict(common, checkpoint_every=step_iters, validate_every=step_iters))),
         "munit": (munit_iters, make_settings(
-            "munit", "small", pairs_a, pairs_b,
+            "munit", "small", {"domain_a": pairs_a, "domain_b": pairs_b},
             overrides=dict(common, iterations=munit_iters, checkpoint_every=munit_iters,
                            validate_every=munit_iters))),
     }

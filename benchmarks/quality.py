@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.tasks.generate import generate, write_task
+from benchmarks.tasks.generate import generate
 from benchmarks.tasks.metrics import print_table, run_baselines, score
+from benchmarks.tasks.task import write_task
 from napari_i2i.contract.engine_api import StyleMode
 from napari_i2i.core.layer_data import ImageData
 from napari_i2i.core.model_file import LoadedModel, ModelInfo
@@ -110,7 +111,7 @@ def main() -> int:
         rows += run_baselines([task])
         for engine in args.engines:
             settings = make_settings(
-                engine, "small", task_dir / "train_a", task_dir / "train_b",
+                engine, "small", {"domain_a": task_dir / "train_a", "domain_b": task_dir / "train_b"},
                 config={"training": args.training, "model": args.model},
                 overrides=dict(size=args.tile, batch=args.batch, iterations=args.iters,
                                validate_every=args.eval_every, checkpoint_every=args.iters,

@@ -37,6 +37,48 @@ import torch
 PHASES = ("gen_forward", "dis_step", "gen_loss_backward")
 
 
+def _build_trainer(engine: str, preset: str, where: torch.device, model: dict[str, Any] | None,
+                   training: dict[str, Any] | None) -> tuple[Any, Any]:
+    """``(built networks, trainer)`` of ``engine``'s ``preset``, seeded, with overrides."""
+    from napari_i2i.contract.registry import default_registry
+
+    registry = default_registry()
+    networks = registry.get(engine)
+    spec = registry.trainer(engine)
+    torch.manual_seed(0)
+    built = networks.build(networks.config(preset, **(model or {})))
+    return built, spec.build(built, {**spec.presets[preset], **(training or {})}, where)
+
+
+class _Marks(dict):
+    """Wall-clock time at named points of an iteration, taken after the device has finished."""
+
+    def __init__(self, where: torch.device):
+        super().__init__()
+        self.where = where
+
+    def mark(self, name: str) -> None:
+        if self.where.type == "cuda":
+            torch.cuda.synchronize(self.where)
+        self[name] = time.perf_counter()
+
+
+def _time_phases(trainer: Any, where: torch.device) -> _Marks:
+    """Marks ``translated``, ``dis_stepped`` and ``gen_stepped`` as the trainer's step passes them."""
+    marks = _Marks(where)
+    translate = trainer.translate
+
+    def timed_translate(*args: Any) -> Any:
+        result = translate(*args)
+        marks.mark("translated")
+        return result
+
+    trainer.translate = timed_translate
+    trainer.dis_optimizer.register_step_post_hook(lambda *_: marks.mark("dis_stepped"))
+    trainer.gen_optimizer.register_step_post_hook(lambda *_: marks.mark("gen_stepped"))
+    return marks
+
+
 def measure(
     engine: str = "munit",
     preset: str = "paper",
@@ -50,36 +92,10 @@ def measure(
 ) -> dict[str, Any]:
     """Median seconds per iteration and per phase (see the module docstring)."""
     from napari_i2i.core.device import resolve_device
-    from napari_i2i.contract.registry import default_registry
 
     where = resolve_device(device)
-    registry = default_registry()
-    networks = registry.get(engine)
-    spec = registry.trainer(engine)
-    torch.manual_seed(0)
-    built = networks.build(networks.config(preset, **(model or {})))
-    trainer = spec.build(built, {**spec.presets[preset], **(training or {})}, where)
-
-    def sync() -> None:
-        if where.type == "cuda":
-            torch.cuda.synchronize(where)
-
-    marks: dict[str, float] = {}
-
-    def mark(name: str) -> None:
-        sync()
-        marks[name] = time.perf_counter()
-
-    translate = trainer.translate
-
-    def timed_translate(*args: Any) -> Any:
-        result = translate(*args)
-        mark("translated")
-        return result
-
-    trainer.translate = timed_translate
-    trainer.dis_optimizer.register_step_post_hook(lambda *_: mark("dis_stepped"))
-    trainer.gen_optimizer.register_step_post_hook(lambda *_: mark("gen_stepped"))
+    built, trainer = _build_trainer(engine, preset, where, model, training)
+    marks = _time_phases(trainer, where)
 
     generator = torch.Generator().manual_seed(0)
     channels = (built.config["channels_a"], built.config["channels_b"])
@@ -87,10 +103,10 @@ def measure(
     for iteration in range(warmup + iters):
         x_a, x_b = (torch.rand(batch, c, size, size, generator=generator) * 2 - 1 for c in channels)
         marks.clear()
-        mark("start")
+        marks.mark("start")
         cpu_start = time.process_time()
         trainer.step((x_a, x_b), iteration)
-        mark("end")
+        marks.mark("end")
         cpu = time.process_time() - cpu_start
         if iteration >= warmup:
             # a step the fp16 grad scaler skipped (inf gradients) leaves its mark unset: NaN

@@ -17,7 +17,8 @@ if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package
 
 from benchmarks import fewshot as bench  # noqa: E402
 from benchmarks.tasks import fewshot as fs  # noqa: E402
-from benchmarks.tasks import generate as gen  # noqa: E402
+from benchmarks.tasks import fewshot_baselines as baselines  # noqa: E402
+from benchmarks.tasks import fonts as font_files  # noqa: E402
 
 # A small configuration from the packages .ci/run installs: the source font's group
 # (DejaVu Sans) and Courier for training, Palatino held out; 24 characters, tile 16.
@@ -29,7 +30,7 @@ SMALL = dict(tile=TILE, seed=SEED, train_groups=TRAIN, test_groups=TEST, chars=C
 
 
 def _installed_groups() -> set[str]:
-    return {face.group for face in fs.discover_fonts()[0]}
+    return {face.group for face in font_files.discover_fonts(fs.FAMILIES)[0]}
 
 
 needs_fonts = pytest.mark.skipif(
@@ -58,7 +59,7 @@ def test_split_is_by_family_group(small):
     assert small.source in small.train_fonts
     # Every face of a test family on this machine is a test font, none is left in training.
     test_families = {faces[f].family for f in small.test_fonts}
-    installed = [face for face in fs.discover_fonts()[0] if face.family in test_families]
+    installed = [face for face in font_files.discover_fonts(fs.FAMILIES)[0] if face.family in test_families]
     assert {face.slug for face in installed} - set(small.manifest["excluded"]) == set(small.test_fonts)
 
 
@@ -102,11 +103,11 @@ def test_example_and_test_characters_are_disjoint(small):
 def test_glyphs_are_real_and_match_the_generator(small):
     for font in (small.source, small.test_fonts[0]):
         face = small.faces[font]
-        loaded = gen.load_font(face.path, TILE)
+        loaded = font_files.load_font(face.path, TILE)
         for char in CHARS:
             image = small.glyphs[font][char]
             assert image.shape == (TILE, TILE) and image.dtype == np.uint8 and image.min() < 128
-            assert np.array_equal(image, gen.render_glyph(loaded, char, TILE))
+            assert np.array_equal(image, font_files.render_glyph(loaded, char, TILE))
 
 
 # -------------------------------------------------------------------------- determinism
@@ -157,26 +158,26 @@ def test_nearest_font_picks_the_closest_on_the_examples():
         "close_on_a": font(95, 0, 200),  # 5, 50 (c differs a lot: c is not an example)
         "close_on_ab": font(90, 45, 255),  # 10, 5
     }
-    assert fs.nearest_font({"a": unseen["a"]}, candidates) == "close_on_a"
-    assert fs.nearest_font({"a": unseen["a"], "b": unseen["b"]}, candidates) == "close_on_ab"
+    assert baselines.nearest_font({"a": unseen["a"]}, candidates) == "close_on_a"
+    assert baselines.nearest_font({"a": unseen["a"], "b": unseen["b"]}, candidates) == "close_on_ab"
     # ties go to the first name in sorted order
-    assert fs.nearest_font({"a": unseen["a"]}, {"z": font(95, 0, 0), "y": font(105, 0, 0)}) == "y"
+    assert baselines.nearest_font({"a": unseen["a"]}, {"z": font(95, 0, 0), "y": font(105, 0, 0)}) == "y"
     with pytest.raises(ValueError):
-        fs.nearest_font({}, candidates)
+        baselines.nearest_font({}, candidates)
 
 
 @needs_fonts
 def test_baselines_on_the_task(small):
     font = small.test_fonts[0]
-    identity = fs.identity_prediction(small)
+    identity = baselines.identity_prediction(small)
     assert set(identity) == set(small.test_chars)
     assert all(np.array_equal(identity[c], small.glyphs[small.source][c]) for c in identity)
-    chosen, nearest = fs.nearest_font_prediction(small, font, 0, 5)
+    chosen, nearest = baselines.nearest_font_prediction(small, font, 0, 5)
     assert chosen in small.train_fonts
     assert all(np.array_equal(nearest[c], small.glyphs[chosen][c]) for c in small.test_chars)
     # a training font given as the "unseen" font is its own nearest font
     examples = {c: small.glyphs["DejaVu_Sans_Bold"][c] for c in small.example_chars[:3]}
-    assert fs.nearest_font(examples, {f: small.glyphs[f] for f in small.train_fonts}) == "DejaVu_Sans_Bold"
+    assert baselines.nearest_font(examples, {f: small.glyphs[f] for f in small.train_fonts}) == "DejaVu_Sans_Bold"
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -272,7 +273,7 @@ def test_command_smoke(tmp_path, capsys):
     assert (tmp_path / "run" / "model.safetensors").is_file()
     assert sorted(p.name for p in (tmp_path / "data" / "train").iterdir()) == results["task"]["train_fonts"]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["engine"] == "funit" and run["size"] == TILE and run["holdout_classes"] == []
+    assert run["engine"] == "funit" and run["size"] == TILE and run["inputs"]["holdout_classes"] == []
     # --model: evaluate the trained file again without training
     model = str(tmp_path / "run" / "model.safetensors")
     code = bench.main(["--out", str(tmp_path / "again"), "--model", model, "--tile", str(TILE),

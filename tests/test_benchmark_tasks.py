@@ -17,11 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.tasks import fluo2bf, glyphs, metrics, stardist_data  # noqa: E402
+from benchmarks.tasks import fonts as font_files  # noqa: E402
 from benchmarks.tasks import generate as gen  # noqa: E402
-from benchmarks.tasks import metrics  # noqa: E402
+from benchmarks.tasks import task as task_files  # noqa: E402
 
 TILE, SEED = 64, 0
-HAS_STARDIST_DATA = gen.stardist_data_file("img2d.tif") is not None
+HAS_STARDIST_DATA = stardist_data.stardist_data_file("img2d.tif") is not None
 needs_stardist = pytest.mark.skipif(
     not HAS_STARDIST_DATA,
     reason="stardist's sample data (stardist/data/images/img2d.tif) is not installed: "
@@ -31,9 +33,9 @@ needs_stardist = pytest.mark.skipif(
 
 def _fonts_available() -> bool:
     try:
-        gen.find_font(gen.FONT_A_CANDIDATES)
-        gen.find_font(gen.FONT_B_CANDIDATES)
-    except gen.MissingData:
+        font_files.find_font(glyphs.FONT_A_CANDIDATES)
+        font_files.find_font(glyphs.FONT_B_CANDIDATES)
+    except task_files.MissingData:
         return False
     return True
 
@@ -69,8 +71,8 @@ def written(built, tmp_path_factory):
 
     def get(name):
         if name not in cache:
-            folder = gen.write_task(built(name), root / name)
-            cache[name] = (folder, gen.load_task(folder))
+            folder = task_files.write_task(built(name), root / name)
+            cache[name] = (folder, task_files.load_task(folder))
         return cache[name]
 
     return get
@@ -85,8 +87,8 @@ def _digest(array: np.ndarray) -> str:
 @pytest.mark.parametrize("name", TASK_PARAMS)
 def test_same_seed_gives_identical_files(name, written, tmp_path):
     folder, _ = written(name)
-    again = gen.write_task(gen.generate(name, tile=TILE, seed=SEED), tmp_path / name)
-    for split in gen.SPLITS:
+    again = task_files.write_task(gen.generate(name, tile=TILE, seed=SEED), tmp_path / name)
+    for split in task_files.SPLITS:
         files = sorted(p.name for p in (folder / split).iterdir())
         assert files == sorted(p.name for p in (again / split).iterdir())
         match, mismatch, errors = filecmp.cmpfiles(folder / split, again / split, files, shallow=False)
@@ -156,11 +158,11 @@ def test_fluo2bf_test_pairs_are_exact(written):
 def test_glyph_test_pairs_are_exact(written):
     _, task = written("glyphs")
     fonts = task.manifest["fonts"]
-    font_a, font_b = gen.load_font(fonts["a"]["file"], TILE), gen.load_font(fonts["b"]["file"], TILE)
+    font_a, font_b = font_files.load_font(fonts["a"]["file"], TILE), font_files.load_font(fonts["b"]["file"], TILE)
     for file in task.splits["test_a"]:
-        char = gen.glyph_char(file)
-        assert np.array_equal(gen.render_glyph(font_a, char, TILE), task.splits["test_a"][file]), char
-        assert np.array_equal(gen.render_glyph(font_b, char, TILE), task.splits["test_b"][file]), char
+        char = font_files.glyph_char(file)
+        assert np.array_equal(font_files.render_glyph(font_a, char, TILE), task.splits["test_a"][file]), char
+        assert np.array_equal(font_files.render_glyph(font_b, char, TILE), task.splits["test_b"][file]), char
 
 
 def test_stain_transform_moves_dab_to_eosin(built):
@@ -180,7 +182,7 @@ def test_fluo_transform_is_beer_lambert():
     b = gen.fluo_transform(a)
     assert b.shape == (2, 2, 3) and b.dtype == np.uint8
     assert (b[0, 0] == 255).all()  # no fluorescence: white
-    expected = np.round(255 * np.exp(-gen.FLUO_K * np.array([0.65, 0.70, 0.29])))
+    expected = np.round(255 * np.exp(-fluo2bf.FLUO_K * np.array([0.65, 0.70, 0.29])))
     assert np.array_equal(b[0, 1], expected)  # full fluorescence: haematoxylin at OD k·v
     assert (b[0, 1] < b[1, 0]).all() and (b[1, 0] < b[1, 1]).all()  # darker with more signal
 
@@ -209,18 +211,18 @@ def test_tile_size_is_configurable():
 # ------------------------------------------------------------------------ stardist data
 
 def test_stardist_is_located_without_importing_it():
-    code = ("import sys; from benchmarks.tasks.generate import stardist_data_file as f; "
+    code = ("import sys; from benchmarks.tasks.stardist_data import stardist_data_file as f; "
             "f('img2d.tif'); f('histo.jpg'); "
             "assert 'stardist' not in sys.modules and 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
 def test_missing_stardist_fails_clearly_and_stain_falls_back(monkeypatch):
-    monkeypatch.setattr(gen, "stardist_data_file", lambda name: None)
-    with pytest.raises(gen.MissingData, match=r"stardist.*--no-deps"):
+    monkeypatch.setattr(stardist_data, "stardist_data_file", lambda name: None)
+    with pytest.raises(task_files.MissingData, match=r"stardist.*--no-deps"):
         gen.generate("fluo2bf", tile=TILE, seed=SEED)
     task = gen.generate("stain", tile=TILE, seed=SEED)
-    assert all(f.startswith("ihc_") for split in gen.SPLITS for f in task.splits[split])
+    assert all(f.startswith("ihc_") for split in task_files.SPLITS for f in task.splits[split])
     assert "skipped" in task.manifest["sources"]["he"]
 
 
@@ -235,7 +237,7 @@ def test_glyphs_use_two_really_different_fonts(built):
     ious = []
     for file, a in task.splits["test_a"].items():
         ink_a, ink_b = a < 128, task.splits["test_b"][file] < 128
-        assert not np.array_equal(a, task.splits["test_b"][file]), gen.glyph_char(file)
+        assert not np.array_equal(a, task.splits["test_b"][file]), font_files.glyph_char(file)
         ious.append((ink_a & ink_b).sum() / (ink_a | ink_b).sum())
     assert np.mean(ious) < 0.75  # DejaVu Sans vs Nimbus Roman: ~0.35
 
@@ -306,7 +308,7 @@ def test_clis(tmp_path, capsys):
     assert gen.main(["stain", "--out", str(tmp_path), "--tile", "128", "--no-stardist-he"]) == 0
     assert "stain: train_a" in capsys.readouterr().out
     # score: a method's predictions as style samples, here the exact targets and identity
-    task = gen.load_task(tmp_path / "stain")
+    task = task_files.load_task(tmp_path / "stain")
     for k, outputs in enumerate((task.splits["test_b"], metrics.identity_baseline(task))):
         (tmp_path / "pred" / f"sample_{k}").mkdir(parents=True)
         for file, array in outputs.items():

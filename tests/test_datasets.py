@@ -10,7 +10,6 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from trainers.datasets import (
-    ArrayImages,
     ClassFolders,
     DatasetError,
     ImageFolder,
@@ -57,7 +56,6 @@ def one_image(tmp_path, name, data, **options):
         ("rgb16.tif", (H, W, 3), np.uint16, "rgb", 3),
         ("planar_rgb.tif", (3, H, W), np.uint8, "rgb", 3),
         ("two_first.tif", (2, H, W), np.uint16, None, 2),  # C, Y, X
-        ("two_last.tif", (H, W, 2), np.float32, None, 2),  # Y, X, C
         ("five_first.tif", (5, H, W), np.uint16, None, 5),
         ("singleton.tif", (1, 1, H, W), np.uint16, None, 1),
     ],
@@ -115,18 +113,54 @@ def test_channel_mismatches_are_named_all_at_once(tmp_path):
     save(tmp_path / "c_two.tif", noise((2, H, W), np.uint16))
     save(tmp_path / "d_three.tif", noise((3, H, W), np.uint16))  # three channels, not RGB
     save(tmp_path / "e_stack.tif", noise((12, H, W), np.uint16))  # a z-stack
+    gray = ImageFolder(tmp_path, size=32)  # a gray dataset: other leading axes are planes, as at inference
+    assert gray.channels == 1 and len(gray) == 1 + 1 + 2 + 3 + 12
+    assert gray.names[2:4] == ["c_two.tif plane 0", "c_two.tif plane 1"]
     with pytest.raises(DatasetError) as caught:
-        ImageFolder(tmp_path, size=32)
+        ImageFolder(tmp_path, channels=2, size=32)  # a requested count is checked
     message = str(caught.value)
-    assert len(caught.value.problems) == 3 and "b_rgb.png" not in message
-    assert "c_two.tif: has 2 channel(s), the dataset uses 1" in message
-    assert "d_three.tif: has 3 channel(s) (not RGB)" in message
-    assert "e_stack.tif: shape (12, 40, 56)" in message
-    with pytest.raises(DatasetError) as caught:
-        ImageFolder(tmp_path, channels=2, size=32)  # a requested count is checked too
+    assert len(caught.value.problems) == 4 and "c_two.tif" not in message
+    assert "a.png: has 1 channel(s), the model takes 2" in message
+    assert "b_rgb.png: has 3 channel(s), the model takes 2" in message
+    assert "d_three.tif: has 1 channel(s)" in message  # 3 ≠ 2: three gray planes
     assert [p.split(":")[0] for p in caught.value.problems] == [
         "a.png", "b_rgb.png", "d_three.tif", "e_stack.tif"
     ]
+
+
+def test_channels_come_from_the_first_image(tmp_path):
+    save(tmp_path / "a_two.tif", noise((2, H, W), np.uint16))
+    save(tmp_path / "b_gray.png", noise((H, W), np.uint8))
+    save(tmp_path / "c_stack.tif", noise((3, 2, H, W), np.uint16))  # 3 planes of 2 channels
+    with pytest.raises(DatasetError) as caught:
+        ImageFolder(tmp_path, size=32)
+    assert caught.value.problems == [
+        "b_gray.png: has 1 channel(s), the model takes 2; no conversion between these counts"
+    ]
+    (tmp_path / "b_gray.png").unlink()
+    dataset = ImageFolder(tmp_path, size=None, flip=False)
+    assert dataset.channels == 2 and len(dataset) == 1 + 3
+    assert all(dataset[i].shape == (2, H, W) for i in range(4))
+
+
+def test_a_stack_is_one_image_per_plane_scaled_over_the_whole_file(tmp_path):
+    stack = np.stack([np.full((H, W), 1000 * (z + 1), np.uint16) for z in range(12)])
+    stack[:, 0, 0] = 0
+    dataset = one_image(tmp_path, "z.tif", stack)
+    assert dataset.channels == 1 and len(dataset) == 12
+    middles = [dataset[z][0, 5, 5].item() for z in range(12)]
+    assert middles == sorted(middles) and middles[0] < -0.5 < 0.5 < middles[-1]  # one range for all planes
+
+
+def test_channels_last_tiff_only_when_its_samples_say_so(tmp_path):
+    data = noise((H, W, 2), np.uint16)
+    save(tmp_path / "pages" / "x.tif", data)  # tifffile writes H pages of W×2, as napari shows it
+    assert len(ImageFolder(tmp_path / "pages", size=None)) == H
+    (tmp_path / "samples").mkdir()
+    tifffile.imwrite(tmp_path / "samples" / "x.tif", data, photometric="minisblack",
+                     planarconfig="contig", extrasamples=["unspecified"])  # two samples per pixel
+    dataset = ImageFolder(tmp_path / "samples", size=None, flip=False)
+    assert dataset.channels == 2 and len(dataset) == 1 and dataset[0].shape == (2, H, W)
 
 
 def test_corrupt_files_are_named(tmp_path):
@@ -196,23 +230,35 @@ def test_items_never_alias_the_cache(tmp_path):
     assert dataset[0].abs().sum() > 0
 
 
-def test_array_images(tmp_path):
-    arrays = [noise((H, W), np.uint16), noise((H, W, 4), np.uint8), noise((3, H, W), np.float32)]
-    dataset = ArrayImages(arrays, rgb=[False, True, False], channels=3, size=32, seed=0)
+def test_files_of_each_kind_in_one_folder(tmp_path):
+    save(tmp_path / "a_gray16.tif", noise((H, W), np.uint16))
+    save(tmp_path / "b_rgba.png", noise((H, W, 4), np.uint8))
+    save(tmp_path / "c_three.tif", noise((3, H, W), np.float32))
+    dataset = ImageFolder(tmp_path, channels=3, size=32, seed=0)
     assert len(dataset) == 3 and all(dataset[i].shape == (3, 32, 32) for i in range(3))
-    bad = [noise((H, W), np.uint8), noise((2, 4, H, W), np.uint8), noise((2, H, W), np.uint8)]
+    bad = tmp_path / "bad"
+    save(bad / "ok.png", noise((H, W), np.uint8))
+    save(bad / "stack.tif", noise((2, 4, H, W), np.uint8))  # 8 gray planes
+    save(bad / "two.tif", noise((2, H, W), np.uint8))
+    assert len(ImageFolder(bad, size=32)) == 1 + 8 + 2
     with pytest.raises(DatasetError) as caught:
-        ArrayImages(bad, names=["ok", "stack", "two"], size=32)
-    assert [p.split(":")[0] for p in caught.value.problems] == ["array 1 (stack)", "array 2 (two)"]
-    with pytest.raises(DatasetError, match="array 0: cannot train on complex64"):
-        ArrayImages([np.zeros((H, W), np.complex64)], size=32)
-    with pytest.raises(DatasetError, match="no arrays"):
-        ArrayImages([])
+        ImageFolder(bad, channels=2, size=32)
+    assert [p.split(":")[0] for p in caught.value.problems] == ["ok.png", "stack.tif"]
+    save(tmp_path / "complex" / "c.tif", np.zeros((H, W), np.complex64))
+    with pytest.raises(DatasetError, match="c.tif: cannot translate or train on complex64"):
+        ImageFolder(tmp_path / "complex", size=32)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no image files"):
+        ImageFolder(tmp_path / "empty")
 
 
 def test_unpaired_domains(tmp_path):
-    domain_a = ArrayImages([noise((H, W), np.uint8, i) for i in range(3)], size=32, seed=1)
-    domain_b = ArrayImages([np.full((H, W, 3), 40 * i, np.uint8) for i in range(5)], rgb=True, size=32, seed=2)
+    for i in range(3):
+        save(tmp_path / "a" / f"{i}.png", noise((H, W), np.uint8, i))
+    for i in range(5):
+        save(tmp_path / "b" / f"{i}.png", np.full((H, W, 3), 40 * i, np.uint8))
+    domain_a = ImageFolder(tmp_path / "a", size=32, seed=1)
+    domain_b = ImageFolder(tmp_path / "b", size=32, seed=2)
     pairs = UnpairedDomains(domain_a, domain_b, seed=3)
     assert len(pairs) == 5
     x_a, x_b = pairs[4]
@@ -335,3 +381,17 @@ def test_dataloader_workers_give_the_same_batches(tmp_path):
         for parallel, serial in zip(batches(2), batches(0)):
             assert parallel.shape == (3, 3, 32, 32)
             assert torch.equal(parallel, serial)
+
+
+def test_paired_stacks_pair_plane_by_plane(tmp_path):
+    a = np.stack([paired_data(i)[0] for i in range(2)])
+    save(tmp_path / "A" / "x.tif", a)
+    save(tmp_path / "B" / "x.tif", 255 - a)
+    gray = {"channels_a": 1, "channels_b": 1}  # (2, Y, X) alone would make a 2-channel image
+    dataset = PairedFolders(tmp_path / "A", tmp_path / "B", size=24, seed=0, **gray)
+    assert len(dataset) == 2
+    assert_aligned(dataset)
+    save(tmp_path / "B" / "x.tif", np.concatenate([255 - a, a[:1]]))
+    with pytest.raises(DatasetError) as caught:
+        PairedFolders(tmp_path / "A", tmp_path / "B", size=24, **gray)
+    assert caught.value.problems == ["A/x.tif: A has 2 plane(s), B 3; plane i of A pairs with plane i of B"]

@@ -16,7 +16,7 @@ from trainers.datasets import ClassFolders, DatasetError
 from trainers.discriminators import MultiTaskDiscriminator
 from trainers.funit import TRAIN_PRESETS, FunitTrainConfig, build_trainer
 from trainers.losses import r1_penalty
-from trainers.run import make_class_settings, make_settings, train
+from trainers.run import make_settings, train
 
 TINY_MODEL = {"dim": 8, "n_res": 1, "mlp_dim": 16, "class_dim": 8}
 TINY_TRAINING = {"dis_dim": 8, "dis_blocks": 4}
@@ -184,7 +184,7 @@ def test_class_pairs_renumber_training_classes_and_are_repeatable(tmp_path):
 
 def test_train_on_class_folders_and_translate_an_unseen_class(tmp_path):
     root = make_classes(tmp_path / "data", n_classes=5, gray=True)
-    settings = make_class_settings("funit", "small", root, holdout=["class4"], config=dict(TINY_RUN, validate_every=2),
+    settings = make_settings("funit", "small", {"classes": root, "holdout_classes": ["class4"]}, config=dict(TINY_RUN, validate_every=2),
                                    overrides={"iterations": 2})
     assert settings.model["channels"] == 1 and settings.training["num_classes"] == 4
     run = tmp_path / "run"
@@ -194,7 +194,7 @@ def test_train_on_class_folders_and_translate_an_unseen_class(tmp_path):
     record = info.provenance["training"]
     assert record["classes"] == ["class0", "class1", "class2", "class3"]
     assert record["holdout_classes"] == ["class4"] and record["classes_dir"] == str(root)
-    assert json.loads((run / "run.json").read_text())["holdout_classes"] == ["class4"]
+    assert json.loads((run / "run.json").read_text())["inputs"]["holdout_classes"] == ["class4"]
     assert (run / "validation" / "00000002.png").is_file()
     # the saved weights are the average, not the trained generator
     checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)["modules"]
@@ -217,7 +217,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
     root = make_classes(tmp_path / "data")
 
     def settings(iterations):
-        return make_class_settings("funit", "small", root, holdout=1, config=TINY_RUN,
+        return make_settings("funit", "small", {"classes": root, "holdout_classes": 1}, config=TINY_RUN,
                                    overrides={"iterations": iterations})
 
     train(tmp_path / "straight", settings(4))
@@ -239,21 +239,21 @@ def test_class_folder_problems_are_named(tmp_path):
     (root / "class1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (root / "empty").mkdir()
     with pytest.raises(DatasetError) as caught:
-        make_class_settings("funit", "small", root, config=TINY_RUN)
+        make_settings("funit", "small", {"classes": root}, config=TINY_RUN)
     assert "empty/: class has no image files" in str(caught.value)
     assert "class1/broken.png" in str(caught.value)
     flat = tmp_path / "flat"
     flat.mkdir()
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(flat / "0.png")
     with pytest.raises(DatasetError, match="no class subfolders"):
-        make_class_settings("funit", "small", flat)
+        make_settings("funit", "small", {"classes": flat})
     with pytest.raises(ValueError, match="held-out classes not found: class9"):
-        make_class_settings("funit", "small", make_classes(tmp_path / "ok"), holdout=["class9"])
+        make_settings("funit", "small", {"classes": make_classes(tmp_path / "ok"), "holdout_classes": ["class9"]})
 
 
 def test_data_kinds_do_not_mix(tmp_path):
     root = make_classes(tmp_path / "data")
-    with pytest.raises(ValueError, match="engine 'funit' trains on one folder with a subfolder of images per class"):
-        make_settings("funit", "small", root / "class0", root / "class1")
+    with pytest.raises(ValueError, match="engine 'funit' trains on one folder of class subfolders"):
+        make_settings("funit", "small", {"domain_a": root / "class0", "domain_b": root / "class1"})
     with pytest.raises(ValueError, match="engine 'munit' trains on two folders"):
-        make_class_settings("munit", "small", root)
+        make_settings("munit", "small", {"classes": root})

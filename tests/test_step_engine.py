@@ -1,22 +1,27 @@
 """StEP engine: style codes from references (averaged), sampled through the mapper, interpolated
 between two references; shapes, exact tiling, the receptive field, the paper preset, model files."""
 
+import json
+
 import pytest
+import safetensors.torch
 import torch
 from conftest import random_image, stages_compose, tiled, translate_with
 
 from engines.blocks import SharedStatsNorm
 from engines.step import StepEngine
 from napari_i2i.contract.engine_api import EngineError, StyleMode, StyleRequest
-from napari_i2i.core.model_file import load_model, save_model
+from napari_i2i.core.model_file import convert_model, load_model, save_model
 from napari_i2i.contract.registry import default_registry
 
 
-def build(seed=0, **overrides):
+def build(seed=0, mapper_trained=False, **overrides):
     torch.manual_seed(seed)
     engine = StepEngine()
-    return engine, engine.build(engine.config("small", **overrides)).eval()
-
+    model = engine.build(engine.config("small", **overrides)).eval()
+    if mapper_trained:
+        model.mark_mapper_trained()
+    return engine, model
 
 
 def request(mode, *references, n=1, seed=0, direction="a2b"):
@@ -33,10 +38,10 @@ def test_registered_with_its_paired_trainer_and_capabilities():
     assert capabilities.directions == {"a2b": (1, 3)}
     assert capabilities.style_modes == (StyleMode.REFERENCE, StyleMode.INTERPOLATE)  # no fitted mapper yet
     assert capabilities.size_multiple == 2 and capabilities.context == 2 * (2 * 2 + 4) + 2  # small: 1 downsample
-    _, fitted = build(mapper_trained=1)
+    _, fitted = build(mapper_trained=True)
     assert fitted.capabilities.style_modes == (StyleMode.REFERENCE, StyleMode.RANDOM, StyleMode.INTERPOLATE)
-    with pytest.raises(EngineError, match="mapper_trained"):
-        StepEngine().build(StepEngine().config("small", mapper_trained=2))
+    with pytest.raises(EngineError, match="mapper_trained"):  # the earlier layout's key, still checked
+        StepEngine().build({**StepEngine().config("small"), "mapper_trained": 2})
 
 
 @pytest.mark.parametrize(("channels_a", "channels_b"), [(1, 3), (3, 3), (2, 1)])
@@ -91,7 +96,7 @@ def test_interpolation_endpoints_are_the_two_reference_styles_and_the_middle_the
 
 
 def test_random_styles_come_from_the_fitted_mapper_seeded_on_the_cpu():
-    _, model = build(mapper_trained=1)
+    _, model = build(mapper_trained=True)
     with torch.inference_mode():
         styles = model.condition(request(StyleMode.RANDOM, n=3, seed=7)).styles
         noise = torch.randn(3, 8, generator=torch.Generator().manual_seed(7))
@@ -183,11 +188,12 @@ def test_paper_preset_has_the_published_sizes():
 
 
 def test_model_file_round_trip_holds_encoder_generator_and_mapper(tmp_path):
-    engine, model = build(mapper_trained=1)
+    engine, model = build(mapper_trained=True)
     path = tmp_path / "step.safetensors"
     save_model(path, engine, model)
     loaded = load_model(path)
-    assert loaded.info.engine == "step" and loaded.info.config["mapper_trained"] == 1
+    assert loaded.info.engine == "step" and loaded.model.mapper_trained
+    assert "mapper_trained" not in loaded.info.config  # training state is not architecture
     saved = model.state_dict()
     assert {k.split(".")[0] for k in saved} == {"style_encoder", "generator", "mapper"}
     for key, value in loaded.model.state_dict().items():
@@ -196,3 +202,31 @@ def test_model_file_round_trip_holds_encoder_generator_and_mapper(tmp_path):
     x = random_image(1, 3, 32, 32)
     random = request(StyleMode.RANDOM, n=2, seed=3)
     torch.testing.assert_close(translate_with(loaded.model, x, random), translate_with(model, x, random))
+
+
+def write_earlier_layout(path, model, mapper_trained):
+    """A model file as the previous version wrote it: the flag in the config, no ``mapper.trained`` weight."""
+    weights = {k: v.contiguous() for k, v in model.state_dict().items() if k != "mapper.trained"}
+    info = {"engine": "step", "config": {**model.config, "mapper_trained": mapper_trained}, "domains": ["a", "b"],
+            "channels": {"a2b": [3, 3]}, "provenance": {}, "format_version": 1}
+    safetensors.torch.save_file(weights, str(path), metadata={"napari_i2i": json.dumps(info)})
+
+
+@pytest.mark.parametrize("mapper_trained", [0, 1])
+def test_model_files_of_the_earlier_layout_load_and_behave_as_before(tmp_path, mapper_trained):
+    engine, model = build(mapper_trained=bool(mapper_trained))
+    old = tmp_path / "old.safetensors"
+    write_earlier_layout(old, model, mapper_trained)
+    loaded = load_model(old)
+    assert loaded.model.mapper_trained == bool(mapper_trained)
+    assert (StyleMode.RANDOM in loaded.model.capabilities.style_modes) == bool(mapper_trained)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key]), key
+    x = random_image(1, 3, 32, 32)
+    reference = request(StyleMode.REFERENCE, random_image(1, 3, 32, 32, seed=2))
+    torch.testing.assert_close(translate_with(loaded.model, x, reference), translate_with(model, x, reference))
+    # saved again, in the current layout: the flag travels with the weights
+    new = tmp_path / "new.safetensors"
+    convert_model(old, new)
+    again = load_model(new)
+    assert "mapper_trained" not in again.info.config and again.model.mapper_trained == bool(mapper_trained)

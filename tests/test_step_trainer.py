@@ -14,7 +14,7 @@ from engines.step import StepEngine
 from engines.step.networks import StyleMapper
 from napari_i2i.contract.engine_api import StyleMode, StyleRequest
 from napari_i2i.core.model_file import load_model, read_model_info
-from trainers.run import make_paired_settings, make_settings, train
+from trainers.run import make_settings, train
 from trainers.step import (
     STAGES,
     TRAIN_PRESETS,
@@ -218,7 +218,7 @@ def test_settings_and_schedule():
     with pytest.raises(ValueError, match="style_pool"):
         StepTrainConfig.from_mapping({"style_pool": 18})
     trainer = make_trainer(style_iterations=2, generator_iterations=3, finetune_iterations=0, mapper_iterations=4)
-    stages = [trainer.stage_at(i)[:2] for i in range(11)]
+    stages = [(stage.name, local) for stage, local, _ in map(trainer.stage_at, range(11))]
     assert stages == [("style", 0), ("style", 1), ("generator", 0), ("generator", 1), ("generator", 2),
                       ("mapper", 0), ("mapper", 1), ("mapper", 2), ("mapper", 3), ("mapper", 4), ("mapper", 5)]
 
@@ -300,7 +300,7 @@ def test_stage_4_fits_the_mapper_to_the_training_codes_and_enables_random_styles
     losses = [trainer.step(None, i)["imle"] for i in range(100)]
     assert distance() < 0.5 * before and np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
     assert same(model.style_encoder, encoder)
-    assert model.config["mapper_trained"] == 1 and StyleMode.RANDOM in model.capabilities.style_modes
+    assert model.mapper_trained and StyleMode.RANDOM in model.capabilities.style_modes
     styles = model.condition(StyleRequest(StyleMode.RANDOM, "a2b", n_samples=4, seed=0)).styles
     assert styles.shape == (4, 8)
 
@@ -358,27 +358,27 @@ RUN = {"size": 16, "batch": 2, "log_every": 1, "checkpoint_every": 100, "validat
 
 def test_paired_settings_from_folders(tmp_path):
     a, b = write_pairs(tmp_path, side_by_side=False)
-    settings = make_paired_settings("step", "small", a, b, config=json.loads(json.dumps(RUN)))
-    assert settings.data == "paired" and settings.pairs_b == str(b)
+    settings = make_settings("step", "small", {"pairs_a": a, "pairs_b": b}, config=json.loads(json.dumps(RUN)))
+    assert settings.data == "paired" and settings.inputs["pairs_b"] == str(b)
     assert (settings.model["channels_a"], settings.model["channels_b"]) == (1, 3)  # from the images
     assert settings.iterations == 8  # the stages' iterations, added up
-    only = make_paired_settings("step", "small", a, b, config=json.loads(json.dumps(RUN)),
-                                training={"stages": ["style", "mapper"]})
+    only = make_settings("step", "small", {"pairs_a": a, "pairs_b": b, "stages": ["style", "mapper"]},
+                         config=json.loads(json.dumps(RUN)))
     assert only.iterations == 4 and only.training["stages"] == ["style", "mapper"]
-    fixed = make_paired_settings("step", "small", a, b, config=json.loads(json.dumps(RUN)),
-                                 overrides={"iterations": 5})
+    fixed = make_settings("step", "small", {"pairs_a": a, "pairs_b": b}, config=json.loads(json.dumps(RUN)),
+                          overrides={"iterations": 5})
     assert fixed.iterations == 5
-    default = make_paired_settings("step", "small", a, b)
+    default = make_settings("step", "small", {"pairs_a": a, "pairs_b": b})
     assert default.iterations == 300 + 600 + 200 + 500 and default.size == 64
     with pytest.raises(ValueError, match="aligned image pairs"):
-        make_settings("step", "small", a, b)
+        make_settings("step", "small", {"domain_a": a, "domain_b": b})
     with pytest.raises(ValueError, match="unpaired images"):
-        make_paired_settings("munit", "small", a, b)
+        make_settings("munit", "small", {"pairs_a": a, "pairs_b": b})
 
 
 def test_staged_run_resumes_exactly_and_writes_the_whole_model(tmp_path):
     (pairs,) = write_pairs(tmp_path)
-    settings = make_paired_settings("step", "small", pairs, config=json.loads(json.dumps(RUN)))
+    settings = make_settings("step", "small", {"pairs_a": pairs}, config=json.loads(json.dumps(RUN)))
     assert (settings.model["channels_a"], settings.model["channels_b"]) == (3, 3)
     with pytest.warns(UserWarning, match="randomly initialised"):
         whole = train(tmp_path / "whole", settings)
@@ -397,12 +397,13 @@ def test_staged_run_resumes_exactly_and_writes_the_whole_model(tmp_path):
         assert torch.equal(value, second.model.state_dict()[key]), key
     assert {k.split(".")[0] for k in first.model.state_dict()} == {"style_encoder", "generator", "mapper"}
     info = read_model_info(whole)
-    assert info.config["mapper_trained"] == 1
+    assert first.model.mapper_trained and "mapper_trained" not in info.config  # a weight, not architecture
     method = info.provenance["training"]["method"]
+    assert method["mapper_trained"] is True
     assert method["vgg"] == {"source": "random:seed=0"}
     assert method["stages"] == {name: {"planned": 2, "done": 2} for name in STAGES}
     assert info.provenance["training"]["pairs_a"] == str(pairs) and info.provenance["training"]["pairs_b"] is None
-    assert read_model_info(parts).config["mapper_trained"] == 1
+    assert second.model.mapper_trained
     log = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
     vgg_events = [e for e in log if e.get("event") == "vgg"]
     assert len(vgg_events) == 1 and vgg_events[0]["source"] == "random:seed=0" and "randomly" in vgg_events[0]["note"]
@@ -414,10 +415,10 @@ def test_staged_run_resumes_exactly_and_writes_the_whole_model(tmp_path):
 def test_a_run_without_the_mapper_stage_offers_no_random_styles(tmp_path):
     (pairs,) = write_pairs(tmp_path)
     config = json.loads(json.dumps(RUN))
-    settings = make_paired_settings("step", "small", pairs, config=config, training={"stages": ["generator"]})
+    settings = make_settings("step", "small", {"pairs_a": pairs, "stages": ["generator"]}, config=config)
     path = train(tmp_path / "run", settings)  # small: no perceptual term, so no VGG16 at all
     loaded = load_model(path)
-    assert loaded.info.config["mapper_trained"] == 0
+    assert not loaded.model.mapper_trained and loaded.info.provenance["training"]["method"]["mapper_trained"] is False
     assert StyleMode.RANDOM not in loaded.model.capabilities.style_modes
     method = loaded.info.provenance["training"]["method"]
     assert method["stages"] == {"generator": {"planned": 2, "done": 2}} and method["vgg"] is None

@@ -11,6 +11,7 @@ from conftest import drain
 from napari.utils.notifications import NotificationSeverity, notification_manager
 from PIL import Image as PILImage
 
+from napari_i2i.contract.registry import default_registry
 from napari_i2i.core.layer_data import ImageData
 from napari_i2i.core.model_file import load_model, read_model_info
 from napari_i2i.frontends.train_job import (
@@ -27,6 +28,10 @@ from napari_i2i.frontends.translate_widget import TranslateWidget
 from trainers.run import preset_loop_settings
 
 TRAIN_TIMEOUT_MS = 180_000
+
+
+def kind(name):
+    return default_registry().data_kind(name)
 
 
 def gray(rng, shape, name, high=4000):
@@ -67,7 +72,7 @@ def test_planes_are_what_napari_shows_through_the_contrast_limits():
 )
 def test_bad_layers_are_refused_before_anything_is_written(tmp_path, rng, data, layers, size, message):
     run_dir = tmp_path / "run"
-    request = TrainRequest(engine="x", data=data, run_dir=run_dir, iterations=2, size=size, layers=layers(rng))
+    request = TrainRequest(engine="x", data=kind(data), run_dir=run_dir, iterations=2, size=size, layers=layers(rng))
     with pytest.raises(TrainJobError, match=re.escape(message)):
         drain(run_training(request))[0]
     assert not run_dir.exists()
@@ -77,12 +82,12 @@ def test_run_folder_must_be_new_unless_resuming(tmp_path, rng):
     (tmp_path / "notes.txt").write_text("mine")
     layers = {"domain_a": [gray(rng, (64, 64), "A")], "domain_b": [gray(rng, (64, 64), "B")]}
     with pytest.raises(TrainJobError, match="not an empty folder"):
-        check_request(TrainRequest(engine="munit", data="unpaired", run_dir=tmp_path, iterations=2, layers=layers))
+        check_request(TrainRequest(engine="munit", data=kind("unpaired"), run_dir=tmp_path, iterations=2, layers=layers))
     with pytest.raises(TrainJobError, match="no run to resume"):
-        check_request(TrainRequest(engine="munit", data="unpaired", run_dir=tmp_path, iterations=2, resume=True))
+        check_request(TrainRequest(engine="munit", data=kind("unpaired"), run_dir=tmp_path, iterations=2, resume=True))
     (tmp_path / "run.json").write_text(json.dumps({"engine": "unit"}))
     with pytest.raises(TrainJobError, match="holds a unit run: choose the engine unit"):
-        check_request(TrainRequest(engine="munit", data="unpaired", run_dir=tmp_path, iterations=2, resume=True))
+        check_request(TrainRequest(engine="munit", data=kind("unpaired"), run_dir=tmp_path, iterations=2, resume=True))
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
@@ -92,7 +97,7 @@ def test_paired_layers_train_step_and_stay_untouched(tmp_path, rng):
     b = ImageData((4000 - a.data).astype(np.uint16), "stained", False, (0.0, 4000.0))
     originals = [a.data.copy(), b.data.copy()]
     run_dir = tmp_path / "run"
-    request = TrainRequest(engine="step", data="paired", run_dir=run_dir, iterations=3, size=64, device="cpu",
+    request = TrainRequest(engine="step", data=kind("paired"), run_dir=run_dir, iterations=3, size=64, device="cpu",
                            layers={"pairs_a": [a], "pairs_b": [b]})
     outcome, progress = drain(run_training(request))
     messages = [step.message for step in progress]
@@ -116,7 +121,7 @@ def test_class_layers_train_funit(tmp_path, rng):
     """One class per layer, named after it; a stack's planes are the class's images."""
     classes = [gray(rng, (3, 32, 32), "Serif"), gray(rng, (2, 40, 36), "Sans/Bold"), gray(rng, (32, 32), "Serif")]
     run_dir = tmp_path / "run"
-    request = TrainRequest(engine="funit", data="classes", run_dir=run_dir, iterations=2, size=32, device="cpu",
+    request = TrainRequest(engine="funit", data=kind("classes"), run_dir=run_dir, iterations=2, size=32, device="cpu",
                            layers={"classes": classes})
     outcome = drain(run_training(request))[0]
 
@@ -128,7 +133,7 @@ def test_class_layers_train_funit(tmp_path, rng):
 
 def test_a_training_error_comes_back_as_the_cli_says_it(tmp_path, rng):
     layers = {"domain_a": [gray(rng, (64, 64), "A")], "domain_b": [gray(rng, (64, 64), "B")]}
-    request = TrainRequest(engine="munit", data="unpaired", run_dir=tmp_path / "run", iterations=2, size=64,
+    request = TrainRequest(engine="munit", data=kind("unpaired"), run_dir=tmp_path / "run", iterations=2, size=64,
                            preset="no-such-preset", device="cpu", layers=layers)
     with pytest.raises(TrainJobError, match="no training preset 'no-such-preset'"):
         drain(run_training(request))[0]
@@ -159,8 +164,8 @@ def test_docks_from_the_manifest_and_shows_the_engines_data(viewer, rng):
     cells = add_gray(viewer, rng, "cells")
     assert cells in widget.domain_a.choices and cells in widget.pairs_a.choices
 
-    shown = lambda: {r for r in ("domain_a", "domain_b", "pairs_a", "pairs_b", "classes")  # noqa: E731
-                     if not getattr(widget, r).native.isHidden()}
+    shown = lambda: {key for (_, key), chooser in widget.choosers.items()  # noqa: E731
+                     if not chooser.native.isHidden()}
     widget.engine.value = "step"
     assert shown() == {"pairs_a", "pairs_b"}
     assert widget.iterations.value == preset_loop_settings("step", "small")["iterations"]
@@ -239,6 +244,6 @@ def test_a_crashed_training_process_is_reported_with_its_last_messages(tmp_path,
     crash = "import sys; print('Traceback: it broke', file=sys.stderr); sys.exit(3)"
     monkeypatch.setattr(train_job, "train_command", lambda request, folders: [sys.executable, "-c", crash])
     layers = {"domain_a": [gray(rng, (64, 64), "A")], "domain_b": [gray(rng, (64, 64), "B")]}
-    request = TrainRequest(engine="munit", data="unpaired", run_dir=tmp_path / "run", iterations=2, layers=layers)
+    request = TrainRequest(engine="munit", data=kind("unpaired"), run_dir=tmp_path / "run", iterations=2, layers=layers)
     with pytest.raises(train_job.TrainingCrashed, match="exit status 3(.|\n)*it broke"):
         drain(run_training(request))[0]

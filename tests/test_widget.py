@@ -7,6 +7,7 @@ from napari.utils.notifications import NotificationSeverity, notification_manage
 from PIL import Image as PILImage
 
 from engines.munit import MunitEngine
+from napari_i2i.frontends import translate_job
 from napari_i2i.frontends import translate_widget as widget_module
 from napari_i2i.core.bundled_models import STAIN_MODEL, bundled_model
 from napari_i2i.contract.engine_api import StyleMode
@@ -156,7 +157,9 @@ def test_matched_styles_name_the_reference_each_layer_got(qtbot, viewer, widget,
     widget.style_mode.value = StyleMode.MATCHED
     widget.device.value = "cpu"
     widget.run()  # no references chosen: refused before any work
-    assert errors(notifications) == ["Choose the style references to match: image layers of the output domain."]
+    assert errors(notifications) == [
+        "matched mode chooses among style references: give them with the list of style references"
+    ]
 
     widget.references.value = references
     run_and_wait(qtbot, widget)
@@ -240,7 +243,7 @@ def test_unexpected_failure_is_an_error_notification(
         raise RuntimeError("a bug")
         yield
 
-    monkeypatch.setattr(widget_module, "run_translation", broken_translation)
+    monkeypatch.setattr(translate_job, "run_translation", broken_translation)
     widget.sources.value = [add_gray(viewer)]
     widget.model_file.value = munit_file
     widget.device.value = "cpu"
@@ -371,8 +374,8 @@ def test_few_shot_mode_with_class_examples_of_different_sizes(
     widget.device.value = "cpu"
     widget.run()  # no class example chosen: an error, no run
     assert errors(notifications) == [
-        "Choose at least one class example: image layers of the class to translate into, "
-        "or one stack layer whose planes are the examples."
+        "few-shot translation needs at least one class example: an image of the class to translate into "
+        "(several images, or one stack whose planes are the examples)"
     ]
     assert widget.worker is None
 
@@ -435,8 +438,8 @@ def test_interpolation_mode_between_two_references(qtbot, viewer, widget, step_f
     widget.references.value = [calm]
     widget.run()  # one reference: an error, no run
     assert errors(notifications) == [
-        "Choose exactly two style references to interpolate between "
-        "(the first in the list is where the steps start); 1 chosen."
+        "style interpolation goes from the style of one reference image to that of another: "
+        "choose exactly 2 reference images, not 1"
     ]
     assert widget.worker is None
 

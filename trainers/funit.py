@@ -83,7 +83,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # CPU-sized: narrow discriminator, Adam β=(0, 0.99) at a higher learning rate, an average that
     # follows early training, no weight decay (with Adam it zeroed the class encoder) and λR 20
-    # (at 0.1 the glyphs lost their shapes); see docs/training.md for what was measured.
+    # (at 0.1 the glyphs lost their shapes); see benchmarks/NOTES.md for what was measured.
     "small": {
         "optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0, "reconstruction_weight": 20.0,
         "ema_warmup": True, "dis_dim": 16, "dis_blocks": 6, "dis_max_dim": 256,
@@ -149,14 +149,26 @@ class FunitTrainer(MethodTrainer):
     def step(self, batch: Any, iteration: int) -> dict[str, float]:
         """*batch* is ``((x, labels_x), (y, labels_y))``: content images, class images."""
         (x, label_x), (y, label_y) = ((t.to(self.device, non_blocking=True) for t in pair) for pair in batch)
-        cfg = self.config
         generator = self.generator.generator
         with autocast(self.device):
             content = generator.content_encoder(x)
             translation = generator.decode(content, generator.class_encoder(y))  # x in y's class
             reconstruction = generator.decode(content, generator.class_encoder(x))  # x in its own class
+        dis_loss, losses = self._discriminator_update(y, label_y, translation)
+        gen_loss, gen_losses = self._generator_update((x, label_x), (y, label_y), translation, reconstruction,
+                                                      iteration)
+        self.update_average(iteration)
+        losses.update(gen_losses)
+        return {
+            "dis": dis_loss.item(),
+            "gen": gen_loss.item(),
+            **{name: value.item() for name, value in losses.items()},
+        }
 
-        # Discriminator: y real, the translation fake (both judged by y's class), R1 on y.
+    def _discriminator_update(self, y: torch.Tensor, label_y: torch.Tensor,
+                              translation: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """y real, the translation fake (both judged by y's class), R1 on y."""
+        cfg = self.config
         real = y.detach().requires_grad_(cfg.r1_weight > 0)
         with autocast(self.device):
             real_logits = self.dis(real, label_y)
@@ -171,8 +183,14 @@ class FunitTrainer(MethodTrainer):
         self.dis_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(dis_loss).backward()
         self.scaler.step(self.dis_optimizer)
+        return dis_loss, losses
 
-        # Generator, scored by the updated discriminator.
+    def _generator_update(self, content: tuple[torch.Tensor, torch.Tensor], style: tuple[torch.Tensor, torch.Tensor],
+                          translation: torch.Tensor, reconstruction: torch.Tensor,
+                          iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scored by the updated discriminator: hinge GAN, feature matching, reconstruction."""
+        cfg = self.config
+        (x, label_x), (y, label_y) = content, style
         self.dis.requires_grad_(False)
         with autocast(self.device):
             features_t = self.dis.features(translation)
@@ -194,13 +212,7 @@ class FunitTrainer(MethodTrainer):
         self.scaler.step(self.gen_optimizer)
         self.scaler.update()  # once per iteration, after both optimisers
         self.dis.requires_grad_(True)
-        self.update_average(iteration)
-        losses.update(gan=gan, reconstruction=reconstruction_loss, feature=feature)
-        return {
-            "dis": dis_loss.item(),
-            "gen": gen_loss.item(),
-            **{name: value.item() for name, value in losses.items()},
-        }
+        return gen_loss, {"gan": gan, "reconstruction": reconstruction_loss, "feature": feature}
 
     @torch.no_grad()
     def validation_images(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from napari_i2i.contract.trainer_api import MethodTrainer
 from napari_i2i.core.device import autocast_dtype
@@ -238,6 +237,20 @@ class TrainLoop:
             self.writer.add_image("validation", make_grid(images, nrow=nrow), self.iteration)
             self.writer.flush()
 
+    def _after_step(self, losses: Mapping[str, float], started: float) -> None:
+        """What follows each step when due: log, progress, validation images, checkpoint."""
+        config = self.config
+        if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
+            elapsed = time.perf_counter() - started
+            self._log({"iteration": self.iteration, "seconds": round(elapsed, 3), **losses})
+            self._log_scalars(losses)
+        if self.on_progress is not None:
+            self.on_progress(self.iteration, losses)
+        if self.iteration % config.validate_every == 0:
+            self._validate()
+        if self.iteration % config.checkpoint_every == 0:
+            self.save_checkpoint()
+
     def run(self) -> bool:
         """Train to ``config.iterations``; returns False when stopped early (Ctrl-C, ``should_stop``).
 
@@ -257,19 +270,9 @@ class TrainLoop:
                     if stop.requested or (self.should_stop is not None and self.should_stop()):
                         finished = False
                         break
-                    batch = next(batches)
-                    losses = self.trainer.step(batch, self.iteration)
+                    losses = self.trainer.step(next(batches), self.iteration)
                     self.iteration += 1
-                    if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
-                        elapsed = time.perf_counter() - started
-                        self._log({"iteration": self.iteration, "seconds": round(elapsed, 3), **losses})
-                        self._log_scalars(losses)
-                    if self.on_progress is not None:
-                        self.on_progress(self.iteration, losses)
-                    if self.iteration % config.validate_every == 0:
-                        self._validate()
-                    if self.iteration % config.checkpoint_every == 0:
-                        self.save_checkpoint()
+                    self._after_step(losses, started)
             if self.iteration != first or not self.checkpoint_path.exists():
                 self.save_checkpoint()
         finally:

@@ -25,7 +25,7 @@ from trainers.loop import make_grad_scaler
 from trainers.losses import lsgan_discriminator, lsgan_generator
 
 # The CPU-sized optimisation of the `small` presets: narrow discriminators, the
-# Adam betas and higher learning rate of later GAN work (docs/benchmarks.md: the
+# Adam betas and higher learning rate of later GAN work (benchmarks/NOTES.md: the
 # published optimiser and lr 1e-3 both learnt less in the same time).
 SMALL_OPTIMISATION: dict[str, Any] = dict(
     lr=4e-4, beta1=0.0, beta2=0.99, dis_dim=16, dis_layers=3, dis_scales=2

@@ -8,7 +8,10 @@ pairs) and a held-out paired test set (``test_a``/``test_b``, same names).
     python -m benchmarks.tasks.generate all --out /tmp/i2i_tasks
     python -m benchmarks.tasks.metrics baselines /tmp/i2i_tasks
 
-Modules: ``benchmarks.tasks.generate`` (the task generators) and
-``benchmarks.tasks.metrics`` (PSNR/SSIM/L1, diversity, baselines, tables).
+Modules: ``generate`` (builds and writes the tasks: ``stain``, ``fluo2bf``,
+``glyphs``), ``task`` (the task, its split and its folder), ``fonts`` (glyph
+rendering), ``stardist_data``, ``metrics`` (PSNR/SSIM/L1, diversity,
+baselines, tables), and the few-shot glyph task ``fewshot`` with its
+``fewshot_baselines``.
 See ``docs/benchmarks.md`` ("Quality benchmark: tasks and baselines").
 """

@@ -1,7 +1,7 @@
 """Few-shot glyph task (FUNIT, issue 4): the same characters in many fonts, split by family.
 
 Every chosen font is a class: its glyphs of ``A–Z a–z 0–9``, rendered as the
-``glyphs`` task renders them (:func:`benchmarks.tasks.generate.render_glyph`:
+``glyphs`` task renders them (:func:`benchmarks.tasks.fonts.render_glyph`:
 Pillow at ``round(0.6·tile)`` px, ink centred on a white tile, black ink,
 8-bit gray). Fonts are grouped into *family groups*: a family (Pillow's
 ``getname()[0]``, e.g. ``Nimbus Sans``) together with its width/optical
@@ -13,7 +13,7 @@ of a test family is ever seen in training.
 Layout written by :func:`write_task`::
 
     DIR/train/<font>/uXXXX.png   training fonts (one folder = one class, for
-                                 trainers.run.make_class_settings / train funit --classes)
+                                 trainers.run.make_settings / train funit --classes)
     DIR/test/<font>/uXXXX.png    unseen fonts: every character (examples and targets)
     DIR/manifest.json            fonts (files, hashes, groups), split, characters, draws
 
@@ -24,9 +24,9 @@ glyphs); the two sets are disjoint. For each unseen font there are ``draws``
 seeded orderings of the example characters; K-shot uses the first K of a draw,
 so the 1-shot example is one of the 5-shot examples.
 
-Baselines (no training, no test targets used): :func:`identity_prediction`
-(the source font's glyph) and :func:`nearest_font` (the training font closest
-in L1 to the unseen font on the K example characters; its glyph is the prediction).
+Baselines (no training, no test targets used; ``fewshot_baselines.py``): the source
+font's glyph, and the glyph of the training font closest in L1 to the unseen
+font on the K example characters.
 
     python -m benchmarks.tasks.fewshot --out DIR [--tile 32] [--seed 0]
 """
@@ -46,20 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .generate import (
-    GLYPH_MARGIN,
-    GLYPH_SIZE_FRACTION,
-    MissingData,
-    _pixel_sha256,
-    _versions,
-    font_files,
-    font_record,
-    glyph_file,
-    load_font,
-    notdef_glyph,
-    read_image,
-    real_glyph,
-)
+from .fonts import (GLYPH_MARGIN, GLYPH_SIZE_FRACTION, FontFace, discover_fonts, font_record, font_slug,
+                    glyph_char, glyph_file, load_font, render_face)
+from .task import MissingData, pixel_sha256, read_image, versions
 
 FORMAT_VERSION = 1
 CHARACTERS = string.ascii_uppercase + string.ascii_lowercase + string.digits
@@ -108,62 +97,6 @@ FAMILIES: dict[str, tuple[str, str]] = {
 
 # Random streams of their own (numpy SeedSequence keys after the seed).
 _TEST_GROUPS, _CHARS, _DRAWS = 11, 12, 13
-
-
-@dataclass(frozen=True)
-class FontFace:
-    """One installed font file of a listed family."""
-
-    slug: str  # folder name: "Nimbus_Sans_Bold_Italic"
-    family: str
-    style: str
-    group: str
-    package: str
-    path: Path
-
-
-def font_slug(family: str, style: str) -> str:
-    return "_".join(f"{family} {style}".split()).replace("/", "-")
-
-
-def discover_fonts(families: Mapping[str, tuple[str, str]] = FAMILIES) -> tuple[list[FontFace], list[dict]]:
-    """Installed faces of ``families``, sorted by slug, and the files skipped as duplicates.
-
-    A (family, style) found in several files (e.g. a font installed twice) is
-    taken from the first file in :func:`~benchmarks.tasks.generate.font_files` order.
-    """
-    from PIL import ImageFont
-
-    faces: dict[str, FontFace] = {}
-    duplicates = []
-    for path in font_files():
-        try:
-            family, style = ImageFont.truetype(str(path), size=16).getname()
-        except OSError:
-            continue
-        if family not in families:
-            continue
-        slug = font_slug(family, style)
-        if slug in faces:
-            duplicates.append({"file": str(path), "font": slug, "kept": str(faces[slug].path)})
-            continue
-        group, package = families[family]
-        faces[slug] = FontFace(slug, family, style, group, package, path)
-    return [faces[s] for s in sorted(faces)], duplicates
-
-
-def render_face(face: FontFace, chars: str, tile: int) -> tuple[dict[str, np.ndarray], list[str]]:
-    """``(glyphs, missing)``: each character with a real glyph that fits, and the others."""
-    font = load_font(face.path, tile)
-    notdef = notdef_glyph(font, tile)
-    glyphs, missing = {}, []
-    for char in chars:
-        image = real_glyph(font, char, tile, notdef)
-        if image is None:
-            missing.append(char)
-        else:
-            glyphs[char] = image
-    return glyphs, missing
 
 
 @dataclass
@@ -253,35 +186,18 @@ def build_task(
     glyph of any of ``chars`` or whose glyph doesn't fit the tile is left out
     (the manifest lists it).
     """
-    if tile < 16:
-        raise ValueError("the few-shot glyph task needs --tile >= 16")
-    chars = "".join(dict.fromkeys(chars))  # unique, in order
-    if not 1 <= max_shots <= n_example_chars < len(chars):
-        raise ValueError(f"need 1 <= K ({max_shots}) <= example characters ({n_example_chars}) "
-                         f"< characters ({len(chars)})")
-    if draws < 1:
-        raise ValueError("draws must be >= 1")
+    chars = _checked_characters(tile, chars, n_example_chars, draws, max_shots)
     faces, duplicates = discover_fonts(families)
     source_slug = font_slug(*source)
     by_slug = {face.slug: face for face in faces}
     if source_slug not in by_slug:
-        family = source[0]
-        package = families.get(family, ("", "the font's package"))[1]
+        package = families.get(source[0], ("", "the font's package"))[1]
         raise MissingData(f"source font {' '.join(source)} is not installed (apt-get install -y {package})")
-    source_group = by_slug[source_slug].group
     installed_groups = sorted({face.group for face in faces})
-    train, test = _choose_groups(installed_groups, source_group, test_groups, n_test_groups,
+    train, test = _choose_groups(installed_groups, by_slug[source_slug].group, test_groups, n_test_groups,
                                  train_groups, seed)
-
-    glyphs, excluded = {}, {}
-    for face in faces:
-        if face.group not in train and face.group not in test:
-            continue
-        rendered, missing = render_face(face, chars, tile)
-        if missing:
-            excluded[face.slug] = {"file": str(face.path), "missing_or_too_big": "".join(missing)}
-            continue
-        glyphs[face.slug] = rendered
+    glyphs, excluded = _render_faces([face for face in faces if face.group in train or face.group in test],
+                                     chars, tile)
     if source_slug not in glyphs:
         raise MissingData(f"source font {source_slug}: {excluded[source_slug]}")
     train_fonts = sorted(s for s in glyphs if by_slug[s].group in train)
@@ -289,51 +205,96 @@ def build_task(
     if not test_fonts:
         raise MissingData(f"no usable font in the test groups {', '.join(test)}")
 
+    example_chars, test_chars = _split_characters(chars, n_example_chars, seed)
+    draw_record = _draw_examples(test_fonts, example_chars, draws, max_shots, seed)
+    used = {s: by_slug[s] for s in (*train_fonts, *test_fonts)}
+    task = FewShotTask(tile, seed, chars, example_chars, test_chars, source_slug, train_fonts,
+                       test_fonts, used, glyphs, draw_record)
+    task.manifest = _manifest(task, {"train": train, "test": test, "installed": installed_groups},
+                              max_shots, excluded, duplicates, families)
+    return task
+
+
+def _checked_characters(tile: int, chars: str, n_example_chars: int, draws: int, max_shots: int) -> str:
+    """``chars`` without repeats, in order, once the sizes are known to fit together."""
+    if tile < 16:
+        raise ValueError("the few-shot glyph task needs --tile >= 16")
+    chars = "".join(dict.fromkeys(chars))
+    if not 1 <= max_shots <= n_example_chars < len(chars):
+        raise ValueError(f"need 1 <= K ({max_shots}) <= example characters ({n_example_chars}) "
+                         f"< characters ({len(chars)})")
+    if draws < 1:
+        raise ValueError("draws must be >= 1")
+    return chars
+
+
+def _render_faces(faces: Sequence[FontFace], chars: str,
+                  tile: int) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict]]:
+    """``(glyphs per usable face, excluded faces with the characters they lack)``."""
+    glyphs, excluded = {}, {}
+    for face in faces:
+        rendered, missing = render_face(face, chars, tile)
+        if missing:
+            excluded[face.slug] = {"file": str(face.path), "missing_or_too_big": "".join(missing)}
+        else:
+            glyphs[face.slug] = rendered
+    return glyphs, excluded
+
+
+def _split_characters(chars: str, n_example_chars: int, seed: int) -> tuple[str, str]:
+    """``(example characters, test characters)``: a seeded, disjoint split, each in ``chars`` order."""
     order = np.random.default_rng([seed, _CHARS]).permutation(len(chars))
     chosen = set(order[:n_example_chars].tolist())
-    example_chars = "".join(c for i, c in enumerate(chars) if i in chosen)
-    test_chars = "".join(c for i, c in enumerate(chars) if i not in chosen)
-    draw_record = {}
+    return ("".join(c for i, c in enumerate(chars) if i in chosen),
+            "".join(c for i, c in enumerate(chars) if i not in chosen))
+
+
+def _draw_examples(test_fonts: Sequence[str], example_chars: str, draws: int, max_shots: int,
+                   seed: int) -> dict[str, list[str]]:
+    """Per unseen font, ``draws`` seeded orderings of the example characters (first ``max_shots``)."""
+    record = {}
     for font in test_fonts:
         key = zlib.crc32(font.encode())  # a font's draws don't depend on which other fonts exist
         orders = [np.random.default_rng([seed, _DRAWS, key, d]).permutation(list(example_chars))
                   for d in range(draws)]
-        draw_record[font] = ["".join(order[:max_shots]) for order in orders]
+        record[font] = ["".join(order[:max_shots]) for order in orders]
+    return record
 
-    used = {s: by_slug[s] for s in (*train_fonts, *test_fonts)}
-    task = FewShotTask(tile, seed, chars, example_chars, test_chars, source_slug, train_fonts,
-                       test_fonts, used, glyphs, draw_record)
 
+def _manifest(task: FewShotTask, groups: Mapping[str, list[str]], max_shots: int, excluded: dict,
+              duplicates: list[dict], families: Mapping[str, tuple[str, str]]) -> dict:
+    """What ``manifest.json`` records: fonts with hashes, groups, split, characters, draws."""
     def record(face: FontFace) -> dict:
-        font = load_font(face.path, tile)
+        font = load_font(face.path, task.tile)
         return {**font_record(face.path, font), "family": face.family, "style": face.style,
                 "group": face.group, "package": face.package,
-                "split": "train" if face.slug in train_fonts else "test",
-                "glyphs_sha256": _pixel_sha256(np.stack([glyphs[face.slug][c] for c in chars]))}
+                "split": "train" if face.slug in task.train_fonts else "test",
+                "glyphs_sha256": pixel_sha256(np.stack([task.glyphs[face.slug][c] for c in task.chars]))}
 
-    group_fonts = lambda names: {g: [s for s in used if used[s].group == g] for g in names}  # noqa: E731
-    task.manifest = {
-        "task": "fewshot", "format_version": FORMAT_VERSION, "tile": tile, "seed": seed,
-        "versions": _versions(),
+    def group_fonts(names: Sequence[str]) -> dict[str, list[str]]:
+        return {g: [s for s in task.faces if task.faces[s].group == g] for g in names}
+
+    return {
+        "task": "fewshot", "format_version": FORMAT_VERSION, "tile": task.tile, "seed": task.seed,
+        "versions": versions(),
         "rendering": f"Pillow ImageFont, size round({GLYPH_SIZE_FRACTION}*tile) px, anchor 'mm', ink "
                      f"bounding box centred (integer offsets), black ink on white, margin {GLYPH_MARGIN} "
                      "px (benchmarks.tasks.generate.render_glyph); a font lacking a real glyph (not "
                      ".notdef) of any character, or whose glyph doesn't fit, is left out",
-        "characters": {"all": chars, "examples": example_chars, "test": test_chars},
-        "source": source_slug,
-        "groups": {"train": group_fonts(train), "test": group_fonts(test),
-                   "installed": installed_groups},
-        "split": {"train": train_fonts, "test": test_fonts},
-        "draws": {"shots": max_shots, "per_font": draw_record},
-        "fonts": {s: record(used[s]) for s in sorted(used)},
+        "characters": {"all": task.chars, "examples": task.example_chars, "test": task.test_chars},
+        "source": task.source,
+        "groups": {"train": group_fonts(groups["train"]), "test": group_fonts(groups["test"]),
+                   "installed": groups["installed"]},
+        "split": {"train": task.train_fonts, "test": task.test_fonts},
+        "draws": {"shots": max_shots, "per_font": task.draws},
+        "fonts": {s: record(task.faces[s]) for s in sorted(task.faces)},
         "excluded": excluded,
         "duplicates": duplicates,
         "families": {family: list(v) for family, v in families.items()},
-        "counts": {"train_fonts": len(train_fonts), "test_fonts": len(test_fonts),
-                   "train_images": len(train_fonts) * len(chars),
-                   "test_images": len(test_fonts) * len(chars)},
+        "counts": {"train_fonts": len(task.train_fonts), "test_fonts": len(task.test_fonts),
+                   "train_images": len(task.train_fonts) * len(task.chars),
+                   "test_images": len(task.test_fonts) * len(task.chars)},
     }
-    return task
 
 
 # --------------------------------------------------------------------------- write/read
@@ -369,41 +330,8 @@ def write_task(task: FewShotTask, out_dir: str | Path) -> Path:
 
 def read_glyphs(folder: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """``{font: {char: image}}`` from a ``train/`` or ``test/`` folder written by :func:`write_task`."""
-    from .generate import glyph_char
-
     return {sub.name: {glyph_char(p.name): read_image(p) for p in sorted(sub.glob("*.png"))}
             for sub in sorted(Path(folder).iterdir()) if sub.is_dir()}
-
-
-# ---------------------------------------------------------------------------- baselines
-
-def mean_l1(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], chars: str) -> float:
-    """Mean absolute grey-level difference over ``chars`` of two fonts' glyphs."""
-    return float(np.mean([np.abs(a[c].astype(np.float64) - b[c].astype(np.float64)).mean() for c in chars]))
-
-
-def nearest_font(examples: Mapping[str, np.ndarray],
-                 candidates: Mapping[str, Mapping[str, np.ndarray]]) -> str:
-    """The candidate font whose glyphs of the example characters are closest in mean L1
-    to ``examples`` (``{char: glyph}``); ties go to the first name in sorted order."""
-    if not examples:
-        raise ValueError("the nearest-font baseline needs at least one example glyph")
-    chars = "".join(examples)
-    distances = {name: mean_l1(examples, candidates[name], chars) for name in sorted(candidates)}
-    return min(distances, key=distances.get)
-
-
-def identity_prediction(task: FewShotTask) -> dict[str, np.ndarray]:
-    """The source font's glyphs of the test characters."""
-    return {c: task.glyphs[task.source][c] for c in task.test_chars}
-
-
-def nearest_font_prediction(task: FewShotTask, font: str, draw: int,
-                            k: int) -> tuple[str, dict[str, np.ndarray]]:
-    """``(chosen training font, its glyphs of the test characters)`` for unseen ``font``'s K-shot draw."""
-    examples = {c: task.glyphs[font][c] for c in task.examples(font, draw, k)}
-    chosen = nearest_font(examples, {f: task.glyphs[f] for f in task.train_fonts})
-    return chosen, {c: task.glyphs[chosen][c] for c in task.test_chars}
 
 
 def main(argv: list[str] | None = None) -> int:

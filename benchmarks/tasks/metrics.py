@@ -45,7 +45,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .generate import Task, load_task, read_image
+from .task import Task, load_task, read_image
 
 DATA_RANGE = 255
 #: PSNR reported for identical images (skimage returns inf).

@@ -29,7 +29,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "class_dim": 64, "class_downsample": 4, "mlp_dim": 256,
     },
     # Same architecture, narrow and shallow enough to train on two CPU cores; one downsampling
-    # (32² glyphs → 32×16×16 content: with two, 8×8 lost the glyphs; docs/training.md).
+    # (32² glyphs → 32×16×16 content: with two, 8×8 lost the glyphs; benchmarks/NOTES.md).
     "small": {
         "channels": 3, "dim": 16, "n_downsample": 1, "n_res": 2,
         "class_dim": 32, "class_downsample": 3, "mlp_dim": 64,

@@ -26,8 +26,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # Same architecture, narrow and shallow enough to train on two CPU cores; one
     # downsampling keeps fine structure that 64² training crops cannot afford to
-    # lose (docs/benchmarks.md: 2 downsamplings stalled below the identity).
-    # content_norm="layer" is an option, not the default: docs/benchmarks.md,
+    # lose (benchmarks/NOTES.md: 2 downsamplings stalled below the identity).
+    # content_norm="layer" is an option, not the default: benchmarks/NOTES.md,
     # "Content-encoder normalisation".
     "small": dict(
         channels_a=3, channels_b=3, dim=16, n_downsample=1, n_res=2,

@@ -16,7 +16,7 @@ from engines.blocks.convolution import Norm
 #: Normalisations the content encoder may use: ``instance`` as published; ``layer`` — a
 #: deviation from the paper, in no preset — normalises each feature map over all channels
 #: and pixels, so a tile's overall colour and stain strength stay in the content code
-#: instead of being left to the style code (docs/benchmarks.md, "Content-encoder
+#: instead of being left to the style code (benchmarks/NOTES.md, "Content-encoder
 #: normalisation": it helps a one-look task, and the decoder then ignores the style).
 CONTENT_NORMS = ("instance", "layer")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from engines.blocks import PooledEncoder, TileStatistics
 from engines.step.networks import StyleConcatGenerator, StyleMapper, generator_radius
@@ -26,6 +27,8 @@ from napari_i2i.contract.engine_api import (
 )
 
 DIRECTION = "a2b"  # paired training teaches one direction
+# Model files written before the flag became a weight (``mapper.trained``) say it in their config.
+LEGACY_MAPPER_KEY = "mapper_trained"
 
 PRESETS: dict[str, dict[str, Any]] = {
     # docs/methods.md §4: generator 32 wide, 3 downsamples, 4 residual blocks; 8-d code;
@@ -33,14 +36,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "channels_a": 3, "channels_b": 3, "dim": 32, "n_downsample": 3, "n_res": 4,
         "style_dim": 8, "style_encoder_dim": 64, "style_downsample": 4,
-        "mapper_dim": 128, "mapper_layers": 3, "mapper_trained": 0,
+        "mapper_dim": 128, "mapper_layers": 3,
     },
     # Same architecture, narrow enough to train on two CPU cores; one downsampling, as for
-    # MUNIT's small: on 64² crops two lost the layout (docs/training.md: what was measured).
+    # MUNIT's small: on 64² crops two lost the layout (benchmarks/NOTES.md: what was measured).
     "small": {
         "channels_a": 3, "channels_b": 3, "dim": 16, "n_downsample": 1, "n_res": 2,
         "style_dim": 8, "style_encoder_dim": 16, "style_downsample": 3,
-        "mapper_dim": 128, "mapper_layers": 3, "mapper_trained": 0,
+        "mapper_dim": 128, "mapper_layers": 3,
     },
 }
 
@@ -56,8 +59,9 @@ class StepConditioning:
 class StepModel(TranslationModel):
     """Style encoder ``E``, generator ``G(I_A, z)`` and mapper ``M``; a→b only.
 
-    ``config["mapper_trained"]`` (0/1) says whether ``M`` was fitted (training
-    stage ``mapper``); only then are random styles offered.
+    :attr:`mapper_trained` (the buffer ``mapper.trained``, saved with the
+    weights) says whether ``M`` was fitted (training stage ``mapper``); only
+    then are random styles offered.
     """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -75,9 +79,17 @@ class StepModel(TranslationModel):
         return self.config["style_dim"]
 
     @property
+    def mapper_trained(self) -> bool:
+        return bool(self.mapper.trained)
+
+    def mark_mapper_trained(self) -> None:
+        """What the mapper stage calls: from now on random styles are offered."""
+        self.mapper.trained.fill_(True)
+
+    @property
     def capabilities(self) -> Capabilities:
         modes = (StyleMode.REFERENCE, StyleMode.INTERPOLATE)
-        if self.config["mapper_trained"]:
+        if self.mapper_trained:
             modes = (StyleMode.REFERENCE, StyleMode.RANDOM, StyleMode.INTERPOLATE)
         return Capabilities(
             directions={DIRECTION: (self.config["channels_a"], self.config["channels_b"])},
@@ -132,7 +144,7 @@ class StepModel(TranslationModel):
         if request.mode is StyleMode.REFERENCE:
             return StepConditioning(request.mode, self.style_code(list(request.references)))
         if request.mode is StyleMode.RANDOM:
-            if not self.config["mapper_trained"]:
+            if not self.mapper_trained:
                 raise EngineError(
                     "this StEP model has no fitted style mapper (training stage 'mapper' was not run); "
                     "take the style from a reference image instead"
@@ -172,10 +184,30 @@ class StepEngine(Engine):
     presets = PRESETS
 
     def build(self, config: Mapping[str, Any]) -> StepModel:
+        """The networks for ``config``; a config of the earlier layout (with ``mapper_trained``)
+        is accepted, the key moved to the model's flag."""
+        config = dict(config)
+        legacy = config.pop(LEGACY_MAPPER_KEY, None)
+        if legacy is not None and (type(legacy) is not int or legacy not in (0, 1)):
+            raise EngineError(f"step config: {LEGACY_MAPPER_KEY} must be 0 or 1, got {legacy!r}")
         self.check_integer_config(
-            config,
-            minimum={"n_downsample": 0, "n_res": 0, "style_downsample": 0, "mapper_layers": 0, "mapper_trained": 0},
+            config, minimum={"n_downsample": 0, "n_res": 0, "style_downsample": 0, "mapper_layers": 0}
         )
-        if config["mapper_trained"] not in (0, 1):
-            raise EngineError(f"step config: mapper_trained must be 0 or 1, got {config['mapper_trained']!r}")
-        return StepModel(config)
+        model = StepModel(config)
+        if legacy is not None:
+            _adopt_earlier_layout(model, bool(legacy))
+        return model
+
+
+def _adopt_earlier_layout(model: StepModel, mapper_trained: bool) -> None:
+    """For a model file of the earlier layout (the flag in the config, not among the weights): the
+    flag comes from the config, and the weights are expected without it until they are loaded;
+    saved again, the model is written in the current layout."""
+    mapper = model.mapper
+    mapper.trained.fill_(mapper_trained)
+    mapper.register_buffer("trained", mapper.trained, persistent=False)
+
+    def saved_from_now_on(module: nn.Module, incompatible_keys: Any) -> None:
+        mapper.register_buffer("trained", mapper.trained, persistent=True)
+
+    model.register_load_state_dict_post_hook(saved_from_now_on)

@@ -18,7 +18,8 @@ The discriminator belongs to training and lives in ``trainers/``.
   between channels. The layers are the shared-statistics ones of
   :mod:`engines.blocks`, so tiled translation equals whole-image translation.
 - :class:`StyleMapper` maps ``N(0, I)`` to the style space (fitted by IMLE in
-  training), so styles can be sampled without a reference.
+  training), so styles can be sampled without a reference; its ``trained``
+  buffer says whether it was fitted.
 """
 
 from __future__ import annotations
@@ -78,7 +79,11 @@ class StyleConcatGenerator(nn.Module):
 
 
 class StyleMapper(nn.Sequential):
-    """MLP ``style_dim → hidden (tanh) × layers → style_dim``: a sample of ``N(0, I)`` → a style code."""
+    """MLP ``style_dim → hidden (tanh) × layers → style_dim``: a sample of ``N(0, I)`` → a style code.
+
+    The buffer ``trained`` says whether it was fitted: saved with its weights, so a model file
+    offers sampled styles only when its mapper means something.
+    """
 
     def __init__(self, style_dim: int, hidden: int, layers: int) -> None:
         modules: list[nn.Module] = []
@@ -89,6 +94,7 @@ class StyleMapper(nn.Sequential):
         modules.append(nn.Linear(width, style_dim))
         super().__init__(*modules)
         self.style_dim = style_dim
+        self.register_buffer("trained", torch.tensor(False))
 
 
 def generator_radius(n_downsample: int, n_res: int) -> int:

@@ -22,7 +22,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # and keeps only the KL term to align the domains (shared_blocks=0).
     "paper": dict(channels_a=3, channels_b=3, dim=64, n_downsample=2, n_res=4, shared_blocks=1),
     # Same architecture, narrow and shallow enough to train on two CPU cores; one
-    # downsampling (docs/benchmarks.md: with two, UNIT stalled below the identity).
+    # downsampling (benchmarks/NOTES.md: with two, UNIT stalled below the identity).
     "small": dict(channels_a=3, channels_b=3, dim=16, n_downsample=1, n_res=2, shared_blocks=1),
 }
 

@@ -55,7 +55,20 @@ def i2i_register_trainers(registry: EngineRegistry) -> None:
 
     A trainer object names the engine it trains (``trainer.engine``) and
     tells the training front ends what data it needs; see
-    ``trainers.loop.TrainerSpec``. Registration follows the same rules as
+    :class:`napari_i2i.contract.trainer_api.TrainerSpec`. Registration follows the same rules as
     :func:`i2i_register_engines` (atomic per plugin, duplicates rejected);
     with a trainer registered, ``napari-i2i train ENGINE`` works for it.
+    """
+
+
+@hookspec
+def i2i_register_data_kinds(registry: EngineRegistry) -> None:
+    """Add kinds of training data with ``registry.add_data_kind(kind)``.
+
+    A kind is a :class:`napari_i2i.contract.trainer_api.DataKind`: the inputs it
+    takes (command-line flags, Train-widget layer choosers), the loop presets,
+    and how settings, dataset and provenance are made from the inputs. A
+    trainer names the kind it trains on in ``TrainerSpec.data``; the kind may
+    come from another plugin. Registration follows the same rules as
+    :func:`i2i_register_engines` (atomic per plugin, duplicate names rejected).
     """

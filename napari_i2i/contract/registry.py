@@ -1,4 +1,4 @@
-"""The engine registry: every engine plugin, each loaded in isolation."""
+"""The engine registry: every engine plugin, each loaded in isolation, with its trainers and data kinds."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pluggy
 
 from napari_i2i.contract import hookspecs
 from napari_i2i.contract.engine_api import Engine, EngineError
+from napari_i2i.contract.trainer_api import DataKind
 
 BUILTIN_SOURCE = "napari-i2i"
 
@@ -49,14 +50,21 @@ class UnknownEngineError(EngineError):
     """No engine of that name is registered."""
 
 
+class UnknownDataKindError(EngineError):
+    """A trainer names a data kind that no plugin registered."""
+
+
 class EngineRegistry:
-    """Engines by name, with the plugin each came from and the plugins that failed."""
+    """Engines, trainers (by engine) and data kinds by name, with the plugin each came from
+    and the plugins that failed."""
 
     def __init__(self) -> None:
         self._engines: dict[str, tuple[Engine, PluginSource | None]] = {}
         self._trainers: dict[str, tuple[Any, PluginSource | None]] = {}
+        self._data_kinds: dict[str, tuple[DataKind, PluginSource | None]] = {}
         self._staged: dict[str, Engine] | None = None
         self._staged_trainers: dict[str, Any] | None = None
+        self._staged_data_kinds: dict[str, DataKind] | None = None
         self.load_errors: list[LoadError] = []
 
     def add(self, engine: Engine) -> None:
@@ -68,11 +76,19 @@ class EngineRegistry:
         self._register(self._engines, self._staged, engine.name, engine, "engine name")
 
     def add_trainer(self, trainer: Any) -> None:
-        """Register a trainer (``trainers.loop.TrainerSpec``) for ``trainer.engine``."""
+        """Register a trainer (a ``TrainerSpec``) for ``trainer.engine``."""
         name = getattr(trainer, "engine", None)
         if not isinstance(name, str):
             raise TypeError("registry.add_trainer() takes an object with an `engine` name")
         self._register(self._trainers, self._staged_trainers, name, trainer, "a trainer for")
+
+    def add_data_kind(self, kind: DataKind) -> None:
+        """Register a kind of training data; called by plugins from ``i2i_register_data_kinds``."""
+        if not isinstance(kind, DataKind):
+            raise TypeError(
+                f"registry.add_data_kind() takes a napari_i2i.contract.trainer_api.DataKind, got {type(kind).__name__}"
+            )
+        self._register(self._data_kinds, self._staged_data_kinds, kind.name, kind, "data kind")
 
     @staticmethod
     def _register(
@@ -105,6 +121,22 @@ class EngineRegistry:
 
     def trainable(self) -> list[str]:
         return sorted(self._trainers)
+
+    def data_kind(self, name: str) -> DataKind:
+        """The data kind *name*."""
+        try:
+            return self._data_kinds[name][0]
+        except KeyError:
+            known = ", ".join(sorted(self._data_kinds)) or "none"
+            raise UnknownDataKindError(f"no data kind named {name!r} is installed; available: {known}") from None
+
+    def data_kinds(self) -> list[DataKind]:
+        """Every registered data kind, by name."""
+        return [self._data_kinds[name][0] for name in sorted(self._data_kinds)]
+
+    def trainer_data_kind(self, engine: str) -> DataKind:
+        """The data kind the trainer of *engine* trains on."""
+        return self.data_kind(self.trainer(engine).data)
 
     def get(self, name: str) -> Engine:
         try:
@@ -149,17 +181,17 @@ class EngineRegistry:
                 module=entry_point.value,
                 distribution=entry_point.dist.name if entry_point.dist else "unknown",
             )
-            self._staged, self._staged_trainers = {}, {}
+            self._staged, self._staged_trainers, self._staged_data_kinds = {}, {}, {}
             try:
                 plugin = entry_point.load()
                 manager.register(plugin, name=entry_point.name)
                 if not manager.get_hookcallers(plugin):
                     raise EngineError("the module implements no napari_i2i hook")
                 others = [p for p in manager.get_plugins() if p is not plugin]
-                for hook in ("i2i_register_engines", "i2i_register_trainers"):
+                for hook in ("i2i_register_engines", "i2i_register_trainers", "i2i_register_data_kinds"):
                     manager.subset_hook_caller(hook, remove_plugins=others)(registry=self)
             except Exception as error:  # noqa: BLE001 - one broken plugin must not stop the rest
-                self._staged = self._staged_trainers = None
+                self._staged = self._staged_trainers = self._staged_data_kinds = None
                 self.load_errors.append(
                     LoadError(
                         source=source,
@@ -171,12 +203,14 @@ class EngineRegistry:
                 self._commit(source)
 
     def _commit(self, source: PluginSource) -> None:
-        assert self._staged is not None and self._staged_trainers is not None
+        assert self._staged is not None and self._staged_trainers is not None and self._staged_data_kinds is not None
         for name, engine in self._staged.items():
             self._engines[name] = (engine, source)
         for name, trainer in self._staged_trainers.items():
             self._trainers[name] = (trainer, source)
-        self._staged = self._staged_trainers = None
+        for name, kind in self._staged_data_kinds.items():
+            self._data_kinds[name] = (kind, source)
+        self._staged = self._staged_trainers = self._staged_data_kinds = None
 
 
 def _load_order(entry_point: importlib.metadata.EntryPoint) -> tuple[bool, str, str]:

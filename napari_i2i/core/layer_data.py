@@ -1,21 +1,26 @@
 """Image arrays (napari layers, files) ↔ model tensors, without napari itself.
 
-The conversions, documented in ``docs/usage.md``:
+The one rule set for inference and training (``trainers.datasets`` uses it
+too), documented in ``docs/usage.md``:
 
 - An RGB(A) image (``rgb``) has its colour on the last axis; alpha is dropped.
   Any other image is a stack of grayscale planes, unless the model wants
   ``k > 1`` channels and the axis before Y/X has length ``k``: then that axis
   holds the channels. Every other leading axis is a stack axis and each 2-D
-  plane is translated on its own.
+  plane is translated (or trained on) on its own.
+- Where no model fixes ``k`` (training without a channel count), the image
+  suggests it (:func:`data_channels`): 3 for RGB, the length of the axis
+  before Y/X when that is at most :data:`MAX_CHANNELS`, else 1.
 - Channel counts are converted when there is one obvious way: gray → RGB
   repeats the plane, RGB → gray takes the luminance (ITU-R 601). Anything
   else is an error naming both counts.
 - Intensities map to ``[-1, 1]`` through the contrast limits the user sees in
-  napari (clipped there). Without them (files, the CLI) the trainers' rule
-  applies, so a model sees what it was trained on: uint8 uses 0…255, bool
-  0…1, and other types their own 0.1…99.9 percentiles, per channel for
-  multichannel non-RGB images. Outputs go back through the image's range
-  (across channels) and keep integer dtypes; float inputs give float32.
+  napari (clipped there). Without them (files, the CLI, training) uint8 uses
+  0…255, bool 0…1, and other types the image's own 0.1…99.9 percentiles
+  (alpha left out), per channel for multichannel non-RGB images; NaN or
+  infinite values then make the range unusable and are refused. Outputs go
+  back through the image's range (across channels) and keep integer dtypes;
+  float inputs give float32.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import numpy as np
 import torch
 
 LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-# Intensity percentiles mapped to −1…1 for data without a fixed range; the
-# trainers' datasets use the same ones.
+# Intensity percentiles mapped to −1…1 for data without a fixed range (inference and training).
 PERCENTILES = (0.1, 99.9)
+# The longest axis before Y/X that an image's own channel count is read from (see data_channels).
+MAX_CHANNELS = 8
 
 
 class LayerDataError(ValueError):
@@ -44,6 +50,21 @@ class ImageData:
     name: str = "image"
     rgb: bool = False
     contrast_limits: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    """Where the planes and channels of an image are: its shape and RGB flag alone decide."""
+
+    stack_shape: tuple[int, ...]
+    channel_axis: int | None  # axis index in the image's shape; None for grayscale planes
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def n_planes(self) -> int:
+        return int(np.prod(self.stack_shape, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -63,13 +84,59 @@ class PlaneLayout:
         return int(np.prod(self.stack_shape, dtype=np.int64))
 
 
+def data_channels(shape: tuple[int, ...], rgb: bool) -> int:
+    """The channel count an image suggests on its own, for training without a given count."""
+    if rgb:
+        return 3
+    if len(shape) >= 3 and shape[-3] <= MAX_CHANNELS:
+        return max(int(shape[-3]), 1)
+    return 1
+
+
+def arrange(name: str, shape: tuple[int, ...], rgb: bool, model_channels: int) -> Arrangement:
+    """Planes and channels of an image of *shape* for a model taking *model_channels*."""
+    shape = tuple(int(n) for n in shape)
+    if rgb:
+        if len(shape) < 3 or shape[-1] not in (3, 4):
+            raise LayerDataError(f"{name}: an RGB image needs 3 or 4 values on its last axis")
+        channel_axis, channels, stack_shape = len(shape) - 1, 3, shape[:-3]
+    elif model_channels > 1 and len(shape) >= 3 and shape[-3] == model_channels:
+        channel_axis, channels, stack_shape = len(shape) - 3, model_channels, shape[:-3]
+    else:
+        if len(shape) < 2:
+            raise LayerDataError(f"{name}: needs at least 2 dimensions, has shape {shape}")
+        channel_axis, channels, stack_shape = None, 1, shape[:-2]
+    if min(shape) == 0:
+        raise LayerDataError(f"{name}: empty image of shape {shape}")
+    if not (channels == model_channels or (channels, model_channels) in {(1, 3), (3, 1)}):
+        raise LayerDataError(
+            f"{name}: has {channels} channel(s), the model takes {model_channels}; "
+            "no conversion between these counts"
+        )
+    height, width = shape[-3:-1] if rgb else shape[-2:]
+    return Arrangement(stack_shape, channel_axis, channels, height, width)
+
+
+def _checked_dtype(name: str, dtype: np.dtype) -> None:
+    numeric = np.issubdtype(dtype, np.number) or dtype == np.bool_
+    if not numeric or np.issubdtype(dtype, np.complexfloating):
+        raise LayerDataError(f"{name}: cannot translate or train on {dtype} data")
+
+
 def _checked_range(name: str, low: float, high: float) -> tuple[float, float]:
     if not np.isfinite([low, high]).all():
         raise LayerDataError(f"{name}: intensity range {low}…{high} is not finite")
     return (low, high) if high > low else (low, low + 1.0)
 
 
-def _intensity_range(image: ImageData, array: object, dtype: np.dtype) -> tuple[float, float]:
+def _percentiles(name: str, values: np.ndarray, axis: int | None = None) -> np.ndarray:
+    limits = np.percentile(values, PERCENTILES, axis=axis)
+    if not np.isfinite(limits).all():
+        raise LayerDataError(f"{name}: intensity range is not finite (NaN or infinite values)")
+    return limits
+
+
+def _intensity_range(image: ImageData, dtype: np.dtype) -> tuple[float, float]:
     if image.contrast_limits is not None:
         low, high = (float(v) for v in image.contrast_limits)
     elif dtype == np.uint8:
@@ -77,10 +144,8 @@ def _intensity_range(image: ImageData, array: object, dtype: np.dtype) -> tuple[
     elif dtype == np.bool_:
         low, high = 0.0, 1.0
     else:
-        values = np.asarray(array, dtype=np.float32)
-        if not np.isfinite(values).any():
-            raise LayerDataError(f"{image.name}: intensity range is not finite (no finite values)")
-        low, high = (float(v) for v in np.nanpercentile(values, PERCENTILES))
+        colours = image.data[..., :3] if image.rgb else image.data  # alpha is no intensity
+        low, high = (float(v) for v in _percentiles(image.name, np.asarray(colours, dtype=np.float32)))
     return _checked_range(image.name, low, high)
 
 
@@ -89,47 +154,24 @@ def _channel_ranges(image: ImageData, channel_axis: int, dtype: np.dtype) -> np.
     if image.rgb or image.contrast_limits is not None or dtype in (np.uint8, np.bool_):
         return None
     values = np.moveaxis(np.asarray(image.data, dtype=np.float32), channel_axis, 0)
-    ranges = np.nanpercentile(values.reshape(len(values), -1), PERCENTILES, axis=1).T
+    ranges = _percentiles(image.name, values.reshape(len(values), -1), axis=1).T
     return np.array([_checked_range(image.name, float(lo), float(hi)) for lo, hi in ranges], np.float32)
 
 
 def layout(image: ImageData, model_channels: int) -> PlaneLayout:
-    """Work out planes and channels of *image* for a model taking *model_channels*."""
-    array = image.data
-    shape = tuple(int(n) for n in getattr(array, "shape", ()))
-    dtype = np.dtype(getattr(array, "dtype", np.float32))
-    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or np.issubdtype(
-        dtype, np.complexfloating
-    ):
-        raise LayerDataError(f"{image.name}: cannot translate {dtype} data")
-    if image.rgb:
-        if len(shape) < 3 or shape[-1] not in (3, 4):
-            raise LayerDataError(f"{image.name}: an RGB image needs 3 or 4 values on its last axis")
-        channel_axis, channels = len(shape) - 1, 3
-        stack_shape = shape[:-3]
-    elif model_channels > 1 and len(shape) >= 3 and shape[-3] == model_channels:
-        channel_axis, channels = len(shape) - 3, model_channels
-        stack_shape = shape[:-3]
-    else:
-        if len(shape) < 2:
-            raise LayerDataError(f"{image.name}: needs at least 2 dimensions, has shape {shape}")
-        channel_axis, channels = None, 1
-        stack_shape = shape[:-2]
-    if min(shape) == 0:
-        raise LayerDataError(f"{image.name}: empty image of shape {shape}")
-    convertible = channels == model_channels or (channels, model_channels) in {(1, 3), (3, 1)}
-    if not convertible:
-        raise LayerDataError(
-            f"{image.name}: has {channels} channel(s), the model takes {model_channels}; "
-            "no conversion between these counts"
-        )
+    """Work out planes, channels and intensities of *image* for a model taking *model_channels*."""
+    shape = tuple(int(n) for n in getattr(image.data, "shape", ()))
+    dtype = np.dtype(getattr(image.data, "dtype", np.float32))
+    _checked_dtype(image.name, dtype)
+    planes = arrange(image.name, shape, image.rgb, model_channels)
+    channel_axis = planes.channel_axis
     return PlaneLayout(
         shape=shape,
-        stack_shape=stack_shape,
+        stack_shape=planes.stack_shape,
         channel_axis=channel_axis,
-        channels=channels,
+        channels=planes.channels,
         dtype=dtype,
-        intensity_range=_intensity_range(image, array, dtype),
+        intensity_range=_intensity_range(image, dtype),
         channel_ranges=None if channel_axis is None else _channel_ranges(image, channel_axis, dtype),
     )
 

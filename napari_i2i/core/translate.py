@@ -19,27 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
+from napari_i2i.contract.engine_api import EngineError, StyleMode, StyleRequest, TranslationModel
 from napari_i2i.core.device import autocast
-from napari_i2i.contract.engine_api import (
-    EngineError,
-    ReferenceImageError,
-    StyleMode,
-    StyleRequest,
-)
-from napari_i2i.core.layer_data import (
-    ImageData,
-    LayerDataError,
-    iter_planes,
-    layout,
-    output_axes,
-    to_image_array,
-)
+from napari_i2i.core.layer_data import ImageData, iter_planes, layout, output_axes, to_image_array
 from napari_i2i.core.model_file import LoadedModel
+from napari_i2i.core.style_request import PreparedStyle, condition, prepare_style
 from napari_i2i.core.tiling import DEFAULT_TILE, TilePlan, reference_crops, translate_tiled
+
+Stage = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -71,14 +63,6 @@ class TranslationResult:
 
 # Class example layers named in a result's description; more are counted, not named.
 NAMED_EXAMPLES = 3
-
-
-@dataclass(frozen=True)
-class ClassExample:
-    """One class example image (layer or file) as the engine gets it: one tensor per plane."""
-
-    name: str
-    planes: list[torch.Tensor]  # each (n_crops, C, h, w) in [-1, 1]
 
 
 def describe_style(
@@ -120,65 +104,41 @@ def describe_style(
     return f"{options.direction}, {styles}"
 
 
-def class_examples(
-    references: Sequence[ImageData], channels: int, tile: int
-) -> list[ClassExample]:
-    """Each example image's planes as model tensors, large ones cut into ``tile``-sized crops.
-
-    Raises :class:`EngineError` without examples and :class:`LayerDataError`
-    (naming the example) for one the model cannot take.
-    """
-    if not references:
-        raise EngineError(
-            "few-shot translation needs at least one class example: an image of the class "
-            "to translate into (several images, or one stack whose planes are the examples)"
-        )
-    examples = []
-    for reference in references:
-        try:
-            plan = layout(reference, channels)
-        except LayerDataError as error:
-            raise LayerDataError(f"class example {error}") from None
-        planes = [reference_crops(plane, tile) for plane in iter_planes(reference, plan, channels)]
-        examples.append(ClassExample(reference.name, planes))
-    return examples
-
-
-def interpolation_ends(references: Sequence[ImageData], channels: int, tile: int) -> list[torch.Tensor]:
-    """The two ends of a style interpolation: per reference image one tensor, its planes' crops.
-
-    Raises :class:`EngineError` unless there are exactly two references and
-    :class:`LayerDataError` (naming the reference) for one the model cannot take.
-    """
-    if len(references) != 2:
-        raise EngineError(
-            "style interpolation goes from the style of one reference image to that of another: "
-            f"choose exactly 2 reference images, not {len(references)}"
-        )
-    ends = []
-    for number, reference in enumerate(references, 1):
-        try:
-            plan = layout(reference, channels)
-        except LayerDataError as error:
-            raise LayerDataError(f"reference {number} {error}") from None
-        ends.append(torch.cat([reference_crops(plane, tile) for plane in iter_planes(reference, plan, channels)]))
-    return ends
-
-
-def _plane_labels(images: Sequence[ImageData], planes: Sequence[int], quoted: bool = True) -> list[str]:
-    """How to name each image (each plane of a stack) that a style request carries."""
-    return [(repr(image.name) if quoted else image.name) + ("" if count == 1 else f" plane {plane + 1}")
-            for image, count in zip(images, planes, strict=True) for plane in range(count)]
-
-
-def run_translation(
+def result_metadata(
     loaded: LoadedModel,
-    sources: Sequence[ImageData],
     options: TranslateOptions,
-    references: Sequence[ImageData] = (),
-) -> Generator[Progress, None, list[TranslationResult]]:
-    model = loaded.model
-    capabilities = model.capabilities
+    references: Sequence[ImageData],
+    style: PreparedStyle,
+    matched: Sequence[str],
+    device: torch.device,
+) -> dict:
+    """What a result layer records of how it was made (``matched``: per source plane, the
+    reference whose style it got)."""
+    metadata = {
+        "model": str(loaded.path),
+        "engine": loaded.info.engine,
+        "trained": loaded.info.trained,
+        "direction": options.direction,
+        "style_mode": options.mode.value,
+    }
+    if options.mode is StyleMode.RANDOM:
+        metadata |= {"n_samples": options.n_samples, "seed": options.seed}
+    metadata["references"] = [r.name for r in references]
+    if matched:
+        metadata["matched_references"] = list(matched)
+    if options.mode is StyleMode.FEW_SHOT:
+        metadata["class_examples"] = [{"name": example.name, "planes": len(example.planes)}
+                                      for example in style.examples]
+        metadata["n_examples"] = len(style.tensors)
+    if options.mode is StyleMode.INTERPOLATE:
+        metadata["interpolation"] = {"from": references[0].name, "to": references[1].name,
+                                     "steps": options.n_samples}
+    return metadata | {"device": str(device), "tile": options.tile}
+
+
+def check_request(loaded: LoadedModel, sources: Sequence[ImageData], options: TranslateOptions) -> None:
+    """Refuse a direction or style mode the model lacks, and a job without sources."""
+    capabilities = loaded.model.capabilities
     if options.direction not in capabilities.directions:
         raise EngineError(
             f"this {loaded.info.engine} model translates {', '.join(capabilities.directions)}, "
@@ -189,147 +149,95 @@ def run_translation(
         raise EngineError(f"{loaded.info.engine} offers style modes {modes}, not {options.mode.value!r}")
     if not sources:
         raise EngineError("nothing to translate: no source image given")
-    in_channels, out_channels = capabilities.directions[options.direction]
+
+
+def _on_device(stage: Stage, device: torch.device) -> Stage:
+    def run(tile: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast(device):
+            return stage(tile)
+
+    return run
+
+
+class PlaneStages:
+    """The model's stages for each source plane: the same for all planes, except for matched
+    styles, where each plane gets those of the reference the engine finds closest to it."""
+
+    def __init__(self, model: TranslationModel, conditioning: Any, options: TranslateOptions,
+                 style: PreparedStyle, device: torch.device) -> None:
+        self._model, self._conditioning, self._device = model, conditioning, device
+        self._tile, self._names = options.tile, style.names
+        self._matching = options.mode is StyleMode.MATCHED
+        self._shared = [] if self._matching else [_on_device(stage, device) for stage in model.stages(conditioning)]
+
+    def __call__(self, plane: torch.Tensor) -> tuple[list[Stage], str | None]:
+        """The stages for *plane* and, for matched styles, the name of the chosen reference."""
+        if not self._matching:
+            return self._shared, None
+        with torch.inference_mode(), autocast(self._device):
+            matched, position = self._model.match(self._conditioning, reference_crops(plane, self._tile))
+        return [_on_device(stage, self._device) for stage in self._model.stages(matched)], self._names[position - 1]
+
+
+def translate_plane(
+    model: TranslationModel, stages: list[Stage], plane: torch.Tensor, tile: int, device: torch.device,
+    where: str, planes_done: int, total_planes: int,
+) -> Generator[Progress, None, torch.Tensor]:
+    """One plane through the model tile by tile, reporting progress over the whole job
+    (``where`` names the plane; ``planes_done`` of the job's ``total_planes`` came before it)."""
+    capabilities = model.capabilities
+    tile_plan = TilePlan.make(plane.shape[-2], plane.shape[-1], tile=tile,
+                              context=capabilities.context, multiple=capabilities.size_multiple)
+    steps = translate_tiled(stages, plane, tile_plan, model.shared_statistics(), device)
+    while True:
+        try:
+            done = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        yield Progress((planes_done + done) / total_planes, f"{where}, {tile_plan.n_tiles} tile(s), {done:.0%}")
+
+
+def run_translation(
+    loaded: LoadedModel,
+    sources: Sequence[ImageData],
+    options: TranslateOptions,
+    references: Sequence[ImageData] = (),
+) -> Generator[Progress, None, list[TranslationResult]]:
+    """Translate every plane of every source; see the module docstring."""
+    model = loaded.model
+    check_request(loaded, sources, options)
+    in_channels, out_channels = model.capabilities.directions[options.direction]
     device = next(model.parameters()).device
     layouts = [layout(source, in_channels) for source in sources]  # fail early, before work
-
-    reference_tensors: list[torch.Tensor] = []
-    examples: list[ClassExample] = []
-    labels: list[str] = []  # what each of reference_tensors is, for errors
-    _, style_channels = capabilities.directions[options.direction]
-    if options.mode in (StyleMode.REFERENCE, StyleMode.MATCHED):
-        planes = []
-        for reference in references:
-            crops = [reference_crops(plane, options.tile)
-                     for plane in iter_planes(reference, layout(reference, style_channels), style_channels)]
-            reference_tensors += crops
-            planes.append(len(crops))
-        labels = _plane_labels(references, planes)
-        reference_names = _plane_labels(references, planes, quoted=False)
-    elif options.mode is StyleMode.FEW_SHOT:  # examples of the output class: output channels
-        examples = class_examples(references, style_channels, options.tile)
-        reference_tensors = [plane for example in examples for plane in example.planes]
-        labels = _plane_labels(references, [len(example.planes) for example in examples])
-    elif options.mode is StyleMode.INTERPOLATE:  # two references of the output domain
-        reference_tensors = interpolation_ends(references, style_channels, options.tile)
-        labels = [repr(reference.name) for reference in references]
-    try:
-        with torch.inference_mode(), autocast(device):
-            conditioning = model.condition(
-                StyleRequest(
-                    mode=options.mode,
-                    direction=options.direction,
-                    n_samples=options.n_samples,
-                    seed=options.seed,
-                    references=reference_tensors,
-                )
-            )
-    except ReferenceImageError as error:
-        if not 1 <= error.position <= len(labels):
-            raise
-        raise ReferenceImageError(f"{error} (image {labels[error.position - 1]})", error.position) from error
-
-    def on_device(stage: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-        def run(tile: torch.Tensor) -> torch.Tensor:
-            with torch.inference_mode(), autocast(device):
-                return stage(tile)
-
-        return run
-
-    def plane_stages(plane: torch.Tensor) -> tuple[list[Callable[[torch.Tensor], torch.Tensor]], str | None]:
-        """The model's stages for one source plane and, for matched styles, the chosen reference."""
-        if not matching:
-            return shared_stages, None
-        with torch.inference_mode(), autocast(device):
-            matched, position = model.match(conditioning, reference_crops(plane, options.tile))
-        return [on_device(stage) for stage in model.stages(matched)], reference_names[position - 1]
-
-    matching = options.mode is StyleMode.MATCHED  # stages per plane, once its reference is chosen
-    shared_stages = [] if matching else [on_device(stage) for stage in model.stages(conditioning)]
-
+    # style references and class examples are of the output domain: output channels
+    style = prepare_style(options.mode, references, out_channels, options.tile)
+    request = StyleRequest(mode=options.mode, direction=options.direction, n_samples=options.n_samples,
+                           seed=options.seed, references=style.tensors)
+    plane_stages = PlaneStages(model, condition(model, request, style.labels, device), options, style, device)
     # random styles and interpolation steps get a leading axis (napari's slider scrubs it)
     samples_axis = (options.mode is StyleMode.RANDOM and options.n_samples > 1) or (
         options.mode is StyleMode.INTERPOLATE
     )
-    total_planes = sum(p.n_planes for p in layouts)
+    total_planes = sum(plan.n_planes for plan in layouts)
     done_planes = 0
     results = []
     for source, plan in zip(sources, layouts):
-        translated, matched_references = [], []
+        translated, matched = [], []
         for plane in iter_planes(source, plan, in_channels):
             stages, matched_reference = plane_stages(plane)
             if matched_reference is not None:
-                matched_references.append(matched_reference)
-            tile_plan = TilePlan.make(
-                plane.shape[-2],
-                plane.shape[-1],
-                tile=options.tile,
-                context=capabilities.context,
-                multiple=capabilities.size_multiple,
-            )
-            steps = translate_tiled(stages, plane, tile_plan, model.shared_statistics(), device)
-            while True:
-                try:
-                    done = next(steps)
-                except StopIteration as finished:
-                    translated.append(finished.value)
-                    break
-                yield Progress(
-                    (done_planes + done) / total_planes,
-                    f"{source.name}: plane {len(translated) + 1}/{plan.n_planes}, "
-                    f"{tile_plan.n_tiles} tile(s), {done:.0%}",
-                )
+                matched.append(matched_reference)
+            where = f"{source.name}: plane {len(translated) + 1}/{plan.n_planes}"
+            translated.append((yield from translate_plane(
+                model, stages, plane, options.tile, device, where, done_planes, total_planes)))
             done_planes += 1
         data, rgb = to_image_array(translated, plan, samples_axis)
-        results.append(
-            TranslationResult(
-                source=source.name,
-                data=data,
-                rgb=rgb,
-                axes=output_axes(plan, out_channels, samples_axis),
-                description=describe_style(options, references, len(reference_tensors), matched_references),
-                contrast_limits=plan.intensity_range,
-                metadata={
-                    "model": str(loaded.path),
-                    "engine": loaded.info.engine,
-                    "trained": loaded.info.trained,
-                    "direction": options.direction,
-                    "style_mode": options.mode.value,
-                    **(
-                        {"n_samples": options.n_samples, "seed": options.seed}
-                        if options.mode is StyleMode.RANDOM
-                        else {}
-                    ),
-                    "references": [r.name for r in references],
-                    # per source plane, the reference whose style it got
-                    **({"matched_references": matched_references} if matched_references else {}),
-                    **(
-                        {
-                            "class_examples": [
-                                {"name": example.name, "planes": len(example.planes)}
-                                for example in examples
-                            ],
-                            "n_examples": len(reference_tensors),
-                        }
-                        if options.mode is StyleMode.FEW_SHOT
-                        else {}
-                    ),
-                    **(
-                        {
-                            "interpolation": {
-                                "from": references[0].name,
-                                "to": references[1].name,
-                                "steps": options.n_samples,
-                            }
-                        }
-                        if options.mode is StyleMode.INTERPOLATE
-                        else {}
-                    ),
-                    "device": str(device),
-                    "tile": options.tile,
-                },
-            )
-        )
+        results.append(TranslationResult(
+            source=source.name, data=data, rgb=rgb, axes=output_axes(plan, out_channels, samples_axis),
+            description=describe_style(options, references, len(style.tensors), matched),
+            contrast_limits=plan.intensity_range,
+            metadata=result_metadata(loaded, options, references, style, matched, device),
+        ))
     return results
 
 

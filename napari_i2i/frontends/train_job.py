@@ -13,13 +13,18 @@ image) goes through its layer's contrast limits to 8 bits, 0…255, the range
 the trainers map to −1…1 for uint8, as the Translate widget maps the layer
 through the same limits at inference. Non-RGB layers with leading axes are
 stacks of gray planes, one training image each; RGBA loses its alpha.
+
+The engine's data kind says which roles come from layers, where each
+layer's planes go and which choices it refuses. The child process talks
+back in JSON lines only (``napari-i2i train --progress-json``: progress,
+warnings, a user error, the model); its standard error goes to
+``RUN_DIR/train-stderr.log``, whose last lines a crash report quotes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -30,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
+from napari_i2i.contract.trainer_api import DataKind, LayerShape
 from napari_i2i.core.layer_data import ImageData, LayerDataError, iter_planes, layout
 from trainers.loop import VALIDATION_DIR
 from trainers.run import RUN_FILE
@@ -37,16 +43,8 @@ from trainers.run import RUN_FILE
 LAYERS_DIR = "layers"  # in RUN_DIR: the layers' planes as training folders
 MANIFEST = "layers.json"  # in LAYERS_DIR: which layer each folder came from
 STOP_FILE = "stop-requested"  # in RUN_DIR: its existence stops the run (see request_stop)
-STDERR_FILE = "train-stderr.log"  # in RUN_DIR: the training process's messages
-WARNING = re.compile(r"Warning: (.+)$")  # a Python warning's line on standard error
+STDERR_FILE = "train-stderr.log"  # in RUN_DIR: the training process's messages, for crash reports
 STOP_TIMEOUT_S = 120  # seconds a process gets to save its checkpoint when napari closes it
-
-# The layer roles of each kind of training data, and the `napari-i2i train` flag of each.
-ROLES = {
-    "unpaired": {"domain_a": "--domain-a", "domain_b": "--domain-b"},
-    "paired": {"pairs_a": "--pairs-a", "pairs_b": "--pairs-b"},
-    "classes": {"classes": "--classes"},
-}
 
 
 class TrainJobError(ValueError):
@@ -59,11 +57,11 @@ class TrainingCrashed(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainRequest:
-    """A training run as the user asked for it; ``layers`` maps each role of the engine's
-    data kind (:data:`ROLES`) to its layer snapshots (empty when resuming)."""
+    """A training run as the user asked for it; ``layers`` maps the key of each layer role of
+    the engine's data kind to its layer snapshots (empty when resuming)."""
 
     engine: str
-    data: str  # the engine's kind of training data: "unpaired", "paired" or "classes"
+    data: DataKind  # what the engine's trainer trains on
     run_dir: Path
     iterations: int
     preset: str = "small"
@@ -102,31 +100,22 @@ def check_request(request: TrainRequest) -> None:
             f"{run_dir} is not an empty folder: choose a new or empty run folder, "
             "or tick Resume to continue the run in it"
         )
-    roles = ROLES.get(request.data)
-    if roles is None:
-        raise TrainJobError(f"engine {request.engine!r} trains on {request.data!r} data, which the "
+    roles = request.data.layer_roles()
+    if not roles or any(role.required for role in request.data.roles if role not in roles):
+        raise TrainJobError(f"engine {request.engine!r} trains on {request.data.description}, which the "
                             "Train widget cannot make from layers; train it with `napari-i2i train`")
     for role in roles:
-        if not request.layers.get(role):
-            raise TrainJobError(f"choose the layer(s) for {role.replace('_', ' ')}")
-    shapes = {role: [_checked_shape(image, request.size) for image in images]
-              for role, images in request.layers.items()}
-    if request.data == "paired":
-        if len(request.layers["pairs_a"]) != 1 or len(request.layers["pairs_b"]) != 1:
-            raise TrainJobError("paired training takes one layer of inputs (A) and one of targets (B)")
-        (a,), (b,) = request.layers["pairs_a"], request.layers["pairs_b"]
-        (shape_a,), (shape_b,) = shapes["pairs_a"], shapes["pairs_b"]
-        if shape_a != shape_b:
-            raise TrainJobError(
-                f"paired layers must have equal shapes, pixel for pixel: {a.name} has "
-                f"{_describe(shape_a)}, {b.name} has {_describe(shape_b)}"
-            )
-    if request.data == "classes" and len(request.layers["classes"]) < 2:
-        raise TrainJobError("few-shot training learns to translate between classes: choose at least two "
-                            "class layers (one class per layer, its planes the class's images)")
+        if not request.layers.get(role.key):
+            raise TrainJobError(f"choose the layer(s) for {role.key.replace('_', ' ')}")
+    shapes = {role.key: [_checked_shape(image, request.size) for image in request.layers[role.key]]
+              for role in roles}
+    try:
+        request.data.check_layers(shapes)
+    except ValueError as error:
+        raise TrainJobError(str(error)) from None
 
 
-def _checked_shape(image: ImageData, crop: int) -> tuple[int, tuple[int, int]]:
+def _checked_shape(image: ImageData, crop: int) -> LayerShape:
     """The number of 2-D training images in *image* and their height and width, which must
     hold a training crop."""
     try:
@@ -137,12 +126,7 @@ def _checked_shape(image: ImageData, crop: int) -> tuple[int, tuple[int, int]]:
     if min(height, width) < crop:
         raise TrainJobError(f"{image.name}: {min(height, width)} pixels on its short side, less than the "
                             f"{crop}-pixel training crops; lower the crop size")
-    return plan.n_planes, (height, width)
-
-
-def _describe(shape: tuple[int, tuple[int, int]]) -> str:
-    planes, (height, width) = shape
-    return f"{planes} plane(s) of {height}×{width}"
+    return LayerShape(image.name, plan.n_planes, height, width)
 
 
 def rendered_planes(image: ImageData) -> Generator[np.ndarray, None, None]:
@@ -154,50 +138,26 @@ def rendered_planes(image: ImageData) -> Generator[np.ndarray, None, None]:
         yield values[0] if channels == 1 else np.moveaxis(values, 0, -1)
 
 
-def _folder_name(name: str, taken: set[str]) -> str:
-    """A file-system-safe, unique folder name for a layer (class folders are named after layers)."""
-    base = re.sub(r"[^\w.-]+", "_", name).strip("._") or "layer"
-    unique, number = base, 2
-    while unique.lower() in taken:  # case-insensitive file systems
-        unique, number = f"{base}_{number}", number + 1
-    taken.add(unique.lower())
-    return unique
-
-
-def _layer_folders(request: TrainRequest, layers_dir: Path) -> list[tuple[ImageData, Path, str]]:
-    """Where each layer's planes go: (layer, folder, file-name prefix). Paired planes share
-    their names across the two folders, which is how pairs are matched."""
-    places = []
-    if request.data == "classes":
-        taken: set[str] = set()
-        for image in request.layers["classes"]:
-            places.append((image, layers_dir / "classes" / _folder_name(image.name, taken), ""))
-    else:
-        for role, images in request.layers.items():
-            for index, image in enumerate(images):
-                prefix = "" if request.data == "paired" else f"layer{index:02d}_"
-                places.append((image, layers_dir / role, prefix))
-    return places
-
-
 def write_layers(request: TrainRequest) -> Generator[TrainProgress, None, dict[str, Path]]:
-    """Write the layers' planes as PNG files under ``RUN_DIR/layers``; returns the folder of
-    each role. Yields after every plane."""
+    """Write the layers' planes as PNG files under ``RUN_DIR/layers``, where the data kind places
+    them; returns the folder of each layer role. Yields after every plane."""
     layers_dir = request.run_dir / LAYERS_DIR
-    places = _layer_folders(request, layers_dir)
+    names = {key: [image.name for image in images] for key, images in request.layers.items()}
+    places = request.data.layer_places(names, layers_dir)
     manifest = []
-    for image, folder, prefix in places:
-        folder.mkdir(parents=True, exist_ok=True)
-        files = []
-        for index, plane in enumerate(rendered_planes(image)):
-            path = folder / f"{prefix}{index:05d}.png"
-            PILImage.fromarray(plane).save(path)
-            files.append(path.name)
-            yield TrainProgress(0.0, f"writing {image.name}: plane {index + 1}")
-        manifest.append({"layer": image.name, "folder": str(folder.relative_to(layers_dir)), "files": files,
-                         "contrast_limits": image.contrast_limits, "rgb": image.rgb})
+    for key, images in request.layers.items():
+        for image, place in zip(images, places[key], strict=True):
+            place.folder.mkdir(parents=True, exist_ok=True)
+            files = []
+            for index, plane in enumerate(rendered_planes(image)):
+                path = place.folder / f"{place.prefix}{index:05d}.png"
+                PILImage.fromarray(plane).save(path)
+                files.append(path.name)
+                yield TrainProgress(0.0, f"writing {image.name}: plane {index + 1}")
+            manifest.append({"layer": image.name, "folder": str(place.folder.relative_to(layers_dir)),
+                             "files": files, "contrast_limits": image.contrast_limits, "rgb": image.rgb})
     (layers_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return {role: layers_dir / role for role in ROLES[request.data]}
+    return {role.key: request.data.role_folder(role.key, layers_dir) for role in request.data.layer_roles()}
 
 
 def train_command(request: TrainRequest, folders: dict[str, Path] | None) -> list[str]:
@@ -208,8 +168,8 @@ def train_command(request: TrainRequest, folders: dict[str, Path] | None) -> lis
     if request.resume:
         return command + ["--resume"]
     command += ["--preset", request.preset, "--size", str(request.size)]
-    for role, flag in ROLES[request.data].items():
-        command += [flag, str(folders[role])]
+    for role in request.data.layer_roles():
+        command += [role.flag, str(folders[role.key])]
     return command
 
 
@@ -229,8 +189,6 @@ def run_training(request: TrainRequest) -> Generator[TrainProgress, None, TrainO
         run_dir.mkdir(parents=True, exist_ok=True)
         folders = yield from write_layers(request)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
-    model, started, first = None, time.monotonic(), None
-    shown = None  # the newest validation image passed on
     with open(run_dir / STDERR_FILE, "w") as messages:
         process = subprocess.Popen(
             train_command(request, folders), stdout=subprocess.PIPE, stderr=messages, text=True,
@@ -238,20 +196,7 @@ def run_training(request: TrainRequest) -> Generator[TrainProgress, None, TrainO
         )
         try:
             yield TrainProgress(0.0, f"starting {request.engine} training")
-            for line in process.stdout:
-                try:
-                    record = json.loads(line)
-                except ValueError:  # something else printed to standard output
-                    continue
-                if "model" in record:
-                    model = Path(record["model"])
-                    continue
-                iteration, total = record["iteration"], record["iterations"]
-                if first is None:
-                    first, started = iteration, time.monotonic()
-                newest = _newest_validation_image(run_dir)
-                preview, shown = (newest, newest) if newest != shown else (None, shown)
-                yield TrainProgress(iteration / total, _progress_message(record, first, started), preview)
+            records = yield from _follow(process, run_dir)
             status = process.wait()
         finally:
             if process.poll() is None:  # closed early (napari quitting): let it save, then end it
@@ -261,18 +206,41 @@ def run_training(request: TrainRequest) -> Generator[TrainProgress, None, TrainO
                 except subprocess.TimeoutExpired:
                     process.kill()
             process.stdout.close()
-    errors = (run_dir / STDERR_FILE).read_text().strip().splitlines()
-    warnings = [found.group(1) for line in errors if (found := WARNING.search(line))]
-    if status == 0 and model is not None:
-        return TrainOutcome(model, warnings)
+    warnings = [record["warning"] for record in records if "warning" in record]
+    models = [Path(record["model"]) for record in records if "model" in record]
+    if status == 0 and models:
+        return TrainOutcome(models[-1], warnings)
     if status == 130:
         return TrainOutcome(None, warnings)
-    prefix = "napari-i2i: error: "
-    user_errors = [line.removeprefix(prefix) for line in errors if line.startswith(prefix)]
-    if status == 2 and user_errors:
-        raise TrainJobError(user_errors[-1])
-    last = "\n".join(errors[-5:]) or "(no message)"
+    errors = [record["error"] for record in records if "error" in record]
+    if status == 2 and errors:
+        raise TrainJobError(errors[-1])
+    last = "\n".join((run_dir / STDERR_FILE).read_text().strip().splitlines()[-5:]) or "(no message)"
     raise TrainingCrashed(f"training stopped with exit status {status}; {run_dir / STDERR_FILE} ends:\n{last}")
+
+
+def _follow(process: subprocess.Popen, run_dir: Path) -> Generator[TrainProgress, None, list[dict]]:
+    """Yield the progress records of the child's JSON lines (``--progress-json``) as they come;
+    return its other records (warnings, an error, the model)."""
+    others, started, first = [], time.monotonic(), None
+    shown = None  # the newest validation image passed on
+    for line in process.stdout:
+        try:
+            record = json.loads(line)
+        except ValueError:  # something else printed to standard output
+            continue
+        if not isinstance(record, dict):
+            continue
+        if "iteration" not in record:
+            others.append(record)
+            continue
+        iteration, total = record["iteration"], record["iterations"]
+        if first is None:
+            first, started = iteration, time.monotonic()
+        newest = _newest_validation_image(run_dir)
+        preview, shown = (newest, newest) if newest != shown else (None, shown)
+        yield TrainProgress(iteration / total, _progress_message(record, first, started), preview)
+    return others
 
 
 def _newest_validation_image(run_dir: Path) -> Path | None:

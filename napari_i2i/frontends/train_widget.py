@@ -35,11 +35,11 @@ from napari.utils.notifications import (
 )
 from PIL import Image as PILImage
 
+from napari_i2i.contract.registry import default_registry
+from napari_i2i.contract.trainer_api import DataKind, DataRole, LayerChoice
 from napari_i2i.core.device import DEVICE_CHOICES
 from napari_i2i.frontends.layer_choosers import LayerChoosersWidget
-from napari_i2i.contract.registry import default_registry
 from napari_i2i.frontends.train_job import (
-    ROLES,
     TrainJobError,
     TrainOutcome,
     TrainProgress,
@@ -50,16 +50,7 @@ from napari_i2i.frontends.train_job import (
 )
 from napari_i2i.frontends.layer_choosers import PROGRESS_STEPS, snapshot
 from napari_i2i.frontends.trained_models import TRAINED_MODELS
-from trainers.run import data_kind, preset_loop_settings
-
-# What each kind of training data asks for, per role: label and tooltip.
-ROLE_LABELS = {
-    "domain_a": ("Domain A layer(s)", "images of domain A; every plane of a stack is one image"),
-    "domain_b": ("Domain B layer(s)", "images of domain B (unpaired: not the same scenes as A)"),
-    "pairs_a": ("Input layer (A)", "the input images of aligned pairs; plane i pairs with plane i of B"),
-    "pairs_b": ("Target layer (B)", "the targets, aligned pixel for pixel with A: same shape"),
-    "classes": ("Class layers", "one class per layer (at least two); a stack's planes are that class's images"),
-}
+from trainers.run import preset_loop_settings
 
 
 @thread_worker(start_thread=False, ignore_errors=True)
@@ -69,7 +60,8 @@ def training_worker(request: TrainRequest) -> Generator[TrainProgress, None, Tra
 
 
 class TrainWidget(LayerChoosersWidget):
-    """Train an engine on image layers: unpaired domains, aligned pairs or classes."""
+    """Train an engine on image layers: one layer chooser per layer role of each registered data
+    kind (unpaired domains, aligned pairs, classes, a plugin's), only the engine's kind's shown."""
 
     user_errors = (TrainJobError,)
 
@@ -83,11 +75,11 @@ class TrainWidget(LayerChoosersWidget):
         self.engine = ComboBox(label="Engine", choices=self._registry.trainable())
         self.preset = ComboBox(label="Preset", choices=self._preset_choices,
                                tooltip="small: trains in minutes on a CPU; paper: the published sizes")
-        self.domain_a = Select(choices=self.image_layers)
-        self.domain_b = Select(choices=self.image_layers)
-        self.pairs_a = ComboBox(choices=self.image_layers)
-        self.pairs_b = ComboBox(choices=self.image_layers)
-        self.classes = Select(choices=self.image_layers)
+        # by (data kind, role key); named after the role key, so `widget.domain_a` finds one
+        self.choosers: dict[tuple[str, str], Select | ComboBox] = {
+            (kind.name, role.key): self._chooser(role)
+            for kind in self._registry.data_kinds() for role in kind.layer_roles()
+        }
         self.iterations = SpinBox(label="Iterations", min=1, max=10_000_000, step=100)
         self.size = SpinBox(label="Crop size", min=8, max=4096, step=8, tooltip="training crops, pixels")
         self.device = ComboBox(label="Device", choices=DEVICE_CHOICES, value="auto")
@@ -99,9 +91,6 @@ class TrainWidget(LayerChoosersWidget):
                                         tooltip="save a checkpoint and stop; Resume continues")
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
         self.status = Label(value="choose layers and a run folder")
-        for role, (label, tooltip) in ROLE_LABELS.items():
-            chooser = getattr(self, role)
-            chooser.label, chooser.tooltip = label, tooltip
         self.extend([
             self.engine, self.preset, *self.layer_choosers(), self.iterations, self.size, self.device,
             self.run_folder, self.resume, self.train_button, self.cancel_button, self.progress, self.status,
@@ -117,7 +106,20 @@ class TrainWidget(LayerChoosersWidget):
         self._engine_changed()
 
     def layer_choosers(self) -> list[Select | ComboBox]:
-        return [getattr(self, role) for role in ROLE_LABELS]
+        return list(self.choosers.values())
+
+    def _chooser(self, role: DataRole) -> Select | ComboBox:
+        """A multi-select list for several layers, a drop-down for exactly one."""
+        widget = Select if role.layers is LayerChoice.SEVERAL else ComboBox
+        return widget(name=role.key, label=role.label or role.key.replace("_", " "), tooltip=role.tooltip,
+                      choices=self.image_layers)
+
+    def chooser(self, key: str) -> Select | ComboBox:
+        """The layer chooser of role *key* of the chosen engine's data kind."""
+        return self.choosers[(self._data_kind().name, key)]
+
+    def _data_kind(self) -> DataKind:
+        return self._registry.trainer_data_kind(self.engine.value)
 
     # --- controls -----------------------------------------------------------
 
@@ -143,9 +145,9 @@ class TrainWidget(LayerChoosersWidget):
 
     def _show_data_controls(self, _value: Any = None) -> None:
         """Only the layer choosers of the engine's kind of data; none when resuming."""
-        roles = ROLES.get(data_kind(self.engine.value, self._registry), {}) if self.engine.value else {}
-        for role in ROLE_LABELS:
-            getattr(self, role).visible = role in roles and not self.resume.value
+        kind = self._data_kind().name if self.engine.value else None
+        for (kind_name, _), chooser in self.choosers.items():
+            chooser.visible = kind_name == kind and not self.resume.value
         self.preset.enabled = self.size.enabled = not self.resume.value
 
     # --- running ------------------------------------------------------------
@@ -155,17 +157,17 @@ class TrainWidget(LayerChoosersWidget):
         engine = self.engine.value
         if not engine:
             raise TrainJobError("no trainable engine is installed")
-        data = data_kind(engine, self._registry)
+        data = self._data_kind()
         run_dir = Path(self.run_folder.value).expanduser()
         if str(self.run_folder.value) in ("", "."):
             raise TrainJobError("choose a run folder (a new or empty folder)")
         layers: dict[str, list[Any]] = {}
         if not self.resume.value:
-            for role in ROLES.get(data, {}):
-                chooser = getattr(self, role)
+            for role in data.layer_roles():
+                chooser = self.choosers[(data.name, role.key)]
                 chosen: list[Image] = self.selected(chooser) if isinstance(chooser, Select) else (
                     [chooser.value] if chooser.value is not None else [])
-                layers[role] = [snapshot(layer) for layer in chosen]
+                layers[role.key] = [snapshot(layer) for layer in chosen]
         return TrainRequest(
             engine=engine, data=data, run_dir=run_dir, iterations=self.iterations.value,
             preset=self.preset.value, size=self.size.value, device=self.device.value,

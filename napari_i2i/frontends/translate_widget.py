@@ -2,20 +2,16 @@
 
 Everything napari-specific happens in the main thread: the widget snapshots
 the layers' data and placement before a run, and adds result layers when the
-worker returns. The worker thread only loads the model and runs
-:func:`napari_i2i.core.translate.run_translation`, yielding progress after every
-tile so that Cancel takes effect between tiles.
+worker (:mod:`napari_i2i.frontends.translate_job`) returns; it yields progress after
+every tile so that Cancel takes effect between tiles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import napari
-import torch
 from magicgui.widgets import (
     ComboBox,
     FileEdit,
@@ -25,115 +21,30 @@ from magicgui.widgets import (
     Select,
     SpinBox,
 )
-from napari.layers import Image
-from napari.qt.threading import GeneratorWorker, thread_worker
+from napari.qt.threading import GeneratorWorker
 from napari.utils.notifications import show_error, show_warning
 
-from napari_i2i.core.bundled_models import BundledModel, bundled_models
-from napari_i2i.core.device import DEVICE_CHOICES, DeviceError, resolve_device
 from napari_i2i.contract.engine_api import Capabilities, EngineError, StyleMode
+from napari_i2i.contract.registry import default_registry
+from napari_i2i.core.bundled_models import BundledModel, bundled_models
+from napari_i2i.core.device import DEVICE_CHOICES, DeviceError
+from napari_i2i.core.layer_data import LayerDataError
+from napari_i2i.core.model_file import ModelFileError, read_model_info
+from napari_i2i.core.style_choice import StyleChoiceError, check_style
+from napari_i2i.core.tiling import DEFAULT_TILE
+from napari_i2i.core.translate import Progress, TranslateOptions, TranslationResult
 from napari_i2i.frontends.layer_choosers import PROGRESS_STEPS, LayerChoosersWidget, snapshot
 from napari_i2i.frontends.trained_models import TRAINED_MODELS
-from napari_i2i.core.layer_data import ImageData, LayerDataError
-from napari_i2i.core.model_file import ModelFileError, load_model, read_model_info
-from napari_i2i.contract.registry import default_registry
-from napari_i2i.core.tiling import DEFAULT_TILE
-from napari_i2i.core.translate import (
-    Progress,
-    TranslateOptions,
-    TranslationResult,
-    run_translation,
+from napari_i2i.frontends.translate_job import (
+    REFERENCE_LABELS,
+    WIDGET_WORDS,
+    Placement,
+    TranslationJob,
+    style_inputs,
+    translation_worker,
 )
 
 OPEN_FILE = "open file…"  # the model chooser's entry that shows the file picker
-# The references list serves four style modes: its label and tooltip say which.
-REFERENCE_LABELS = {
-    StyleMode.REFERENCE: ("Style reference(s)", "image layers whose style the output takes; codes averaged"),
-    StyleMode.MATCHED: (
-        "Style references",
-        "image layers of several looks (e.g. different tissues): each source plane takes the style "
-        "of the one whose content is closest to its own",
-    ),
-    StyleMode.INTERPOLATE: (
-        "Interpolate between",
-        "exactly two image layers: the output goes in Steps steps from the style of the first of "
-        "them in this list to that of the second (a stack layer counts as one reference)",
-    ),
-    StyleMode.FEW_SHOT: (
-        "Class example(s)",
-        "images of the class to translate into: several image layers (any sizes) or one stack "
-        "layer whose planes are the examples; K = all their planes",
-    ),
-}
-
-
-
-
-@dataclass(frozen=True)
-class TranslationJob:
-    """All the worker thread needs, copied from the widget and layers in the main thread."""
-
-    model_path: Path
-    engine: str
-    device: str
-    options: TranslateOptions
-    sources: list[ImageData]
-    references: list[ImageData]
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a source layer sits in the world, so its translation sits on top of it."""
-
-    scale: tuple[float, ...]
-    translate: tuple[float, ...]
-    units: tuple[Any, ...]
-    axis_labels: tuple[str, ...]
-
-    @classmethod
-    def of(cls, layer: Image) -> Placement:
-        return cls(
-            scale=tuple(layer.scale),
-            translate=tuple(layer.translate),
-            units=tuple(layer.units),
-            axis_labels=tuple(layer.axis_labels),
-        )
-
-    def along(self, axes: Sequence[int | None], new_label: str = "sample") -> dict[str, tuple[Any, ...]]:
-        """Layer keyword arguments for output axes mapped onto source axes (None: a new axis,
-        labelled ``new_label``)."""
-
-        def pick(values: tuple[Any, ...], new: Any) -> tuple[Any, ...]:
-            return tuple(new if axis is None else values[axis] for axis in axes)
-
-        return {
-            "scale": pick(self.scale, 1.0),
-            "translate": pick(self.translate, 0.0),
-            "units": pick(self.units, "pixel"),
-            "axis_labels": pick(self.axis_labels, new_label),
-        }
-
-
-class TranslationCrashed(Exception):
-    """A RuntimeError (most torch failures) from the worker, re-raised under a type superqt reports.
-
-    superqt takes a RuntimeError out of a generator worker for a deleted Qt
-    object: it only warns, and emits neither ``errored`` nor ``finished``.
-    """
-
-
-# ignore_errors: the widget reports errors itself instead of re-raising them in Qt's event loop
-@thread_worker(start_thread=False, ignore_errors=True)
-def translation_worker(job: TranslationJob) -> Generator[Progress, None, list[TranslationResult]]:
-    """Load the model and translate in a worker thread; never touches napari layers."""
-    try:
-        device = resolve_device(job.device)
-        yield Progress(0.0, f"loading {job.model_path.name} on {device}")
-        loaded = load_model(job.model_path, device=device, engine=job.engine)
-        return (yield from run_translation(loaded, job.sources, job.options, job.references))
-    except RuntimeError as error:
-        hint = "; try a smaller tile size" if isinstance(error, torch.OutOfMemoryError) else ""
-        raise TranslationCrashed(f"{type(error).__name__}: {error}{hint}") from error
 
 
 class TranslateWidget(LayerChoosersWidget):
@@ -206,7 +117,10 @@ class TranslateWidget(LayerChoosersWidget):
     def _model_choices(self, _widget: Any = None) -> list[tuple[str, Path | str]]:
         """Bundled models, then those trained in this session (newest first), then OPEN_FILE."""
         bundled = [(model.display_name, path) for path, model in self._bundled.items()]
-        trained = [(f"trained: {path.parent.name}/{path.name}", path) for path in TRAINED_MODELS.paths]
+        short = [f"{path.parent.name}/{path.name}" for path in TRAINED_MODELS.paths]
+        # two runs in folders of one name would share a label, and a chooser keeps one per label
+        trained = [(f"trained: {name if short.count(name) == 1 else path}", path)
+                   for name, path in zip(short, TRAINED_MODELS.paths)]
         return bundled + trained + [(OPEN_FILE, OPEN_FILE)]
 
     def _list_trained_model(self, _path: Path) -> None:
@@ -310,20 +224,11 @@ class TranslateWidget(LayerChoosersWidget):
             return
         mode: StyleMode = self.style_mode.value
         references = self.selected(self.references) if mode in REFERENCE_LABELS else []
-        if mode is StyleMode.FEW_SHOT and not references:
-            show_error(
-                "Choose at least one class example: image layers of the class to translate into, "
-                "or one stack layer whose planes are the examples."
-            )
-            return
-        if mode is StyleMode.MATCHED and not references:
-            show_error("Choose the style references to match: image layers of the output domain.")
-            return
-        if mode is StyleMode.INTERPOLATE and len(references) != 2:
-            show_error(
-                "Choose exactly two style references to interpolate between "
-                f"(the first in the list is where the steps start); {len(references)} chosen."
-            )
+        try:
+            check_style(mode, style_inputs(mode, len(references), self.n_samples.value),
+                        self._capabilities.style_modes, self.engine.value, WIDGET_WORDS)
+        except StyleChoiceError as error:
+            show_error(str(error))
             return
         job = TranslationJob(
             model_path=self._model_path,

@@ -1,4 +1,18 @@
-"""``napari-i2i train``: train an engine on image folders."""
+"""``napari-i2i train``: train an engine on image folders.
+
+The data flags come from the registered data kinds (each kind's roles; a
+plugin's kind adds its own). With ``--progress-json`` every message a front
+end needs is one JSON object per line on standard output (the Train widget
+reads nothing else):
+
+- ``{"iteration": i, "iterations": n, "losses": {name: value}}`` after every iteration;
+- ``{"warning": message}`` for each Python warning raised during the run;
+- ``{"error": message}`` when the run fails, just before the process ends: exit status 2
+  for a user error (the message says it all), another for a crash;
+- ``{"model": path}`` at the end of a finished run.
+
+Human-readable messages (and tracebacks) still go to standard error.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +20,45 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
+from napari_i2i.contract.registry import default_registry
+from napari_i2i.contract.trainer_api import DataKind
 from napari_i2i.core.device import DEVICE_CHOICES, resolve_device
 from napari_i2i.frontends.cli.arguments import positive
 
+PROGRESS_JSON_HELP = (
+    "instead of the progress bar, one JSON object per line on standard output, for front ends: "
+    '{"iteration": i, "iterations": n, "losses": {...}} per iteration, {"warning": MESSAGE} per '
+    'Python warning, {"error": MESSAGE} when the run fails (exit status 2: a user error) and '
+    '{"model": PATH} at the end; once nothing reads them any more (the front end closed), the run '
+    "stops as on Ctrl-C"
+)
+
 
 def add_parser(commands) -> None:
-    """``napari-i2i train``."""
+    """``napari-i2i train``, with the data flags of every registered data kind."""
+    kinds = default_registry().data_kinds()
     train = commands.add_parser(
         "train",
         help="train an engine on image folders",
-        description="Train ENGINE on two folders of unpaired images (--domain-a, --domain-b: "
-        "munit, unit), on one folder of class subfolders (--classes: funit) or on aligned "
-        "pairs (--pairs-a [--pairs-b]: step). Writes "
-        "checkpoints, log.jsonl, validation images and RUN_DIR/model.safetensors. "
+        description="Train ENGINE on the data its trainer takes: "
+        + "; ".join(f"{kind.description}: {', '.join(_engines_of(kind)) or 'no engine installed'}"
+                    for kind in kinds)
+        + ". Writes checkpoints, log.jsonl, validation images and RUN_DIR/model.safetensors. "
         "Ctrl-C saves a checkpoint; --resume continues it.",
     )
     train.add_argument("engine", help="a trainable engine (see `napari-i2i engines`)")
-    train.add_argument("--domain-a", type=Path, metavar="DIR", help="unpaired engines: images of domain A")
-    train.add_argument("--domain-b", type=Path, metavar="DIR", help="unpaired engines: images of domain B")
-    train.add_argument("--classes", type=Path, metavar="DIR",
-                       help="class-folder engines (funit): one subfolder of images per class")
-    train.add_argument("--holdout-classes", metavar="N|NAME,NAME",
-                       help="class-folder engines: keep N classes (drawn with the seed) or the named "
-                       "ones out of training, to try translation into unseen classes")
-    train.add_argument("--pairs-a", type=Path, metavar="DIR",
-                       help="paired engines (step): images of domain A, or side-by-side A|B images "
-                       "without --pairs-b")
-    train.add_argument("--pairs-b", type=Path, metavar="DIR",
-                       help="paired engines: images of domain B, named as their partners in --pairs-a")
-    train.add_argument("--stages", metavar="NAME,NAME",
-                       help="paired engines (step): the training stages to run, of "
-                       "style,generator,finetune,mapper (default: all)")
+    added: set[str] = set()
+    for kind in kinds:
+        roles = [role for role in kind.roles if role.flag not in added]
+        if not roles:
+            continue
+        group = train.add_argument_group(f"{kind.name} data", kind.description)
+        for role in roles:
+            group.add_argument(role.flag, type=Path if role.folder else str, metavar=role.metavar, help=role.help)
+            added.add(role.flag)
     train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR")
     train.add_argument("--preset", default="small", help="small (CPU, minutes) or paper (published sizes)")
     train.add_argument("--config", type=Path, metavar="FILE",
@@ -50,58 +70,55 @@ def add_parser(commands) -> None:
     train.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N")
     train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--progress-json", action="store_true",
-                       help="instead of the progress bar, one JSON line per iteration on standard "
-                       'output, {"iteration": i, "iterations": n, "losses": {...}}, and '
-                       '{"model": PATH} at the end (for front ends); once nothing reads them any more '
-                       "(the front end closed), the run stops as on Ctrl-C")
+    train.add_argument("--progress-json", action="store_true", help=PROGRESS_JSON_HELP)
     train.add_argument("--stop-file", type=Path, metavar="FILE",
                        help="stop as Ctrl-C does (checkpoint saved, exit status 130) once FILE exists: "
                        "a way for front ends to stop a run on any platform")
 
 
+def _engines_of(kind: DataKind) -> list[str]:
+    registry = default_registry()
+    return [engine for engine in registry.trainable() if registry.trainer(engine).data == kind.name]
+
+
+def _flag_value(args: argparse.Namespace, flag: str):
+    return getattr(args, flag.lstrip("-").replace("-", "_"))
+
+
 def run(args: argparse.Namespace) -> int:
+    """Train; with ``--progress-json`` warnings and errors are JSON lines too (see the module)."""
+    if not args.progress_json:
+        return _train(args)
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            _print_json({"warning": str(message)})
+            shown(message, category, filename, lineno, file, line)  # and on standard error, for the log
+
+        warnings.showwarning = show
+        try:
+            return _train(args)
+        except Exception as error:
+            _print_json({"error": str(error)})
+            raise
+
+
+def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from trainers.run import (
-        RUN_FILE,
-        data_kind,
-        make_class_settings,
-        make_paired_settings,
-        make_settings,
-        read_config_file,
-        train,
-    )
+    from trainers.run import RUN_FILE, train
 
     device = resolve_device(args.device)
     settings = None
-    if args.resume and args.stages:
-        raise ValueError("--stages cannot change a run being resumed: its stages come from RUN_DIR/run.json")
-    if not args.resume:
-        kind = data_kind(args.engine)
-        _check_data_flags(args, kind)
-        overrides = {"size": args.size, "batch": args.batch, "iterations": args.iters, "seed": args.seed}
-        config = read_config_file(args.config) if args.config else None
-        # Dataset problems are DatasetErrors, a kind of ValueError: reported in one message.
-        if kind == "classes":
-            if args.classes is None:
-                raise ValueError(f"--classes is required for {args.engine} (unless --resume)")
-            flag = args.holdout_classes  # a number of classes, or their names
-            holdout = None if flag is None else int(flag) if flag.isdigit() else [n for n in flag.split(",") if n]
-            settings = make_class_settings(args.engine, args.preset, args.classes, holdout=holdout,
-                                           config=config, overrides=overrides)
-        elif kind == "paired":
-            if args.pairs_a is None:
-                raise ValueError(f"--pairs-a is required for {args.engine} (unless --resume)")
-            stages = [name.strip() for name in args.stages.split(",")] if args.stages else None
-            settings = make_paired_settings(args.engine, args.preset, args.pairs_a, args.pairs_b,
-                                            config=config, overrides=overrides,
-                                            training={"stages": stages} if stages else None)
-        else:
-            if args.domain_a is None or args.domain_b is None:
-                raise ValueError("--domain-a and --domain-b are required (unless --resume)")
-            settings = make_settings(args.engine, args.preset, args.domain_a, args.domain_b,
-                                     config=config, overrides=overrides)
+    if args.resume:
+        given = [role.flag for kind in default_registry().data_kinds() for role in kind.roles
+                 if _flag_value(args, role.flag) is not None]
+        if given:
+            raise ValueError(f"{' and '.join(dict.fromkeys(given))} cannot change a run being resumed: "
+                             "its data and settings come from RUN_DIR/run.json")
+    else:
+        settings = _new_settings(args)
     if settings is not None:
         total = settings.iterations
     else:  # resumed: --iters, or the run's own
@@ -140,6 +157,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_settings(args: argparse.Namespace):
+    """The settings of a new run from the flags of the engine's data kind; others' flags are an error."""
+    from trainers.run import make_settings, read_config_file
+
+    registry = default_registry()
+    kind = registry.trainer_data_kind(args.engine)
+    own = {role.flag for role in kind.roles}
+    others = [role.flag for other in registry.data_kinds() for role in other.roles
+              if role.flag not in own and _flag_value(args, role.flag) is not None]
+    if others:
+        raise ValueError(f"{args.engine} trains on {kind.description}; drop {' and '.join(dict.fromkeys(others))}")
+    missing = [role.flag for role in kind.roles if role.required and _flag_value(args, role.flag) is None]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise ValueError(f"{' and '.join(missing)} {verb} required for {args.engine} (unless --resume)")
+    inputs = {role.key: _flag_value(args, role.flag) for role in kind.roles}
+    overrides = {"size": args.size, "batch": args.batch, "iterations": args.iters, "seed": args.seed}
+    config = read_config_file(args.config) if args.config else None
+    # Dataset problems are DatasetErrors, a kind of ValueError: reported in one message.
+    return make_settings(args.engine, args.preset, inputs, config=config, overrides=overrides, registry=registry)
+
 
 def _print_json(record: dict) -> bool:
     """One JSON line on standard output; False when nothing reads it any more (a closed pipe)."""
@@ -151,28 +189,3 @@ def _print_json(record: dict) -> bool:
         # cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return False
-
-
-
-# The flags of each kind of training data, and what that kind is.
-DATA_FLAGS = {
-    "unpaired": (("--domain-a", "domain_a"), ("--domain-b", "domain_b")),
-    "classes": (("--classes", "classes"), ("--holdout-classes", "holdout_classes")),
-    "paired": (("--pairs-a", "pairs_a"), ("--pairs-b", "pairs_b"), ("--stages", "stages")),
-}
-
-DATA_KINDS = {
-    "unpaired": "two folders of unpaired images (--domain-a DIR --domain-b DIR)",
-    "classes": "one folder of class subfolders (--classes DIR)",
-    "paired": "aligned image pairs (--pairs-a DIR [--pairs-b DIR])",
-}
-
-
-
-def _check_data_flags(args: argparse.Namespace, kind: str) -> None:
-    """Data flags of the other kinds of training data are an error, not silently ignored."""
-    given = [flag for other, flags in DATA_FLAGS.items() if other != kind
-             for flag, name in flags if getattr(args, name) is not None]
-    if given:
-        raise ValueError(f"{args.engine} trains on {DATA_KINDS[kind]}; drop {' and '.join(given)}")
-

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from napari_i2i.contract.engine_api import StyleMode
 from napari_i2i.core.device import DEVICE_CHOICES, resolve_device
 from napari_i2i.core.image_io import SUFFIXES, read_image, write_image
 from napari_i2i.core.model_file import load_model
+from napari_i2i.core.style_choice import StyleInputs, StyleWords, Wording, choose_style_mode
 from napari_i2i.core.tiling import DEFAULT_TILE
 from napari_i2i.frontends.cli.arguments import positive
 
@@ -76,72 +76,28 @@ def _output_paths(args: argparse.Namespace, direction: str) -> list[Path]:
     return paths
 
 
+# The style inputs as the command line names them, for the style rule's messages.
+CLI_WORDS = StyleWords(
+    references=Wording("--reference", "--reference IMG..."),
+    match=Wording("--match", "--match"),
+    class_examples=Wording("--class-images", "--class-images IMG..."),
+    interpolate=Wording("--interpolate", "--interpolate REF1 REF2"),
+    steps=Wording("--steps", "--steps N"),
+    samples=Wording("--samples", "--samples"),
+    front_end="the command line",
+)
 
-def _style_mode(args: argparse.Namespace, engine: str, offered: Sequence[StyleMode]) -> StyleMode:
-    """The class of the class images, or the style of the references, if given; else
-    random styles, else none (deterministic models)."""
-    names = ", ".join(mode.value for mode in offered)
-    if args.match and not args.reference:
-        raise ValueError("--match chooses among style references: give them with --reference IMG...")
-    if args.interpolate:
-        if StyleMode.INTERPOLATE not in offered:
-            raise ValueError(f"this {engine} model does not interpolate between styles (styles: {names}); "
-                             "drop --interpolate")
-        if args.reference or args.class_images:
-            raise ValueError("--interpolate REF1 REF2 takes the place of --reference and --class-images; "
-                             "give it alone")
-        if args.samples != 1:
-            raise ValueError("--samples applies to random styles; give the number of interpolation "
-                             "steps with --steps")
-        if args.steps is None or args.steps < 2:
-            raise ValueError("--interpolate needs --steps N with N >= 2 (the styles of REF1 and REF2 "
-                             "included)")
-        return StyleMode.INTERPOLATE
-    if args.steps is not None:
-        raise ValueError("--steps is the number of interpolation steps; give it with --interpolate REF1 REF2")
-    if args.class_images:
-        if StyleMode.FEW_SHOT not in offered:
-            raise ValueError(f"this {engine} model does not translate into the class of example images "
-                             f"(styles: {names}); drop --class-images")
-        if args.reference:
-            raise ValueError("give either --class-images or --reference, not both")
-        if args.samples != 1:
-            raise ValueError("--samples applies to random styles; drop it when giving --class-images")
-        return StyleMode.FEW_SHOT
-    if args.reference:
-        if StyleMode.REFERENCE not in offered:
-            hint = "; give class examples with --class-images" if StyleMode.FEW_SHOT in offered else ""
-            raise ValueError(f"this {engine} model takes no style reference (styles: {names}); "
-                             f"drop --reference{hint}")
-        if args.samples != 1:
-            raise ValueError("--samples applies to random styles; drop it when giving --reference")
-        if args.match:
-            if StyleMode.MATCHED not in offered:
-                raise ValueError(f"this {engine} model cannot match references to inputs (styles: {names}); "
-                                 "drop --match")
-            return StyleMode.MATCHED
-        return StyleMode.REFERENCE
-    if StyleMode.RANDOM in offered:
-        return StyleMode.RANDOM
-    if args.samples != 1:
-        raise ValueError(
-            f"this {engine} model has no random styles (styles: {names}); drop --samples"
-        )
-    if StyleMode.NONE in offered:
-        return StyleMode.NONE
-    if StyleMode.FEW_SHOT in offered:
-        raise ValueError(
-            f"this {engine} model translates into the class shown by example images; "
-            "give one or more with --class-images IMG..."
-        )
-    if StyleMode.REFERENCE in offered:
-        also = " (or --interpolate REF1 REF2 --steps N)" if StyleMode.INTERPOLATE in offered else ""
-        raise ValueError(f"this {engine} model takes its style from reference images: give "
-                         f"--reference IMG...{also}")
-    raise ValueError(
-        f"this {engine} model needs a style the command line cannot give (styles: {names})"
+
+def _style_inputs(args: argparse.Namespace) -> StyleInputs:
+    """The style flags as the style rule counts them (an absent flag: None)."""
+    return StyleInputs(
+        references=len(args.reference) or None,
+        match=args.match,
+        class_examples=len(args.class_images) or None,
+        interpolation_ends=len(args.interpolate) if args.interpolate else None,
+        steps=args.steps,
+        n_samples=args.samples,
     )
-
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if not loaded.info.trained:
         print(f"warning: {args.model} holds untrained weights; its outputs are noise", file=sys.stderr)
     direction = args.direction or next(iter(loaded.model.capabilities.directions))
-    mode = _style_mode(args, loaded.info.engine, loaded.model.capabilities.style_modes)
+    mode = choose_style_mode(_style_inputs(args), loaded.model.capabilities.style_modes, loaded.info.engine,
+                             CLI_WORDS)
     outputs = _output_paths(args, direction)
     sources = [read_image(path) for path in args.inputs]
     given = {StyleMode.FEW_SHOT: args.class_images, StyleMode.INTERPOLATE: args.interpolate}
