@@ -18,6 +18,7 @@ from napari_i2i.contract.registry import (
     DuplicateEngineError,
     EngineRegistry,
     UnknownDataKindError,
+    data_kind_registry,
     default_registry,
 )
 from napari_i2i.core.model_file import read_model_info
@@ -45,22 +46,50 @@ def mirrored_site(tmp_path, monkeypatch):
     info = site / "i2i_mirrored-1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: i2i-mirrored\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[napari_i2i.engines]\nmirrored = i2i_mirrored_plugin\n")
+    (info / "entry_points.txt").write_text("[napari_i2i.data_kinds]\nmirrored = i2i_mirrored_plugin\n\n"
+                                           "[napari_i2i.engines]\nmirrored = i2i_mirrored_plugin\n")
     shutil.copy(PLUGIN, site / PLUGIN.name)
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
     importlib.invalidate_caches()
     default_registry.cache_clear()
+    data_kind_registry.cache_clear()
     yield site
     default_registry.cache_clear()
+    data_kind_registry.cache_clear()
     sys.modules.pop("i2i_mirrored_plugin", None)
+
+
+BUILTIN_KINDS = {"classes", "paired", "unpaired"}
 
 
 def test_builtin_kinds_come_through_the_entry_point():
     registry = EngineRegistry()
     registry.load_plugins()
-    assert [kind.name for kind in registry.data_kinds()] == ["classes", "paired", "unpaired"]
+    assert BUILTIN_KINDS <= {kind.name for kind in registry.data_kinds()}
     assert {registry.trainer_data_kind(engine).name for engine in ("munit", "funit")} == {"unpaired", "classes"}
+
+
+def test_data_kinds_load_alone_without_engines():
+    """What `napari-i2i train --help` builds its flags from: the data-kind group only."""
+    registry = EngineRegistry()
+    registry.load_data_kinds()
+    assert BUILTIN_KINDS <= {kind.name for kind in registry.data_kinds()}
+    assert registry.names() == [] and registry.trainable() == [] and registry.load_errors == []
+
+
+def test_an_engine_plugin_with_kinds_outside_the_data_kind_group_is_a_load_error(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    shutil.copy(PLUGIN, tmp_path / "i2i_kinds_misplaced.py")
+    entry = importlib.metadata.EntryPoint("misplaced", "i2i_kinds_misplaced", "napari_i2i.engines")
+    registry = EngineRegistry()
+    try:
+        registry.load_plugins([entry])
+    finally:
+        sys.modules.pop("i2i_kinds_misplaced", None)
+    (error,) = registry.load_errors
+    assert "name it in the entry-point group 'napari_i2i.data_kinds'" in error.message
+    assert "mirror_munit" not in registry
 
 
 def test_duplicate_and_unknown_kinds_are_named_errors():
@@ -78,7 +107,7 @@ def test_a_plugin_whose_kind_is_taken_keeps_nothing(tmp_path, monkeypatch):
     module = tmp_path / "i2i_copy_kind.py"
     module.write_text(PLUGIN.read_text().replace('name = "mirrored"', 'name = "unpaired"'))
     monkeypatch.syspath_prepend(str(tmp_path))
-    entry = importlib.metadata.EntryPoint("copy", "i2i_copy_kind", "napari_i2i.engines")
+    entry = importlib.metadata.EntryPoint("copy", "i2i_copy_kind", "napari_i2i.data_kinds")
     registry = EngineRegistry()
     registry.load_plugins()  # the built-in ones
     try:
@@ -87,8 +116,7 @@ def test_a_plugin_whose_kind_is_taken_keeps_nothing(tmp_path, monkeypatch):
         sys.modules.pop("i2i_copy_kind", None)
     (error,) = registry.load_errors
     assert "data kind 'unpaired' is already registered by plugin 'data_kinds'" in error.message
-    assert "mirror_munit" not in registry  # atomic: none of the plugin's engines either
-    assert [kind.name for kind in registry.data_kinds()] == ["classes", "paired", "unpaired"]
+    assert registry.data_kind("unpaired").description == UnpairedKind.description  # the built-in one kept
 
 
 def test_settings_hold_absolute_folders_and_a_previous_run_json_resumes(tmp_path, rng, monkeypatch):

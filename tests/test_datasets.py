@@ -198,7 +198,7 @@ def test_empty_or_missing_folder(tmp_path):
 
 def test_too_small_images_are_rejected_unless_resized(tmp_path):
     save(tmp_path / "small.png", noise((30, 80), np.uint8))
-    with pytest.raises(DatasetError, match=r"small.png: 30×80 pixels, smaller than the 32×32 crop; pass resize=32"):
+    with pytest.raises(DatasetError, match=r"small.png: 30×80 pixels, smaller than the 32×32 crop; upscale with --resize 32"):
         ImageFolder(tmp_path, size=32)
     assert ImageFolder(tmp_path, size=32, resize=32)[0].shape == (1, 32, 32)
     assert ImageFolder(tmp_path, size=None, resize=15)[0].shape == (1, 15, 40)  # short side to 15
@@ -280,8 +280,9 @@ def make_classes(root, counts):
 
 def test_class_folders(tmp_path):
     make_classes(tmp_path, [3, 1, 2])
-    (tmp_path / "stray.png").write_bytes(b"files at the root are ignored")
-    dataset = ClassFolders(tmp_path, size=32, seed=0)
+    (tmp_path / "stray.png").write_bytes(b"files at the root are not used")
+    with pytest.warns(UserWarning, match="1 file\\(s\\) skipped.*in a class subfolder: .*/stray.png"):
+        dataset = ClassFolders(tmp_path, size=32, seed=0)
     assert dataset.classes == ["class0", "class1", "class2"] and dataset.counts == [3, 1, 2]
     assert [dataset[i][1] for i in range(len(dataset))] == [0, 0, 0, 1, 2, 2]
     image, label = dataset[4]
@@ -395,3 +396,21 @@ def test_paired_stacks_pair_plane_by_plane(tmp_path):
     with pytest.raises(DatasetError) as caught:
         PairedFolders(tmp_path / "A", tmp_path / "B", size=24, **gray)
     assert caught.value.problems == ["A/x.tif: A has 2 plane(s), B 3; plane i of A pairs with plane i of B"]
+
+
+def test_files_that_are_not_images_are_named_in_one_warning_per_dataset(tmp_path):
+    """Class folders, their root and pair folders alike; hidden files stay unmentioned."""
+    for name in ("cats/a.png", "cats/b.png", "dogs/a.png", "dogs/b.png"):
+        save(tmp_path / "classes" / name, noise((8, 8), np.uint8))
+    (tmp_path / "classes" / "cats" / "notes.txt").write_text("x")
+    (tmp_path / "classes" / "README.md").write_text("x")
+    (tmp_path / "classes" / ".DS_Store").write_text("x")
+    with pytest.warns(UserWarning, match=r"classes in .*: 2 file\(s\) skipped, not .* images in a class "
+                      r"subfolder: classes/README.md, cats/notes.txt$"):
+        assert ClassFolders(tmp_path / "classes", size=None).classes == ["cats", "dogs"]
+    for side in "AB":
+        save(tmp_path / side / "x.png", noise((8, 8), np.uint8))
+        (tmp_path / side / "x.csv").write_text("1,2")
+    with pytest.warns(UserWarning, match=r"image pairs in .*: 2 file\(s\) skipped.*: A/x.csv, B/x.csv$") as caught:
+        assert len(PairedFolders(tmp_path / "A", tmp_path / "B", size=None)) == 1
+    assert len(caught) == 1

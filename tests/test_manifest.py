@@ -10,6 +10,20 @@ from pathlib import Path
 from npe2 import PluginManifest
 
 ROOT = Path(__file__).resolve().parents[1]
+HUB_METADATA = [
+    "Author: napari-i2i contributors",
+    "Classifier: Framework :: napari",
+    "Classifier: Intended Audience :: Science/Research",
+    "Classifier: License :: OSI Approved :: BSD License",
+    "Classifier: Operating System :: OS Independent",
+    "Classifier: Programming Language :: Python :: 3.11",
+    "Classifier: Programming Language :: Python :: 3.12",
+    "Classifier: Topic :: Scientific/Engineering :: Image Processing",
+    "Project-URL: Bug Tracker, https://github.com/napari-i2i/napari-i2i/issues",
+    "Project-URL: Documentation, https://github.com/napari-i2i/napari-i2i/tree/main/docs",
+    "Project-URL: Homepage, https://github.com/napari-i2i/napari-i2i",
+    "Project-URL: Source Code, https://github.com/napari-i2i/napari-i2i",
+]
 
 
 def test_installed_manifest_validates_with_imports():
@@ -43,8 +57,11 @@ def test_wheel_carries_the_root_manifest_as_a_file(tmp_path):
         assert "napari_i2i/bundled/README.md" in names and "napari_i2i/frontends/sample_data.py" in names
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         text = archive.read(entry_points).decode()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "napari-i2i = napari_i2i:napari.yaml" in text
     assert "munit = engines.munit" in text
+    for line in HUB_METADATA:  # what the napari hub lists and filters on
+        assert line in metadata.splitlines(), line
 
     # installed on its own (as in a fresh venv), the manifest resolves and validates
     site = tmp_path / "site"

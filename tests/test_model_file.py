@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import shutil
 import struct
 
 import pytest
@@ -183,3 +184,24 @@ def test_an_unreadable_bundled_file_is_skipped_with_a_warning(tmp_path, munit_fi
         pytest.raises(ModelFileError, match=r"no bundled model 'stain_munit'.*\(bundled: good\)"),
     ):
         bundled_model("stain_munit", folder)
+
+
+def test_a_run_folder_stands_for_its_model_file(tmp_path, munit_file):
+    """Every front end takes a training run's folder: its model.safetensors; a run with only a
+    checkpoint, or a folder of something else, says what is missing."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(munit_file, run / "model.safetensors")
+    assert read_model_info(run) == read_model_info(munit_file)
+    assert load_model(run).path == run / "model.safetensors"
+
+    (run / "model.safetensors").unlink()
+    (run / "checkpoint.pt").write_bytes(b"never read here")
+    (run / "run.json").write_text('{"engine": "unit"}')
+    before = (run / "checkpoint.pt").read_bytes()
+    with pytest.raises(ModelFileError, match=r"run: a training run without a model yet \(only checkpoint.pt\): "
+                       r"`napari-i2i train unit --out .*run --resume` finishes it, and stopping a run"):
+        load_model(run)
+    assert (run / "checkpoint.pt").read_bytes() == before
+    with pytest.raises(ModelFileError, match=r"a folder without a model file \(model.safetensors\)"):
+        read_model_info(tmp_path)

@@ -7,7 +7,7 @@ from conftest import build_munit, drain
 from skimage import data
 
 from napari_i2i.contract.engine_api import StyleMode, StyleRequest
-from napari_i2i.core.tiling import AxisPlan, TilePlan, reference_crops, translate_tiled
+from napari_i2i.core.tiling import AxisPlan, TilePlan, minimum_size, reference_crops, translate_tiled
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +105,40 @@ def test_reference_crops_cover_a_large_reference():
     assert crops.shape == (4, 1, 128, 128)
     assert crops[0, 0, 0, 0] == 0 and crops[-1, 0, -1, -1] == reference[0, 0, -1, -1]
     assert reference_crops(reference[..., :64, :64], 128).shape == (1, 1, 64, 64)
+
+
+@pytest.mark.parametrize("multiple", [1, 2, 4, 8, 16])
+def test_plans_of_large_enough_images_are_unchanged_by_the_minimum(multiple):
+    """Only axes shorter than the minimum are padded more: larger images keep their plan (and output)."""
+    shortest = minimum_size(multiple)
+    assert shortest % multiple == 0 and shortest >= 4
+    for length in range(shortest, shortest + 3 * multiple + 2):
+        plan = TilePlan.make(length, 700, tile=256, context=40, multiple=multiple)
+        assert plan.rows.length == -(-length // multiple) * multiple
+    for length in range(1, shortest):
+        assert TilePlan.make(length, length, tile=256, multiple=multiple).rows.length == shortest
+
+
+@pytest.mark.parametrize("engine_name", ["munit", "unit", "funit", "step"])
+def test_every_engine_translates_images_down_to_one_pixel(engine_name, tmp_path):
+    """Each built-in engine's reflect padding is served by the minimum size (1×1 up to thin strips)."""
+    from napari_i2i.contract.registry import default_registry
+    from napari_i2i.core.layer_data import ImageData
+    from napari_i2i.core.model_file import load_model, save_model
+    from napari_i2i.core.translate import TranslateOptions, run_to_completion, run_translation
+
+    engine = default_registry().get(engine_name)
+    torch.manual_seed(0)
+    model = engine.build(engine.config("small")).eval()
+    direction, (_, out_channels) = next(iter(model.capabilities.directions.items()))
+    mode = model.capabilities.style_modes[0]
+    references = [ImageData(np.zeros((64, 64) if out_channels == 1 else (64, 64, 3), np.uint8), "ref",
+                            rgb=out_channels == 3)] * (2 if mode is StyleMode.INTERPOLATE else 1)
+    save_model(tmp_path / "model.safetensors", engine, model)
+    loaded = load_model(tmp_path / "model.safetensors")
+    options = TranslateOptions(direction=direction, mode=mode, n_samples=2 if mode is StyleMode.INTERPOLATE else 1)
+    for shape in [(1, 1), (2, 2), (1, 500), (3, 200)]:
+        source = ImageData(np.random.default_rng(0).random(shape, dtype=np.float32), "small")
+        (result,) = run_to_completion(run_translation(loaded, [source], options, references))
+        assert result.data.shape[-3 if result.rgb else -2:][:2] == shape
+        assert np.isfinite(result.data).all()

@@ -134,8 +134,12 @@ def test_progress_json_lines_stop_file_and_a_vanished_reader(folders, tmp_path):
     stopped = start(tmp_path / "stopped", "--iters", 100_000, "--stop-file", stop_file)
     assert json.loads(stopped.stdout.readline())["iteration"] == 1
     stop_file.touch()
-    stopped.communicate(timeout=120)
+    rest = [json.loads(line) for line in stopped.communicate(timeout=120)[0].splitlines()]
     assert stopped.returncode == 130 and (tmp_path / "stopped" / "checkpoint.pt").is_file()
+    reached = rest[-2]["iteration"]  # the stop: the model so far, marked
+    assert rest[-1] == {"model": str(tmp_path / "stopped" / "model.safetensors"), "stopped_at": reached,
+                        "iterations": 100_000}
+    assert read_model_info(tmp_path / "stopped").provenance["training"]["stopped_at"] == reached
 
     orphaned = start(tmp_path / "orphaned", "--iters", 100_000)
     assert json.loads(orphaned.stdout.readline())["iteration"] == 1

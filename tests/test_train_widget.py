@@ -20,9 +20,11 @@ from napari_i2i.frontends.train_job import (
     TrainJobError,
     TrainRequest,
     check_request,
+    logged_losses,
     rendered_planes,
     run_training,
 )
+from napari_i2i.frontends.loss_plot import REDRAW_INTERVAL_MS, LossPlot
 from napari_i2i.frontends.train_widget import TrainWidget
 from napari_i2i.frontends.translate_widget import TranslateWidget
 from trainers.run import preset_loop_settings
@@ -161,6 +163,8 @@ def test_docks_from_the_manifest_and_shows_the_engines_data(viewer, rng):
     _, widget = viewer.window.add_plugin_dock_widget("napari-i2i", "Train")
     assert isinstance(widget, TrainWidget)
     assert set(widget.engine.choices) >= {"funit", "munit", "step", "unit"}
+    assert widget.engine.value == "munit"  # unpaired images, not FUNIT (first by name)
+    assert widget.preset.value == "small" and not widget.loss_plot.terms()
     cells = add_gray(viewer, rng, "cells")
     assert cells in widget.domain_a.choices and cells in widget.pairs_a.choices
 
@@ -208,10 +212,18 @@ def test_train_cancel_and_resume_from_layers(qtbot, tmp_path, viewer, rng, notif
     qtbot.waitUntil(lambda: widget.status.value.startswith("iteration"), timeout=TRAIN_TIMEOUT_MS)
     widget.cancel()
     qtbot.waitUntil(lambda: widget.train_button.enabled, timeout=TRAIN_TIMEOUT_MS)
-    assert widget.status.value.startswith("stopped; checkpoint saved")
-    assert not (run_dir / "model.safetensors").exists()
+    model = run_dir / "model.safetensors"
+    assert widget.status.value == (f"stopped; checkpoint saved in {run_dir}; the model so far: {model}. "
+                                   "Tick Resume and Train to continue.")
+    assert not (run_dir / "stop-requested").exists()  # served: a later run of the folder is not stopped
     done = torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"]
     assert 1 <= done < 10_000
+    assert read_model_info(model).provenance["training"]["stopped_at"] == done
+    assert model in translate_widget.model.choices  # the model so far can be tried at once
+    plot = widget.loss_plot
+    terms = plot.terms()
+    assert {"image", "content", "style", "gan"} <= set(terms)  # one curve per loss term
+    assert [i for i, _ in plot.points(terms[0])] == list(range(1, done + 1))  # live: every iteration
 
     grid = rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)  # as if the run had validated at iteration 7
     (run_dir / "validation").mkdir(exist_ok=True)
@@ -220,6 +232,8 @@ def test_train_cancel_and_resume_from_layers(qtbot, tmp_path, viewer, rng, notif
     widget.iterations.value = done + 2
     widget.train()
     qtbot.waitUntil(lambda: widget.train_button.enabled, timeout=TRAIN_TIMEOUT_MS)
+    assert [i for i, _ in plot.points(terms[0])] == list(range(1, done + 3))  # kept, then extended
+    qtbot.waitUntil(lambda: plot.drawn(terms[0]) == len(plot.points(terms[0])), timeout=5000)
     preview = viewer.layers["training preview: run 00000007"]
     assert preview.rgb and np.array_equal(preview.data, grid)
     assert widget.status.value == f"done: {run_dir / 'model.safetensors'}"
@@ -230,7 +244,6 @@ def test_train_cancel_and_resume_from_layers(qtbot, tmp_path, viewer, rng, notif
     np.testing.assert_array_equal(b.data, originals[1])
     assert any("model saved" in text for severity, text in notifications() if severity == NotificationSeverity.INFO)
 
-    model = run_dir / "model.safetensors"
     assert model in translate_widget.model.choices
     translate_widget.model.value = model
     assert translate_widget.model_path == model and translate_widget.engine.value == "munit"
@@ -247,3 +260,70 @@ def test_a_crashed_training_process_is_reported_with_its_last_messages(tmp_path,
     request = TrainRequest(engine="munit", data=kind("unpaired"), run_dir=tmp_path / "run", iterations=2, layers=layers)
     with pytest.raises(train_job.TrainingCrashed, match="exit status 3(.|\n)*it broke"):
         drain(run_training(request))[0]
+
+
+# --- the loss plot --------------------------------------------------------------------------
+
+
+def test_logged_losses_are_the_loss_records_of_the_run_log(tmp_path):
+    (tmp_path / "log.jsonl").write_text("\n".join([
+        json.dumps({"iteration": 0, "event": "vgg_loss_off", "reason": "no weights"}),
+        json.dumps({"iteration": 10, "seconds": 1.5, "gan": 0.5, "image": 2.0}),
+        json.dumps({"iteration": 20, "seconds": 3.0, "gan": 0.4, "image": 1.5}),
+        '{"iteration": 30, "seco',  # torn: the run was killed while writing
+    ]))
+    assert logged_losses(tmp_path) == ((10, {"gan": 0.5, "image": 2.0}), (20, {"gan": 0.4, "image": 1.5}))
+    assert logged_losses(tmp_path / "no-run") == ()
+
+    long = "\n".join(json.dumps({"iteration": i, "seconds": 0.1, "gan": 1 / i}) for i in range(1, 12_346))
+    (tmp_path / "log.jsonl").write_text(long)
+    thinned = [iteration for iteration, _ in logged_losses(tmp_path, most=1000)]
+    assert len(thinned) <= 1000 and thinned[0] == 1 and thinned[-1] == 12_345  # a long log adds at once
+    assert len(set(b - a for a, b in zip(thinned[:-2], thinned[1:-1]))) == 1  # evenly spaced
+
+
+def test_plot_stores_points_at_once_and_draws_them_on_its_timer(qtbot):
+    plot = LossPlot()
+    qtbot.addWidget(plot.native)
+    plot.add([(1, {"gan": 0.9, "image": 2.0}), (2, {"gan": float("nan"), "image": 1.8, "note": "text"})])
+    plot.add([(i, {"gan": 1.0 / i}) for i in range(3, 3000)])
+    assert plot.terms() == ["gan", "image"]
+    assert plot.points("image") == [(1, 2.0), (2, 1.8)]
+    assert len(plot.points("gan")) == 2998  # the NaN is left out
+    assert plot.drawn("gan") == 0  # storing never draws: the timer does, a few times a second
+    assert REDRAW_INTERVAL_MS >= 200
+    qtbot.waitUntil(lambda: plot.drawn("gan") == 2998 and plot.drawn("image") == 2, timeout=5000)
+
+    plot.add([(2, {"image": 1.7})])  # a resumed run redoes iteration 2 on: the old part goes
+    assert plot.points("image") == [(1, 2.0), (2, 1.7)]
+    plot.clear()
+    assert plot.terms() == [] and plot.drawn("gan") == 0
+    assert not [item for item in plot.native.getPlotItem().listDataItems()]
+
+
+def test_resuming_in_a_new_widget_plots_the_logged_losses_and_a_new_run_clears_them(
+        qtbot, tmp_path, viewer, rng, monkeypatch):
+    import sys
+
+    from napari_i2i.frontends import train_job
+
+    fail = [sys.executable, "-c", "import sys; sys.exit(3)"]  # the plot is what is tested here
+    monkeypatch.setattr(train_job, "train_command", lambda request, folders: fail)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"engine": "munit"}))
+    (run_dir / "log.jsonl").write_text(json.dumps({"iteration": 10, "seconds": 1.0, "gan": 0.7}) + "\n")
+    widget = TrainWidget(viewer)
+    widget.run_folder.value, widget.resume.value = run_dir, True
+    widget.train()
+    qtbot.waitUntil(lambda: widget.train_button.enabled, timeout=30_000)  # a crash ends the run too
+    assert widget.status.value.startswith("failed: training stopped with exit status 3")
+    assert widget.loss_plot.points("gan") == [(10, 0.7)]
+
+    widget.resume.value = False
+    widget.domain_a.value = [add_gray(viewer, rng, "A")]
+    widget.domain_b.value = [add_gray(viewer, rng, "B")]
+    widget.run_folder.value = tmp_path / "new run"
+    widget.train()
+    assert widget.loss_plot.terms() == []
+    qtbot.waitUntil(lambda: widget.train_button.enabled, timeout=30_000)

@@ -163,3 +163,24 @@ def test_progress_is_monotonic_and_ends_at_one(munit_file, rng):
     fractions = [step.fraction for step in progress]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     assert [r.source for r in results] == ["a", "b"]
+
+
+@pytest.mark.parametrize("shape, dtype, rgb, n_samples", [
+    ((20, 24), np.uint16, False, 1),
+    ((20, 24, 3), np.uint8, True, 3),
+    ((2, 20, 24), np.float32, False, 2),
+    ((20, 24), np.bool_, False, 1),
+    ((20, 24), np.int32, False, 1),
+])
+def test_the_planned_output_is_what_the_job_returns(munit_file, rng, shape, dtype, rgb, n_samples):
+    """Front ends check output files from this plan before any work: it must not drift."""
+    from napari_i2i.core.translate import planned_output
+
+    data = (rng.random(shape) * 100).astype(dtype)
+    loaded = load_model(munit_file)
+    options = TranslateOptions(direction="a2b", tile=64, n_samples=n_samples)
+    plan = planned_output(loaded, options, "src", shape, rgb, np.dtype(dtype))
+    result = run_to_completion(run_translation(loaded, [ImageData(data, "src", rgb=rgb)], options))[0]
+    assert result.data.dtype == plan.dtype and result.rgb == plan.rgb
+    assert result.data.shape[: len(plan.leading_shape)] == plan.leading_shape
+    assert result.data.ndim == len(plan.leading_shape) + (3 if plan.rgb else 2)

@@ -33,6 +33,7 @@ from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer, Train
 from trainers.loop import make_grad_scaler
 from trainers.losses import hinge_discriminator, hinge_generator, l1, r1_penalty
 from trainers.two_domain import displayable
+from trainers.ema import ema_beta, update_average
 
 OPTIMIZERS = ("rmsprop", "adam")
 
@@ -134,17 +135,10 @@ class FunitTrainer(MethodTrainer):
         return {"grad": self.scaler}
 
     def ema_beta(self, iteration: int) -> float:
-        beta = self.config.ema_beta
-        return min(beta, (1 + iteration) / (10 + iteration)) if self.config.ema_warmup else beta
+        return ema_beta(self.config.ema_beta, self.config.ema_warmup, iteration)
 
-    @torch.no_grad()
     def update_average(self, iteration: int) -> None:
-        """``ema ← β·ema + (1 − β)·generator`` for every parameter; buffers are copied."""
-        weight = 1 - self.ema_beta(iteration)
-        for average, current in zip(self.model.parameters(), self.generator.parameters()):
-            average.lerp_(current, weight)
-        for average, current in zip(self.model.buffers(), self.generator.buffers()):
-            average.copy_(current)
+        update_average(self.model, self.generator, self.ema_beta(iteration))
 
     def step(self, batch: Any, iteration: int) -> dict[str, float]:
         """*batch* is ``((x, labels_x), (y, labels_y))``: content images, class images."""

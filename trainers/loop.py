@@ -2,8 +2,9 @@
 
 A method supplies a :class:`MethodTrainer` (networks, optimisers, losses and
 one update step); the loop owns everything else: batches, autocast, atomic
-checkpoints with exact resume (gradient scaler included), loss logs (JSON
-lines, and TensorBoard when it is installed), validation images, progress
+checkpoints (every ``checkpoint_every`` iterations or ``checkpoint_minutes``,
+whichever comes first) with exact resume (gradient scaler included), loss logs
+(JSON lines, and TensorBoard when it is installed), validation images, progress
 and a clean stop on Ctrl-C.
 """
 
@@ -26,8 +27,9 @@ import torch
 
 from napari_i2i.contract.trainer_api import MethodTrainer
 from napari_i2i.core.device import autocast_dtype
+from napari_i2i.core.model_file import RUN_CHECKPOINT_NAME
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = RUN_CHECKPOINT_NAME
 VALIDATION_DIR = "validation"  # in RUN_DIR: ITERATION.png (zero-padded, so names sort by iteration)
 TENSORBOARD_DIR = "tensorboard"
 
@@ -39,6 +41,11 @@ class LoopConfig:
     log_every: int = 10
     validate_every: int = 1000
     seed: int = 0
+    checkpoint_minutes: float = 5.0  # also checkpoint once this long has passed since the last; 0: never by time
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from; the message names the file."""
 
 
 def grad_scaler_enabled(device: torch.device) -> bool:
@@ -131,6 +138,8 @@ class TrainLoop:
         self.on_validate = on_validate
         self.should_stop = should_stop
         self.iteration = 0
+        self.last_saved = time.monotonic()  # when a checkpoint was last written (or the session began)
+        self.saved_iteration: int | None = None  # the iteration of the last checkpoint written
         self.writer: Any = None  # TensorBoard, while run() runs and tensorboard is installed
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -159,14 +168,42 @@ class TrainLoop:
 
     def save_checkpoint(self) -> Path:
         _atomic_save(self.state(), self.checkpoint_path)
+        self.last_saved, self.saved_iteration = time.monotonic(), self.iteration
         return self.checkpoint_path
 
+    def _checkpoint_due(self) -> bool:
+        config = self.config
+        if self.iteration % config.checkpoint_every == 0:
+            return True
+        minutes = config.checkpoint_minutes
+        return minutes > 0 and time.monotonic() - self.last_saved >= minutes * 60
+
     def resume(self) -> int:
-        """Restore the last checkpoint of ``run_dir``; returns the iteration reached."""
-        if not self.checkpoint_path.is_file():
-            raise FileNotFoundError(f"{self.checkpoint_path}: no checkpoint to resume from")
-        # weights_only: only tensors and plain containers, never arbitrary objects
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        """Restore the last checkpoint of ``run_dir``; returns the iteration reached.
+
+        A file torch cannot read as plain tensors and containers (truncated, random bytes, a
+        pickle of other objects: ``weights_only`` never runs its code) or one that does not fit
+        this run's networks is a :class:`CheckpointError` naming it.
+        """
+        path = self.checkpoint_path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+        try:  # weights_only: only tensors and plain containers, never arbitrary objects
+            with warnings.catch_warnings():  # torch's remarks on a foreign file's pickle protocol: our error says it
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 (zip, pickle and I/O errors alike; torch's text advises unsafe loading)
+            raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupt, or not written by "
+                                  "napari-i2i); delete it to start the run again") from None
+        try:
+            self._restore(state)
+        except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as error:
+            first_line = (str(error).strip().splitlines() or [""])[0][:160]
+            raise CheckpointError(f"{path}: a checkpoint that does not fit this run ({type(error).__name__}: "
+                                  f"{first_line}); was it copied from another run?") from None
+        return self.iteration
+
+    def _restore(self, state: dict[str, Any]) -> None:
         trainer = self.trainer
         for key, module in trainer.modules().items():
             module.load_state_dict(state["modules"][key])
@@ -185,8 +222,7 @@ class TrainLoop:
         keys, position, has_gauss, gauss = rng["numpy"]
         np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, gauss))
         random.setstate(rng["python"])
-        self.iteration = state["iteration"]
-        return self.iteration
+        self.iteration = int(state["iteration"])
 
     # --- running ----------------------------------------------------------
 
@@ -248,7 +284,7 @@ class TrainLoop:
             self.on_progress(self.iteration, losses)
         if self.iteration % config.validate_every == 0:
             self._validate()
-        if self.iteration % config.checkpoint_every == 0:
+        if self._checkpoint_due():
             self.save_checkpoint()
 
     def run(self) -> bool:
@@ -258,6 +294,7 @@ class TrainLoop:
         """
         config = self.config
         started = time.perf_counter()
+        self.last_saved = time.monotonic()
         first = self.iteration
         finished = True
         # purge_step: a resumed run hides what an earlier session logged after its checkpoint
@@ -273,7 +310,7 @@ class TrainLoop:
                     losses = self.trainer.step(next(batches), self.iteration)
                     self.iteration += 1
                     self._after_step(losses, started)
-            if self.iteration != first or not self.checkpoint_path.exists():
+            if (self.iteration != first and self.saved_iteration != self.iteration) or not self.checkpoint_path.exists():
                 self.save_checkpoint()
         finally:
             if self.writer is not None:

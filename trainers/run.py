@@ -3,39 +3,45 @@
 Shared by ``napari-i2i train``, the Train widget (through it) and the benchmarks.
 Settings (:mod:`trainers.run_settings`) come from the preset, a TOML/YAML file,
 explicit overrides and the inputs of the engine's data kind; they are written
-to ``RUN_DIR/run.json`` so ``resume`` continues with exactly the same ones.
+to ``RUN_DIR/run.json`` so ``resume`` continues with exactly the same ones (its data
+folders found relative to the run folder when the run moved with them).
 The data kind (``TrainerSpec.data``, a registered
 :class:`~napari_i2i.contract.trainer_api.DataKind`) builds the dataset, the
 validation batch and its part of the model file's provenance, so :func:`train`
-trains any kind the same way.
+trains any kind the same way. A finished run and a stopped one both leave
+``RUN_DIR/model.safetensors``; a stopped one's provenance says where it stopped.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from napari_i2i.contract.registry import EngineRegistry, default_registry
-from napari_i2i.contract.trainer_api import DataOptions, MethodTrainer
-from napari_i2i.core.model_file import save_model
+from napari_i2i.contract.trainer_api import DataKind, DataOptions, MethodTrainer
+from napari_i2i.core.model_file import RUN_MODEL_NAME, save_model
 from trainers.datasets import InfiniteSampler
 from trainers.loop import LoopConfig, TrainLoop
 from trainers.run_settings import (  # noqa: F401  (the run API in one place for front ends)
+    RESUME_CHANGES,
     RUN_FILE,
     RunSettings,
+    locate_inputs,
     make_settings,
     preset_loop_settings,
     read_config_file,
     read_run_file,
+    relative_inputs,
 )
 
-MODEL_FILE = "model.safetensors"
+MODEL_FILE = RUN_MODEL_NAME
 
 
 def _batches(dataset: Dataset, settings: RunSettings, device: torch.device) -> Callable:
@@ -56,18 +62,24 @@ def _batches(dataset: Dataset, settings: RunSettings, device: torch.device) -> C
     return from_iteration
 
 
-def _run_settings(run_dir: Path, settings: RunSettings | None, resume: bool, iterations: int | None,
+def _run_settings(run_dir: Path, settings: RunSettings | None, resume: bool, changes: Mapping[str, Any],
                   registry: EngineRegistry) -> RunSettings:
-    """The given settings, or with ``resume`` those of ``RUN_DIR/run.json``; ``iterations`` replaced."""
+    """The given settings, or with ``resume`` those of ``RUN_DIR/run.json`` (its folders located);
+    ``changes`` (of :data:`RESUME_CHANGES`, None: unchanged) applied."""
     if resume:
         run_file = run_dir / RUN_FILE
         if not run_file.is_file():
             raise FileNotFoundError(f"{run_dir}: nothing to resume (no {RUN_FILE})")
         settings = read_run_file(run_file, registry)
+        locate_inputs(settings, run_dir, registry.data_kind(settings.data))
     elif settings is None:
         raise ValueError("train() needs settings unless it resumes")
-    if iterations is not None:
-        settings.iterations = iterations
+    unknown = set(changes) - set(RESUME_CHANGES)
+    if unknown:
+        raise ValueError(f"only {', '.join(RESUME_CHANGES)} may change; not {sorted(unknown)}")
+    for key, value in changes.items():
+        if value is not None:
+            setattr(settings, key, value)
     return settings
 
 
@@ -81,46 +93,62 @@ def train(
     iterations: int | None = None,
     on_validate: Callable[[int, MethodTrainer], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_minutes: float | None = None,
 ) -> Path | None:
     """Train and write ``RUN_DIR/model.safetensors``; ``None`` when stopped early.
 
     With ``resume``, the settings come from ``RUN_DIR/run.json`` (only the
-    number of ``iterations`` may change) and training continues from the
-    last checkpoint. ``should_stop`` (asked before every iteration) stops the
-    run as Ctrl-C does: checkpoint saved, ``None`` returned.
+    number of ``iterations`` and the checkpoint intervals may change) and
+    training continues from the last checkpoint. ``should_stop`` (asked before
+    every iteration) stops the run as Ctrl-C does: checkpoint saved, the model
+    so far written to ``RUN_DIR/model.safetensors`` (its provenance has
+    ``training.stopped_at``; none when not one iteration was trained), ``None`` returned.
     """
     run_dir = Path(run_dir)
     registry = registry or default_registry()
-    settings = _run_settings(run_dir, settings, resume, iterations, registry)
+    changes = {"iterations": iterations, "checkpoint_every": checkpoint_every, "checkpoint_minutes": checkpoint_minutes}
+    settings = _run_settings(run_dir, settings, resume, changes, registry)
     engine, spec = registry.get(settings.engine), registry.trainer(settings.engine)
     if spec.data != settings.data:
         raise ValueError(f"engine {settings.engine!r} trains on {spec.data!r} data, the settings are for "
                          f"{settings.data!r} data")
-    data = registry.data_kind(settings.data).load(settings.inputs, DataOptions(
+    kind = registry.data_kind(settings.data)
+    data = kind.load(settings.inputs, DataOptions(
         model=settings.model, training=settings.training, size=settings.size, resize=settings.resize,
         flip=settings.flip, seed=settings.seed))
     torch.manual_seed(settings.seed)  # before building: the initial weights depend on the seed alone
     trainer = spec.build(engine.build(settings.model), settings.training, device)
     trainer.attach_dataset(data.dataset)  # for trainers that draw images themselves (StEP's triplet pools)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RUN_FILE).write_text(json.dumps(asdict(settings), indent=2))
     loop = TrainLoop(
         trainer, _batches(data.dataset, settings, device),
         LoopConfig(iterations=settings.iterations, checkpoint_every=settings.checkpoint_every,
-                   log_every=settings.log_every, validate_every=settings.validate_every, seed=settings.seed),
+                   checkpoint_minutes=settings.checkpoint_minutes, log_every=settings.log_every,
+                   validate_every=settings.validate_every, seed=settings.seed),
         run_dir, validation_batch=data.validation_batch, on_progress=on_progress, on_validate=on_validate,
         should_stop=should_stop,
     )
     if resume:
         loop.resume()
+    _write_run_file(run_dir, settings, kind)  # after resume(): a checkpoint it refuses leaves run.json as it was
     started = time.perf_counter()
-    if not loop.run():
-        return None
+    finished = loop.run()
+    if not finished and loop.iteration == 0:
+        return None  # nothing trained: no model
     record = {"iterations": loop.iteration, "preset": settings.preset, **data.record, "device": str(device),
               "seconds_last_session": round(time.perf_counter() - started, 1), "settings": asdict(settings)}
+    if not finished:  # a model all the same, marked: it stopped short of the planned iterations
+        record.update(stopped_at=loop.iteration, planned_iterations=settings.iterations)
     method_record = trainer.provenance()
     if method_record is not None:  # e.g. which VGG16 weights a loss used, iterations per stage
         record["method"] = method_record
     path = run_dir / MODEL_FILE
     save_model(path, engine, trainer.model, provenance={"training": record})
-    return path
+    return path if finished else None
+
+
+def _write_run_file(run_dir: Path, settings: RunSettings, kind: DataKind) -> None:
+    """``RUN_DIR/run.json``, with the input folders also relative to the run folder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings.inputs_relative = relative_inputs(settings, run_dir, kind)
+    (run_dir / RUN_FILE).write_text(json.dumps(asdict(settings), indent=2))

@@ -31,12 +31,16 @@ class RunSettings:
     preset: str
     data: str = "unpaired"  # the data kind (TrainerSpec.data)
     inputs: dict[str, Any] = field(default_factory=dict)  # the kind's inputs by role key; folders absolute
+    # The folders of `inputs` relative to the run folder, where they can be: found there when the
+    # absolute path is gone (the run folder moved together with its data).
+    inputs_relative: dict[str, str] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # engine config
     training: dict[str, Any] = field(default_factory=dict)  # method settings
     size: int = 64
     batch: int = 4
     iterations: int = 5_000
     checkpoint_every: int = 500
+    checkpoint_minutes: float = 5.0  # also a checkpoint once this long has passed since the last; 0: never by time
     validate_every: int = 500
     log_every: int = 10
     seed: int = 0
@@ -45,7 +49,9 @@ class RunSettings:
 
 
 # RunSettings fields that say what the run is: set by make_settings, not by config files or flags.
-_DATA_FIELDS = {"engine", "preset", "data", "inputs", "model", "training"}
+_DATA_FIELDS = {"engine", "preset", "data", "inputs", "inputs_relative", "model", "training"}
+# Loop settings a resumed run may change: they decide when checkpoints are written, not what is learnt.
+RESUME_CHANGES = ("iterations", "checkpoint_every", "checkpoint_minutes")
 
 
 def read_run_file(path: Path, registry: EngineRegistry | None = None) -> RunSettings:
@@ -57,6 +63,36 @@ def read_run_file(path: Path, registry: EngineRegistry | None = None) -> RunSett
         kind = (registry or default_registry()).data_kind(values.get("data", "unpaired"))
         values["inputs"] = {role.key: legacy[role.key] for role in kind.roles if role.key in legacy}
     return RunSettings(**values)
+
+
+def relative_inputs(settings: RunSettings, run_dir: Path, kind: DataKind) -> dict[str, str]:
+    """The input folders relative to *run_dir* (none where there is no relative path: another drive)."""
+    relative = {}
+    for role in kind.roles:
+        value = settings.inputs.get(role.key)
+        if role.folder and value is not None:
+            try:
+                relative[role.key] = os.path.relpath(value, os.path.abspath(run_dir))
+            except ValueError:  # Windows: another drive
+                pass
+    return relative
+
+
+def locate_inputs(settings: RunSettings, run_dir: Path, kind: DataKind) -> None:
+    """Point ``settings.inputs`` at folders that exist: a stored folder that is gone is looked for
+    relative to *run_dir* (the run moved with its data); neither there is a FileNotFoundError."""
+    for role in kind.roles:
+        value = settings.inputs.get(role.key)
+        if not role.folder or value is None or Path(value).is_dir():
+            continue
+        relative = settings.inputs_relative.get(role.key)
+        moved = Path(run_dir, relative) if relative is not None else None
+        if moved is not None and moved.is_dir():
+            settings.inputs[role.key] = os.path.abspath(moved)
+            continue
+        elsewhere = f", nor {relative} relative to the run folder {run_dir}" if relative is not None else ""
+        raise FileNotFoundError(f"{run_dir / RUN_FILE}: the {role.flag} folder {value} of this run does not exist"
+                                f"{elsewhere}; put the data back there to resume")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

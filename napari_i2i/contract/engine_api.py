@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from napari_i2i.contract.errors import EngineError, ReferenceImageError  # noqa: F401 (part of the engine API)
+
 
 class StyleMode(enum.Enum):
     """How the style (the "which look" part of a translation) is chosen."""
@@ -30,22 +32,6 @@ class StyleMode(enum.Enum):
     MATCHED = "matched"
     FEW_SHOT = "few_shot"  # K example images of a class never seen in training
     INTERPOLATE = "interpolate"  # N steps between the styles of two references
-
-
-class EngineError(Exception):
-    """A request an engine cannot serve, with a message meant for the user."""
-
-
-class ReferenceImageError(EngineError):
-    """What is wrong with one image of a style request (a style reference or class example).
-
-    ``position`` is its place in ``StyleRequest.references``, counted from 1,
-    so that a front end can say which layer or file it came from.
-    """
-
-    def __init__(self, message: str, position: int):
-        super().__init__(message)
-        self.position = position
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""The engine registry: every engine plugin, each loaded in isolation, with its trainers and data kinds."""
+"""The engine registry: every engine plugin, each loaded in isolation, with its trainers and data kinds.
+
+Importing it costs no torch: the engine API (which needs torch) is imported when an engine is
+added, so :func:`data_kind_registry` (the data kinds alone, from their own
+entry-point group) serves ``napari-i2i train --help`` without loading torch or any engine.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,20 @@ import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from napari_i2i.contract import hookspecs
-from napari_i2i.contract.engine_api import Engine, EngineError
+from napari_i2i.contract.errors import DuplicateEngineError, UnknownDataKindError, UnknownEngineError
 from napari_i2i.contract.trainer_api import DataKind
 
+if TYPE_CHECKING:
+    from napari_i2i.contract.engine_api import Engine
+
 BUILTIN_SOURCE = "napari-i2i"
+ENGINE_HOOKS = ("i2i_register_engines", "i2i_register_trainers")  # of the napari_i2i.engines group
+DATA_KIND_HOOKS = ("i2i_register_data_kinds",)  # of the napari_i2i.data_kinds group
 
 
 @dataclass(frozen=True)
@@ -42,18 +52,6 @@ class LoadError:
         return f"{self.source}: {self.message}"
 
 
-class DuplicateEngineError(EngineError):
-    """Two plugins registered engines of the same name."""
-
-
-class UnknownEngineError(EngineError):
-    """No engine of that name is registered."""
-
-
-class UnknownDataKindError(EngineError):
-    """A trainer names a data kind that no plugin registered."""
-
-
 class EngineRegistry:
     """Engines, trainers (by engine) and data kinds by name, with the plugin each came from
     and the plugins that failed."""
@@ -69,6 +67,8 @@ class EngineRegistry:
 
     def add(self, engine: Engine) -> None:
         """Register *engine*; called by plugins from their ``i2i_register_engines``."""
+        from napari_i2i.contract.engine_api import Engine
+
         if not isinstance(engine, Engine):
             raise TypeError(
                 f"registry.add() takes an napari_i2i.contract.engine_api.Engine, got {type(engine).__name__}"
@@ -164,7 +164,8 @@ class EngineRegistry:
     def load_plugins(
         self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None
     ) -> None:
-        """Import and register each entry point on its own.
+        """Import and register each entry point on its own: those of ``napari_i2i.data_kinds``
+        for their data kinds, then those of ``napari_i2i.engines`` for engines and trainers.
 
         A plugin that fails to import, does not implement the hook correctly,
         raises while registering or reuses a taken engine name is recorded in
@@ -172,35 +173,47 @@ class EngineRegistry:
         Built-in engines load first, so their names cannot be taken over.
         """
         if entry_points is None:
-            entry_points = importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP)
-        manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-        manager.add_hookspecs(hookspecs)
-        for entry_point in sorted(entry_points, key=_load_order):
-            source = PluginSource(
-                entry_point=entry_point.name,
-                module=entry_point.value,
-                distribution=entry_point.dist.name if entry_point.dist else "unknown",
+            entry_points = [*_group(hookspecs.DATA_KIND_ENTRY_POINT_GROUP), *_group(hookspecs.ENTRY_POINT_GROUP)]
+        entry_points = list(entry_points)
+        kind_modules = {ep.value for ep in entry_points if ep.group == hookspecs.DATA_KIND_ENTRY_POINT_GROUP}
+        for group, hooks in ((hookspecs.DATA_KIND_ENTRY_POINT_GROUP, DATA_KIND_HOOKS),
+                             (hookspecs.ENTRY_POINT_GROUP, ENGINE_HOOKS)):
+            manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+            manager.add_hookspecs(hookspecs)
+            for entry_point in sorted((ep for ep in entry_points if ep.group == group), key=_load_order):
+                self._load_one(manager, entry_point, hooks, kinds_elsewhere=entry_point.value in kind_modules)
+
+    def load_data_kinds(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
+        """Only the data-kind plugins (``napari_i2i.data_kinds``): no engine, no trainer, no torch
+        unless a kind's module imports it."""
+        if entry_points is None:
+            entry_points = _group(hookspecs.DATA_KIND_ENTRY_POINT_GROUP)
+        self.load_plugins([ep for ep in entry_points if ep.group == hookspecs.DATA_KIND_ENTRY_POINT_GROUP])
+
+    def _load_one(self, manager: pluggy.PluginManager, entry_point: importlib.metadata.EntryPoint,
+                  hooks: tuple[str, ...], kinds_elsewhere: bool) -> None:
+        """Load one plugin and call *hooks* on it alone; its registrations are kept only if all succeed."""
+        source = PluginSource(
+            entry_point=entry_point.name,
+            module=entry_point.value,
+            distribution=entry_point.dist.name if entry_point.dist else "unknown",
+        )
+        self._staged, self._staged_trainers, self._staged_data_kinds = {}, {}, {}
+        try:
+            plugin = entry_point.load()
+            manager.register(plugin, name=entry_point.name)
+            implemented = {caller.name for caller in manager.get_hookcallers(plugin) or ()}
+            _check_hooks(implemented, hooks, entry_point.group, kinds_elsewhere)
+            others = [p for p in manager.get_plugins() if p is not plugin]
+            for hook in hooks:
+                manager.subset_hook_caller(hook, remove_plugins=others)(registry=self)
+        except Exception as error:  # noqa: BLE001 - one broken plugin must not stop the rest
+            self._staged = self._staged_trainers = self._staged_data_kinds = None
+            self.load_errors.append(
+                LoadError(source=source, message=f"{type(error).__name__}: {error}", details=traceback.format_exc())
             )
-            self._staged, self._staged_trainers, self._staged_data_kinds = {}, {}, {}
-            try:
-                plugin = entry_point.load()
-                manager.register(plugin, name=entry_point.name)
-                if not manager.get_hookcallers(plugin):
-                    raise EngineError("the module implements no napari_i2i hook")
-                others = [p for p in manager.get_plugins() if p is not plugin]
-                for hook in ("i2i_register_engines", "i2i_register_trainers", "i2i_register_data_kinds"):
-                    manager.subset_hook_caller(hook, remove_plugins=others)(registry=self)
-            except Exception as error:  # noqa: BLE001 - one broken plugin must not stop the rest
-                self._staged = self._staged_trainers = self._staged_data_kinds = None
-                self.load_errors.append(
-                    LoadError(
-                        source=source,
-                        message=f"{type(error).__name__}: {error}",
-                        details=traceback.format_exc(),
-                    )
-                )
-            else:
-                self._commit(source)
+        else:
+            self._commit(source)
 
     def _commit(self, source: PluginSource) -> None:
         assert self._staged is not None and self._staged_trainers is not None and self._staged_data_kinds is not None
@@ -219,9 +232,37 @@ def _load_order(entry_point: importlib.metadata.EntryPoint) -> tuple[bool, str, 
     return distribution != BUILTIN_SOURCE, distribution, entry_point.name
 
 
+def _check_hooks(implemented: set[str], hooks: tuple[str, ...], group: str, kinds_elsewhere: bool) -> None:
+    """A plugin implements a hook of its group; one of the engines group registering data kinds
+    is named in the data-kinds group too (else its kinds would be missing from the CLI's flags)."""
+    problem = None
+    if hooks == ENGINE_HOOKS and "i2i_register_data_kinds" in implemented and not kinds_elsewhere:
+        problem = (f"the module implements i2i_register_data_kinds: name it in the entry-point group "
+                   f"{hookspecs.DATA_KIND_ENTRY_POINT_GROUP!r} too (data kinds load on their own there)")
+    elif not implemented & set(hooks):
+        problem = f"the module implements no napari_i2i hook of the group {group!r} ({', '.join(hooks)})"
+    if problem is not None:
+        from napari_i2i.contract.engine_api import EngineError
+
+        raise EngineError(problem)
+
+
+def _group(name: str) -> list[importlib.metadata.EntryPoint]:
+    return list(importlib.metadata.entry_points(group=name))
+
+
 @cache
 def default_registry() -> EngineRegistry:
-    """The registry of all installed engine plugins, loaded once per process."""
+    """The registry of all installed plugins (data kinds, engines, trainers), loaded once per process."""
     registry = EngineRegistry()
     registry.load_plugins()
+    return registry
+
+
+@cache
+def data_kind_registry() -> EngineRegistry:
+    """The installed data kinds alone, loaded once per process: what ``napari-i2i train``'s
+    flags are built from, without importing an engine."""
+    registry = EngineRegistry()
+    registry.load_data_kinds()
     return registry

@@ -5,7 +5,8 @@ A plugin registers a :class:`TrainerSpec` for an engine through the
 (:class:`DataKind`) through ``i2i_register_data_kinds``. The spec builds a :class:`MethodTrainer`
 (networks, optimisers, losses and one update step); the shared training loop
 in ``trainers.loop`` owns everything else. Like the engine API this is pure
-torch: no Qt, no napari.
+torch: no Qt, no napari. torch itself is imported for type checking only, so
+data kinds (their roles make the ``napari-i2i train`` flags) load without it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass

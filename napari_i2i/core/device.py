@@ -6,11 +6,8 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-
-
-class DeviceError(Exception):
-    """A device that was asked for but is not available here."""
+from napari_i2i.core.constants import DEVICE_CHOICES  # noqa: F401 (re-exported)
+from napari_i2i.core.errors import DeviceError  # noqa: F401 (re-exported)
 
 
 def _mps_available() -> bool:

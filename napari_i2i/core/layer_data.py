@@ -31,15 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from napari_i2i.core.errors import LayerDataError  # noqa: F401 (re-exported)
+
 LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # Intensity percentiles mapped to −1…1 for data without a fixed range (inference and training).
 PERCENTILES = (0.1, 99.9)
 # The longest axis before Y/X that an image's own channel count is read from (see data_channels).
 MAX_CHANNELS = 8
-
-
-class LayerDataError(ValueError):
-    """An image that cannot be fed to the model, and why."""
 
 
 @dataclass

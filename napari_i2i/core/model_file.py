@@ -5,6 +5,9 @@ key ``napari_i2i`` a JSON document with the engine name, its config, the
 domains and channels, the format version and how the model was made
 (``provenance``: untrained weights say so and front ends warn about them),
 plus an optional display name and description for model choosers.
+
+Wherever a model file is taken, a training run's folder is too: its
+``model.safetensors`` (written when the run finishes or is stopped).
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ from safetensors.torch import load_file, save
 from napari_i2i import __version__
 from napari_i2i.contract.engine_api import Engine, EngineError, TranslationModel
 from napari_i2i.contract.registry import EngineRegistry, default_registry
+from napari_i2i.core.errors import ModelFileError  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
 METADATA_KEY = "napari_i2i"
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".bin"}
-
-
-class ModelFileError(Exception):
-    """A model file that cannot be used, with the reason and the file named."""
+# In a training run's folder (trainers.run writes them): its model file, and its checkpoint,
+# which is never read here (a model needs the run finished or stopped).
+RUN_MODEL_NAME = "model.safetensors"
+RUN_CHECKPOINT_NAME = "checkpoint.pt"
+RUN_SETTINGS_NAME = "run.json"
 
 
 @dataclass
@@ -130,9 +135,36 @@ def _looks_like_pickle(path: Path) -> bool:
     return head[:1] == b"\x80" or head == b"PK" or path.suffix.lower() in PICKLE_SUFFIXES
 
 
-def read_model_info(path: str | os.PathLike) -> ModelInfo:
-    """Only the metadata: fast, and enough to set up a front end."""
+def model_path(path: str | os.PathLike) -> Path:
+    """*path*, or for a training run's folder its model file; a run with only a checkpoint is a
+    :class:`ModelFileError` saying how to get its model."""
     path = Path(path)
+    if not path.is_dir():
+        return path
+    model = path / RUN_MODEL_NAME
+    if model.is_file():
+        return model
+    if (path / RUN_CHECKPOINT_NAME).is_file():
+        raise ModelFileError(
+            f"{path}: a training run without a model yet (only {RUN_CHECKPOINT_NAME}): "
+            f"`napari-i2i train {_run_engine(path)} --out {path} --resume` finishes it, and stopping a run "
+            "(Ctrl-C, --stop-file, Cancel) writes the model so far"
+        )
+    raise ModelFileError(f"{path}: a folder without a model file ({RUN_MODEL_NAME})")
+
+
+def _run_engine(run_dir: Path) -> str:
+    """The engine named in a run folder's settings, for messages; ENGINE when unreadable."""
+    try:
+        engine = json.loads((run_dir / RUN_SETTINGS_NAME).read_text()).get("engine")
+    except (OSError, ValueError, AttributeError):
+        return "ENGINE"
+    return engine if isinstance(engine, str) else "ENGINE"
+
+
+def read_model_info(path: str | os.PathLike) -> ModelInfo:
+    """Only the metadata: fast, and enough to set up a front end. *path* may be a run folder."""
+    path = model_path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     try:
@@ -172,9 +204,9 @@ def load_model(
     """Build the engine's networks from the file's config and load its weights.
 
     ``engine``, when given, is the engine the caller expects: a file made
-    by another engine is refused by name.
+    by another engine is refused by name. *path* may be a training run's folder.
     """
-    path = Path(path)
+    path = model_path(path)
     info = read_model_info(path)
     if engine is not None and info.engine != engine:
         raise ModelFileError(f"{path}: a model for engine {info.engine!r}, not {engine!r}")

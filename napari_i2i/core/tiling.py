@@ -7,6 +7,11 @@ Normalisation statistics are shared between tiles through the engine's
 ``SharedStatistics`` (see :mod:`napari_i2i.contract.engine_api`), which takes several
 passes over the tiles; tiles of the final pass are blended into the output
 with weights that ramp linearly across the overlaps.
+
+Images of any size down to 1×1 are translated: every axis shorter than
+:func:`minimum_size` is padded to it (reflected, or replicated where the axis
+is too short to reflect) and the result cropped back. Images that are large
+enough get exactly the plan, and so the output, they had without this rule.
 """
 
 from __future__ import annotations
@@ -20,13 +25,27 @@ import torch
 import torch.nn.functional as F
 
 from napari_i2i.contract.engine_api import SharedStatistics, StatisticsPassDone
+from napari_i2i.core.constants import DEFAULT_TILE
 
-DEFAULT_TILE = 1024
+__all__ = ["DEFAULT_BLEND", "DEFAULT_TILE", "AxisPlan", "TilePlan", "minimum_size", "reference_crops",
+           "translate_tiled"]
+
 DEFAULT_BLEND = 16
 
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def minimum_size(multiple: int) -> int:
+    """The shortest side handed to a model whose sizes are multiples of ``multiple``.
+
+    The engines' encoders downsample ``multiple`` times over and pad every
+    convolution by reflection, which needs more pixels than it pads: 2 at the
+    deepest level (its 3×3 convolutions; instance norm needs more than one
+    pixel there too), 4 at full size (the 7×7 input convolution).
+    """
+    return max(4, 2 * multiple)
 
 
 @dataclass(frozen=True)
@@ -99,13 +118,19 @@ class TilePlan:
                 f"tile size must be at least {max(multiple, blend)} pixels, got {tile}"
             )
         tile -= tile % multiple
-        rows = AxisPlan.make(_round_up(height, multiple), tile, context, blend, multiple)
-        cols = AxisPlan.make(_round_up(width, multiple), tile, context, blend, multiple)
+        shortest = minimum_size(multiple)
+        rows = AxisPlan.make(_round_up(max(height, shortest), multiple), tile, context, blend, multiple)
+        cols = AxisPlan.make(_round_up(max(width, shortest), multiple), tile, context, blend, multiple)
         return cls(height, width, rows, cols)
 
     @property
     def n_tiles(self) -> int:
         return len(self.rows.windows) * len(self.cols.windows)
+
+    @property
+    def window_pixels(self) -> int:
+        """Pixels the model sees over all windows (tiles and their context), for time estimates."""
+        return sum(h for _, h in self.rows.windows) * sum(w for _, w in self.cols.windows)
 
 
 def _pad(image: torch.Tensor, height: int, width: int) -> torch.Tensor:

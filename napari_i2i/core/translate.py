@@ -13,10 +13,17 @@ planes counts as K references or K class examples. For ``StyleMode.INTERPOLATE``
 the references are exactly two images, the ends of the interpolation; each
 is one reference for the engine (a stack's planes pooled), and
 ``n_samples`` is the number of steps from the first to the second.
+
+A job of more than :data:`TIMED_ABOVE_PIXELS` source pixels first times the
+model on a small crop (:func:`estimate_seconds`); when the estimate is
+:data:`LONG_JOB_SECONDS` or more, the first :class:`Progress` is a ``notice``
+that says so (e.g. "translating 144 megapixels; this will take about 6
+minutes on cpu").
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,12 +33,25 @@ import torch
 
 from napari_i2i.contract.engine_api import EngineError, StyleMode, StyleRequest, TranslationModel
 from napari_i2i.core.device import autocast
-from napari_i2i.core.layer_data import ImageData, iter_planes, layout, output_axes, to_image_array
+from napari_i2i.core.image_io import megapixels
+from napari_i2i.core.layer_data import (
+    ImageData, PlaneLayout, arrange, iter_planes, layout, output_axes, to_image_array,
+)
 from napari_i2i.core.model_file import LoadedModel
 from napari_i2i.core.style_request import PreparedStyle, condition, prepare_style
 from napari_i2i.core.tiling import DEFAULT_TILE, TilePlan, reference_crops, translate_tiled
 
 Stage = Callable[[torch.Tensor], torch.Tensor]
+
+# Jobs with more source pixels than this are timed on a crop before they start.
+TIMED_ABOVE_PIXELS = 2**22
+# A job estimated to take this long (seconds) or longer is announced.
+LONG_JOB_SECONDS = 60.0
+# Side of the crop timed; its rate per pixel the estimate scales up.
+WARMUP_SIDE = 256
+# Tiles that share normalisation statistics re-run stages, and large windows run slower than the
+# crop: a 2500² image in 9 tiles of 1024 took 4× the crop's rate (bundled MUNIT, one CPU thread).
+SHARED_STATISTICS_COST = 4.0
 
 
 @dataclass
@@ -47,6 +67,16 @@ class TranslateOptions:
 class Progress:
     fraction: float  # 0…1 over the whole job
     message: str
+    notice: bool = False  # a line to show on its own, once (a long job's estimate)
+
+
+@dataclass(frozen=True)
+class PlannedOutput:
+    """What :func:`run_translation` will return for one source, known before any work."""
+
+    leading_shape: tuple[int, ...]  # the axes before the 2-D (or RGB) planes
+    dtype: np.dtype
+    rgb: bool
 
 
 @dataclass
@@ -136,8 +166,8 @@ def result_metadata(
     return metadata | {"device": str(device), "tile": options.tile}
 
 
-def check_request(loaded: LoadedModel, sources: Sequence[ImageData], options: TranslateOptions) -> None:
-    """Refuse a direction or style mode the model lacks, and a job without sources."""
+def check_options(loaded: LoadedModel, options: TranslateOptions) -> None:
+    """Refuse a direction or style mode the model lacks."""
     capabilities = loaded.model.capabilities
     if options.direction not in capabilities.directions:
         raise EngineError(
@@ -147,8 +177,33 @@ def check_request(loaded: LoadedModel, sources: Sequence[ImageData], options: Tr
     if options.mode not in capabilities.style_modes:
         modes = ", ".join(m.value for m in capabilities.style_modes)
         raise EngineError(f"{loaded.info.engine} offers style modes {modes}, not {options.mode.value!r}")
+
+
+def check_request(loaded: LoadedModel, sources: Sequence[ImageData], options: TranslateOptions) -> None:
+    """Refuse a direction or style mode the model lacks, and a job without sources."""
+    check_options(loaded, options)
     if not sources:
         raise EngineError("nothing to translate: no source image given")
+
+
+def has_samples_axis(options: TranslateOptions) -> bool:
+    """Random styles (more than one) and interpolation steps get a leading axis (napari's slider scrubs it)."""
+    return (options.mode is StyleMode.RANDOM and options.n_samples > 1) or options.mode is StyleMode.INTERPOLATE
+
+
+def planned_output(loaded: LoadedModel, options: TranslateOptions, name: str, shape: tuple[int, ...],
+                   rgb: bool, dtype: np.dtype) -> PlannedOutput:
+    """The layout and dtype of the result for a source of *shape* and *dtype* (e.g. from a file's
+    header), so that front ends can check where it goes before any work."""
+    check_options(loaded, options)
+    in_channels, out_channels = loaded.model.capabilities.directions[options.direction]
+    leading = ((options.n_samples,) if has_samples_axis(options) else ()) + arrange(
+        name, shape, rgb, in_channels).stack_shape
+    if out_channels not in (1, 3):  # channels before Y/X (layer_data.to_image_array)
+        leading += (out_channels,)
+    dtype = np.dtype(dtype)  # to_image_array keeps integer dtypes and gives float32 otherwise
+    return PlannedOutput(leading, dtype if np.issubdtype(dtype, np.integer) else np.dtype(np.float32),
+                         out_channels == 3)
 
 
 def _on_device(stage: Stage, device: torch.device) -> Stage:
@@ -179,15 +234,72 @@ class PlaneStages:
         return [_on_device(stage, self._device) for stage in self._model.stages(matched)], self._names[position - 1]
 
 
+def _tile_plan(model: TranslationModel, height: int, width: int, tile: int) -> TilePlan:
+    capabilities = model.capabilities
+    return TilePlan.make(height, width, tile=tile, context=capabilities.context,
+                         multiple=capabilities.size_multiple)
+
+
+def _plane_size(plan: PlaneLayout) -> tuple[int, int]:
+    rgb = plan.channel_axis is not None and plan.channel_axis == len(plan.shape) - 1
+    height, width = plan.shape[-3:-1] if rgb else plan.shape[-2:]
+    return height, width
+
+
+def estimate_seconds(model: TranslationModel, stages: list[Stage], plane: torch.Tensor,
+                     sizes: Sequence[tuple[int, int, int]], tile: int, device: torch.device) -> float:
+    """Seconds to translate ``sizes`` (``(planes, height, width)`` each): the rate per window
+    pixel of a second run on a crop of *plane* (the first warms up), times the window pixels."""
+    crop = plane[..., :WARMUP_SIDE, :WARMUP_SIDE]
+    crop_plan = _tile_plan(model, crop.shape[-2], crop.shape[-1], max(tile, WARMUP_SIDE))
+    for _ in range(2):
+        started = time.perf_counter()
+        for _ in translate_tiled(stages, crop, crop_plan, None, device):
+            pass
+    rate = (time.perf_counter() - started) / crop_plan.window_pixels
+    work = 0.0
+    for planes, height, width in sizes:
+        plan = _tile_plan(model, height, width, tile)
+        shared = plan.n_tiles > 1 and model.shared_statistics() is not None
+        work += planes * plan.window_pixels * (SHARED_STATISTICS_COST if shared else 1.0)
+    return rate * work
+
+
+def describe_duration(seconds: float) -> str:
+    """E.g. "about 6 minutes", "about 2 hours"."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} seconds"
+    if seconds < 2 * 3600:
+        return f"about {round(seconds / 60)} minutes"
+    return f"about {round(seconds / 3600)} hours"
+
+
+def long_job_notice(model: TranslationModel, plane_stages: PlaneStages, sources: Sequence[ImageData],
+                    layouts: Sequence[PlaneLayout], options: TranslateOptions,
+                    device: torch.device) -> Progress | None:
+    """For a job over :data:`TIMED_ABOVE_PIXELS` estimated at :data:`LONG_JOB_SECONDS` or more:
+    a notice saying how long it will take."""
+    sizes = [(plan.n_planes, *_plane_size(plan)) for plan in layouts]
+    pixels = sum(planes * height * width for planes, height, width in sizes)
+    if pixels <= TIMED_ABOVE_PIXELS:
+        return None
+    in_channels = model.capabilities.directions[options.direction][0]
+    first = next(iter_planes(sources[0], layouts[0], in_channels))
+    stages, _ = plane_stages(first)
+    seconds = estimate_seconds(model, stages, first, sizes, options.tile, device)
+    if seconds < LONG_JOB_SECONDS:
+        return None
+    return Progress(0.0, f"translating {megapixels(pixels)}; this will take {describe_duration(seconds)} "
+                    f"on {device.type}", notice=True)
+
+
 def translate_plane(
     model: TranslationModel, stages: list[Stage], plane: torch.Tensor, tile: int, device: torch.device,
     where: str, planes_done: int, total_planes: int,
 ) -> Generator[Progress, None, torch.Tensor]:
     """One plane through the model tile by tile, reporting progress over the whole job
     (``where`` names the plane; ``planes_done`` of the job's ``total_planes`` came before it)."""
-    capabilities = model.capabilities
-    tile_plan = TilePlan.make(plane.shape[-2], plane.shape[-1], tile=tile,
-                              context=capabilities.context, multiple=capabilities.size_multiple)
+    tile_plan = _tile_plan(model, plane.shape[-2], plane.shape[-1], tile)
     steps = translate_tiled(stages, plane, tile_plan, model.shared_statistics(), device)
     while True:
         try:
@@ -214,10 +326,9 @@ def run_translation(
     request = StyleRequest(mode=options.mode, direction=options.direction, n_samples=options.n_samples,
                            seed=options.seed, references=style.tensors)
     plane_stages = PlaneStages(model, condition(model, request, style.labels, device), options, style, device)
-    # random styles and interpolation steps get a leading axis (napari's slider scrubs it)
-    samples_axis = (options.mode is StyleMode.RANDOM and options.n_samples > 1) or (
-        options.mode is StyleMode.INTERPOLATE
-    )
+    if (notice := long_job_notice(model, plane_stages, sources, layouts, options, device)) is not None:
+        yield notice
+    samples_axis = has_samples_axis(options)
     total_planes = sum(plan.n_planes for plan in layouts)
     done_planes = 0
     results = []

@@ -44,6 +44,8 @@ LAYERS_DIR = "layers"  # in RUN_DIR: the layers' planes as training folders
 MANIFEST = "layers.json"  # in LAYERS_DIR: which layer each folder came from
 STOP_FILE = "stop-requested"  # in RUN_DIR: its existence stops the run (see request_stop)
 STDERR_FILE = "train-stderr.log"  # in RUN_DIR: the training process's messages, for crash reports
+LOG_FILE = "log.jsonl"  # in RUN_DIR: what the training loop logs (losses every few iterations, events)
+LOGGED_POINTS = 5000  # at most this many logged records go to a plot: a long run's log adds at once
 STOP_TIMEOUT_S = 120  # seconds a process gets to save its checkpoint when napari closes it
 
 
@@ -51,8 +53,12 @@ class TrainJobError(ValueError):
     """A problem with the chosen layers, settings or run folder; the message says which."""
 
 
-class TrainingCrashed(RuntimeError):
-    """The training process ended with an unexpected error (its messages are in the run folder)."""
+class TrainingCrashed(Exception):
+    """The training process ended with an unexpected error (its messages are in the run folder).
+
+    Not a RuntimeError: superqt takes one out of a worker for a deleted Qt object, only warns and
+    emits neither ``errored`` nor ``finished`` (the Train widget would never hear of the crash).
+    """
 
 
 @dataclass(frozen=True)
@@ -76,12 +82,14 @@ class TrainProgress:
     fraction: float  # 0…1 of the iterations
     message: str
     preview: Path | None = None  # a validation image the run has just written
+    losses: tuple[tuple[int, dict[str, float]], ...] = ()  # (iteration, {term: value}) points for a plot
 
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    model: Path | None  # None: stopped on request, checkpoint saved
+    model: Path | None  # the model file; when stopped, the model so far (None: stopped before one)
     warnings: list[str]  # what the training process warned about (e.g. a loss switched off)
+    stopped: bool = False  # stopped on request: the checkpoint is saved, resuming continues it
 
 
 def check_request(request: TrainRequest) -> None:
@@ -180,8 +188,8 @@ def request_stop(run_dir: Path) -> None:
 
 def run_training(request: TrainRequest) -> Generator[TrainProgress, None, TrainOutcome]:
     """Write the layers (unless resuming), then train in a child process, yielding progress after
-    every iteration. The outcome has no model when stopped (:func:`request_stop`); resume such a
-    run with ``resume=True``."""
+    every iteration. Stopped (:func:`request_stop`), the outcome says so and has the model so far,
+    if the run wrote one; resume such a run with ``resume=True``."""
     check_request(request)
     run_dir = request.run_dir
     folders = None
@@ -206,12 +214,13 @@ def run_training(request: TrainRequest) -> Generator[TrainProgress, None, TrainO
                 except subprocess.TimeoutExpired:
                     process.kill()
             process.stdout.close()
+            (run_dir / STOP_FILE).unlink(missing_ok=True)  # served or moot: the next run starts clean
     warnings = [record["warning"] for record in records if "warning" in record]
     models = [Path(record["model"]) for record in records if "model" in record]
     if status == 0 and models:
         return TrainOutcome(models[-1], warnings)
     if status == 130:
-        return TrainOutcome(None, warnings)
+        return TrainOutcome(models[-1] if models else None, warnings, stopped=True)
     errors = [record["error"] for record in records if "error" in record]
     if status == 2 and errors:
         raise TrainJobError(errors[-1])
@@ -239,8 +248,32 @@ def _follow(process: subprocess.Popen, run_dir: Path) -> Generator[TrainProgress
             first, started = iteration, time.monotonic()
         newest = _newest_validation_image(run_dir)
         preview, shown = (newest, newest) if newest != shown else (None, shown)
-        yield TrainProgress(iteration / total, _progress_message(record, first, started), preview)
+        yield TrainProgress(iteration / total, _progress_message(record, first, started), preview,
+                            ((iteration, record["losses"]),))
     return others
+
+
+def logged_losses(run_dir: Path, most: int = LOGGED_POINTS) -> tuple[tuple[int, dict[str, float]], ...]:
+    """The (iteration, {term: value}) points a run logged so far (``RUN_DIR/log.jsonl``): the
+    earlier part of a run being resumed; of more than *most*, evenly spaced ones and the last.
+    Lines that are not loss records (events, a torn last line) are skipped; no log, no points."""
+    try:
+        lines = (run_dir / LOG_FILE).read_text().splitlines()
+    except OSError:
+        return ()
+    points = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "event" not in record and isinstance(record.get("iteration"), int):
+            points.append((record["iteration"], {term: value for term, value in record.items()
+                                                 if term not in ("iteration", "seconds")}))
+    if len(points) <= most:
+        return tuple(points)
+    step = -(-(len(points) - 1) // (most - 1))  # ceil: at most `most - 1` of all but the last
+    return tuple(points[:-1:step] + points[-1:])
 
 
 def _newest_validation_image(run_dir: Path) -> Path | None:

@@ -4,8 +4,9 @@ The layers (snapshots taken in the main thread) are written into the run
 folder and trained on by a ``napari-i2i train`` child process
 (:mod:`napari_i2i.frontends.train_job`); a worker thread relays its progress. Cancel
 asks the process to save a checkpoint and stop; *Resume* continues such a
-run. The model file it writes is listed in every Translate widget of the
-session.
+run. A plot shows the run's losses as they come (the earlier part of a resumed
+run from its log). The model file it writes is listed in every Translate
+widget of the session.
 """
 
 from __future__ import annotations
@@ -38,24 +39,31 @@ from PIL import Image as PILImage
 from napari_i2i.contract.registry import default_registry
 from napari_i2i.contract.trainer_api import DataKind, DataRole, LayerChoice
 from napari_i2i.core.device import DEVICE_CHOICES
-from napari_i2i.frontends.layer_choosers import LayerChoosersWidget
+from napari_i2i.frontends.layer_choosers import PROGRESS_STEPS, LayerChoosersWidget, snapshot
+from napari_i2i.frontends.loss_plot import LossPlot
 from napari_i2i.frontends.train_job import (
     TrainJobError,
     TrainOutcome,
     TrainProgress,
     TrainRequest,
     check_request,
+    logged_losses,
     request_stop,
     run_training,
 )
-from napari_i2i.frontends.layer_choosers import PROGRESS_STEPS, snapshot
 from napari_i2i.frontends.trained_models import TRAINED_MODELS
 from trainers.run import preset_loop_settings
 
 
+LIKELY_DATA_KIND = "unpaired"  # two folders of unrelated images: what most users have
+
+
 @thread_worker(start_thread=False, ignore_errors=True)
-def training_worker(request: TrainRequest) -> Generator[TrainProgress, None, TrainOutcome]:
-    """Relay a training process's progress; never touches napari layers (it has snapshots)."""
+def training_worker(request: TrainRequest, with_log: bool = False) -> Generator[TrainProgress, None, TrainOutcome]:
+    """Relay a training process's progress, first (*with_log*) the losses the run logged before;
+    never touches napari layers (it has snapshots)."""
+    if with_log:
+        yield TrainProgress(0.0, "resuming…", losses=logged_losses(request.run_dir))
     return (yield from run_training(request))
 
 
@@ -72,7 +80,7 @@ class TrainWidget(LayerChoosersWidget):
         self._run_dir: Path | None = None  # of the run in progress
         self._preview: Image | None = None  # the layer showing the run's validation images
 
-        self.engine = ComboBox(label="Engine", choices=self._registry.trainable())
+        self.engine = ComboBox(label="Engine", choices=self._registry.trainable(), value=self._likely_engine())
         self.preset = ComboBox(label="Preset", choices=self._preset_choices,
                                tooltip="small: trains in minutes on a CPU; paper: the published sizes")
         # by (data kind, role key); named after the role key, so `widget.domain_a` finds one
@@ -91,10 +99,13 @@ class TrainWidget(LayerChoosersWidget):
                                         tooltip="save a checkpoint and stop; Resume continues")
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
         self.status = Label(value="choose layers and a run folder")
+        self.loss_plot = LossPlot()
+        self._plotted_run: Path | None = None  # whose losses the plot shows
         self.extend([
             self.engine, self.preset, *self.layer_choosers(), self.iterations, self.size, self.device,
             self.run_folder, self.resume, self.train_button, self.cancel_button, self.progress, self.status,
         ])
+        self.native.layout().addWidget(self.loss_plot.native)
         self.fit_dock()
 
         self.engine.changed.connect(self._engine_changed)
@@ -120,6 +131,12 @@ class TrainWidget(LayerChoosersWidget):
 
     def _data_kind(self) -> DataKind:
         return self._registry.trainer_data_kind(self.engine.value)
+
+    def _likely_engine(self) -> str | None:
+        """The first engine trained on unpaired images (MUNIT of the built-ins), else the first."""
+        engines = self._registry.trainable()
+        likely = [e for e in engines if self._registry.trainer(e).data == LIKELY_DATA_KIND]
+        return (likely or engines or [None])[0]
 
     # --- controls -----------------------------------------------------------
 
@@ -185,12 +202,16 @@ class TrainWidget(LayerChoosersWidget):
             show_error(str(error))
             self.status.value = f"not started: {error}"
             return
-        worker = training_worker(request)
+        keep_plot = request.resume and self._plotted_run == request.run_dir
+        if not keep_plot:
+            self.loss_plot.clear()
+        worker = training_worker(request, with_log=request.resume and not keep_plot)
         worker.yielded.connect(self._show_progress)
         worker.returned.connect(self._show_outcome)
         worker.errored.connect(self.show_failure)
         worker.finished.connect(self._on_finished)
         self.worker, self._run_dir = worker, request.run_dir
+        self._plotted_run = request.run_dir
         self.train_button.enabled = False
         self.cancel_button.enabled = True
         self.progress.value = 0
@@ -206,6 +227,7 @@ class TrainWidget(LayerChoosersWidget):
         self.status.value = "stopping after this iteration (saving a checkpoint)…"
 
     def _show_progress(self, progress: TrainProgress) -> None:
+        self.loss_plot.add(progress.losses)
         self.progress.value = round(progress.fraction * PROGRESS_STEPS)
         if self.cancel_button.enabled:  # not while stopping
             self.status.value = progress.message
@@ -229,12 +251,15 @@ class TrainWidget(LayerChoosersWidget):
         for warning in dict.fromkeys(outcome.warnings):  # each once
             show_warning(f"napari-i2i training: {warning}")
         model = outcome.model
-        if model is None:
-            self.status.value = f"stopped; checkpoint saved in {self._run_dir}. Tick Resume and Train to continue."
+        if model is not None:
+            TRAINED_MODELS.add(model)
+        if outcome.stopped:
+            so_far = f"; the model so far: {model}" if model else ""
+            self.status.value = (f"stopped; checkpoint saved in {self._run_dir}{so_far}. "
+                                 "Tick Resume and Train to continue.")
             return
         self.progress.value = PROGRESS_STEPS
         self.status.value = f"done: {model}"
-        TRAINED_MODELS.add(model)
         show_info(f"napari-i2i: model saved to {model}; the Translate widget lists it as "
                   f"'trained: {model.parent.name}/{model.name}'")
 

@@ -7,8 +7,6 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from napari_i2i.contract.trainer_api import (
     DataKind,
     DataOptions,
@@ -19,12 +17,11 @@ from napari_i2i.contract.trainer_api import (
     LayerShape,
     LoadedData,
 )
-from trainers.class_folders import ClassPairs, ClassSubset, split_classes
-from trainers.datasets import ClassFolders
 
 
 def holdout_of(value: int | str | Sequence[str] | None) -> int | list[str] | None:
-    """``--holdout-classes N|NAME,NAME`` as :func:`split_classes` takes it: a number or names."""
+    """``--holdout-classes N|NAME,NAME`` as ``trainers.class_folders.split_classes`` takes it: a
+    number or names."""
     if isinstance(value, str):
         return int(value) if value.isdigit() else [name for name in value.split(",") if name]
     return value
@@ -62,6 +59,9 @@ class ClassFoldersKind(DataKind):
     def read_inputs(self, inputs: Mapping[str, Any], loop: Mapping[str, Any], chosen: Collection[str]) -> DataSettings:
         """The model's ``channels`` from the images; ``num_classes`` (the discriminator's outputs)
         is the number of training classes, the others held out (a number drawn with the seed)."""
+        from trainers.class_folders import split_classes
+        from trainers.datasets import ClassFolders
+
         resize = {}
         if "resize" not in chosen and loop.get("resize") is not None and loop["resize"] < loop["size"]:
             resize["resize"] = loop["size"]  # a larger crop than the preset's: resize to it, not below
@@ -75,6 +75,11 @@ class ClassFoldersKind(DataKind):
     def load(self, inputs: Mapping[str, Any], options: DataOptions) -> LoadedData:
         """Pairs of the training classes, and a validation batch ``(content, examples)`` whose
         examples come from the held-out classes when there are any."""
+        import torch
+
+        from trainers.class_folders import ClassPairs, ClassSubset, split_classes
+        from trainers.datasets import ClassFolders
+
         folders = ClassFolders(inputs["classes"], channels=options.model.get("channels"), size=options.size,
                                resize=options.resize, flip=options.flip, seed=options.seed)
         held_out = list(inputs.get("holdout_classes") or [])

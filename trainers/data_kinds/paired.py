@@ -18,7 +18,6 @@ from napari_i2i.contract.trainer_api import (
     LoadedData,
 )
 from trainers.data_kinds.unpaired import first_items
-from trainers.datasets import PairedFolders
 
 
 class PairedKind(DataKind):
@@ -43,6 +42,8 @@ class PairedKind(DataKind):
     }
 
     def read_inputs(self, inputs: Mapping[str, Any], loop: Mapping[str, Any], chosen: Collection[str]) -> DataSettings:
+        from trainers.datasets import PairedFolders
+
         found = PairedFolders(inputs["pairs_a"], inputs.get("pairs_b"), size=None, verify=False, cache_bytes=0)
         stages = inputs.get("stages")
         if isinstance(stages, str):
@@ -54,6 +55,8 @@ class PairedKind(DataKind):
         )
 
     def load(self, inputs: Mapping[str, Any], options: DataOptions) -> LoadedData:
+        from trainers.datasets import PairedFolders
+
         dataset = PairedFolders(
             inputs["pairs_a"], inputs.get("pairs_b"), channels_a=options.model.get("channels_a"),
             channels_b=options.model.get("channels_b"), size=options.size, resize=options.resize,

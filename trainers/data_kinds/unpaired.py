@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
-
-import torch
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING, Any
 
 from napari_i2i.contract.trainer_api import DataKind, DataOptions, DataRole, DataSettings, LoadedData
-from trainers.datasets import ImageFolder, UnpairedDomains
+
+if TYPE_CHECKING:  # the kinds' modules import torch and the datasets only to read or load data
+    import torch
+    from torch.utils.data import Dataset
 
 
 def first_items(dataset: Dataset, count: int = 4) -> tuple[torch.Tensor, ...]:
     """The first *count* items of a dataset of tensor tuples, stacked part by part: a validation batch."""
+    import torch
+
     items = [dataset[i] for i in range(min(count, len(dataset)))]
     return tuple(torch.stack(parts) for parts in zip(*items))
 
@@ -33,12 +35,16 @@ class UnpairedKind(DataKind):
     }
 
     def read_inputs(self, inputs: Mapping[str, Any], loop: Mapping[str, Any], chosen: Collection[str]) -> DataSettings:
+        from trainers.datasets import ImageFolder
+
         channels = {f"channels_{side}": ImageFolder(inputs[f"domain_{side}"], size=None, verify=False,
                                                     cache_bytes=0).channels for side in "ab"}
         return DataSettings(inputs={"domain_a": inputs["domain_a"], "domain_b": inputs["domain_b"]},
                             model=channels)
 
     def load(self, inputs: Mapping[str, Any], options: DataOptions) -> LoadedData:
+        from trainers.datasets import ImageFolder, UnpairedDomains
+
         common = {"size": options.size, "resize": options.resize, "flip": options.flip, "seed": options.seed}
         dataset = UnpairedDomains(
             ImageFolder(inputs["domain_a"], channels=options.model.get("channels_a"), **common),

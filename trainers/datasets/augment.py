@@ -49,7 +49,8 @@ def crop_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
 
 def check_resize(resize: int | None, crop: tuple[int, int] | None) -> None:
     if resize is not None and (resize < 1 or (crop is not None and resize < max(crop))):
-        raise ValueError(f"resize={resize} must be at least the crop size {crop}")
+        raise ValueError(f"the resize to {resize} pixels (--resize, or `resize` in a config file) must be at "
+                         f"least the crop size {crop} (--size)")
 
 
 def rng(seed: int | None, *key: int) -> np.random.Generator:

@@ -120,7 +120,8 @@ class Domain:
             self._reject(
                 index,
                 f"{name}: {planes.height}×{planes.width} pixels, smaller than the {crop[0]}×{crop[1]} crop; "
-                f"pass resize={max(crop)} or more to upscale",
+                f"upscale with --resize {max(crop)} or more (`resize = {max(crop)}` in a config file), or train on "
+                f"smaller crops (--size)",
             )
         return planes
 

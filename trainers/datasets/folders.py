@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from trainers.datasets.augment import AUGMENT, SAMPLING, Augment, check_resize, checked_index, crop_size, rng
 from trainers.datasets.domain import CACHE_BYTES, Domain, load_domains
 from trainers.datasets.problems import DatasetError
-from trainers.datasets.sources import FileSource, image_files, nonempty
+from trainers.datasets.sources import FileSource, image_files, nonempty, warn_skipped
 
 
 class _Images(Dataset):
@@ -73,7 +73,9 @@ class ImageFolder(_Images):
         cache_bytes: int = CACHE_BYTES,
     ):
         folder = Path(path)
-        files = nonempty(image_files(folder, recursive), folder)
+        skipped: list[Path] = []
+        files = nonempty(image_files(folder, recursive, skipped), folder)
+        warn_skipped(skipped, f"images in {folder}")
         super().__init__(
             [FileSource(file, str(file.relative_to(folder))) for file in files],
             f"images in {folder}",
@@ -86,7 +88,8 @@ class ClassFolders(_Images):
     """One subfolder of images per class (FUNIT); items are ``(image, class_index)``.
 
     Classes are the subfolders' names, sorted; their image counts may differ
-    (a stack's planes count one each). Files directly in ``root`` are ignored.
+    (a stack's planes count one each). Files directly in ``root`` are not used
+    (named in a warning, as are files in class folders that are not images).
     """
 
     def __init__(
@@ -109,13 +112,15 @@ class ClassFolders(_Images):
         if not folders:
             raise DatasetError(f"{root}: no class subfolders")
         sources, problems, source_labels = [], [], []
+        skipped = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
         self.classes = [folder.name for folder in folders]
         for label, folder in enumerate(folders):
-            files = image_files(folder, recursive)
+            files = image_files(folder, recursive, skipped)
             if not files:
                 problems.append(f"{folder.name}/: class has no image files")
             sources += [FileSource(file, str(file.relative_to(root))) for file in files]
             source_labels += [label] * len(files)
+        warn_skipped(skipped, f"classes in {root}", why=" in a class subfolder")
         super().__init__(
             sources, f"classes in {root}", problems,
             channels=channels, size=size, resize=resize, flip=flip,

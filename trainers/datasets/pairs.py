@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from trainers.datasets.augment import AUGMENT, PAIRING, Augment, check_resize, checked_index, crop_size, rng
 from trainers.datasets.domain import CACHE_BYTES, Domain, load_domains
-from trainers.datasets.sources import FileSource, by_stem, image_files, named_source, nonempty
+from trainers.datasets.sources import FileSource, by_stem, image_files, named_source, nonempty, warn_skipped
 
 
 class PairedFolders(Dataset):
@@ -40,17 +40,18 @@ class PairedFolders(Dataset):
         crop = crop_size(size)
         check_resize(resize, crop)
         problems: list[str] = []
+        skipped: list[Path] = []
         if dir_b is None:
             folder = Path(dir_a)
-            files = nonempty(image_files(folder, recursive), folder)
+            files = nonempty(image_files(folder, recursive, skipped), folder)
             names = [str(file.relative_to(folder)) for file in files]
             sources_a = [FileSource(file, name, half=0) for file, name in zip(files, names)]
             sources_b = [FileSource(file, name, half=1) for file, name in zip(files, names)]
             summary = f"side-by-side A|B images in {folder}"
         else:
             folder_a, folder_b = Path(dir_a), Path(dir_b)
-            files_a = by_stem(folder_a, recursive, problems)
-            files_b = by_stem(folder_b, recursive, problems)
+            files_a = by_stem(folder_a, recursive, problems, skipped)
+            files_b = by_stem(folder_b, recursive, problems, skipped)
             for stem in sorted(files_a.keys() - files_b.keys()):
                 problems.append(f"{folder_a.name}/{stem}: no image of that name in {folder_b}")
             for stem in sorted(files_b.keys() - files_a.keys()):
@@ -59,6 +60,7 @@ class PairedFolders(Dataset):
             sources_a = [named_source(files_a[stem], folder_a) for stem in stems]
             sources_b = [named_source(files_b[stem], folder_b) for stem in stems]
             summary = f"image pairs in {folder_a} and {folder_b}"
+        warn_skipped(skipped, summary)
         self.a = Domain(sources_a, channels_a, resize, crop)
         self.b = Domain(sources_b, channels_b, resize, crop)
         for source, planes_a, planes_b in zip(sources_a, self.a.arrangements, self.b.arrangements):

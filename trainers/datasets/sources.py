@@ -3,13 +3,15 @@
 Files are ``.png``, ``.jpg``/``.jpeg``, ``.tif``/``.tiff`` directly in a
 folder (``recursive=True`` for subfolders), sorted by path so runs are
 repeatable. Hidden files are skipped (macOS leaves ``._name.png`` copies that
-are not images). Reading is the host's (:mod:`napari_i2i.core.image_io`), so
+are not images); other files that are not images are skipped too, named in one
+warning per dataset (:func:`warn_skipped`). Reading is the host's (:mod:`napari_i2i.core.image_io`), so
 training sees a file exactly as inference does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -20,6 +22,7 @@ from napari_i2i.core.layer_data import ImageData
 from trainers.datasets.problems import DatasetError, Problem
 
 Read = TypeVar("Read")
+SHOWN_SKIPPED = 10  # files named in the warning about skipped ones; the rest counted
 
 
 @dataclass(frozen=True)
@@ -62,17 +65,29 @@ class FileSource:
             raise Problem(f"cannot read image: {error}") from None
 
 
-def image_files(folder: Path, recursive: bool) -> list[Path]:
+def image_files(folder: Path, recursive: bool, skipped: list[Path] | None = None) -> list[Path]:
+    """The image files in *folder*, sorted; the other (not hidden) files are added to *skipped*."""
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such folder")
     candidates = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        path
-        for path in candidates
-        if path.suffix.lower() in SUFFIXES
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        and path.is_file()
-    )
+    images, others = [], []
+    for path in candidates:
+        if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
+            continue
+        (images if path.suffix.lower() in SUFFIXES else others).append(path)
+    if skipped is not None:
+        skipped += others
+    return sorted(images)
+
+
+def warn_skipped(skipped: Sequence[Path], where: str, why: str = "") -> None:
+    """One warning naming (up to :data:`SHOWN_SKIPPED` of) the files a dataset does not use."""
+    if not skipped:
+        return
+    names = [f"{path.parent.name}/{path.name}" for path in sorted(skipped)]
+    more = f" and {len(names) - SHOWN_SKIPPED} more" if len(names) > SHOWN_SKIPPED else ""
+    warnings.warn(f"{where}: {len(names)} file(s) skipped, not {'/'.join(sorted(SUFFIXES))} images{why}: "
+                  f"{', '.join(names[:SHOWN_SKIPPED])}{more}", stacklevel=3)
 
 
 def nonempty(files: list[Path], folder: Path) -> list[Path]:
@@ -85,10 +100,10 @@ def named_source(file: Path, folder: Path) -> FileSource:
     return FileSource(file, f"{folder.name}/{file.relative_to(folder)}")
 
 
-def by_stem(folder: Path, recursive: bool, problems: list[str]) -> dict[str, Path]:
+def by_stem(folder: Path, recursive: bool, problems: list[str], skipped: list[Path]) -> dict[str, Path]:
     """Files by relative path without suffix; two files sharing one (``x.png``, ``x.tif``) are a problem."""
     files: dict[str, list[Path]] = {}
-    for file in nonempty(image_files(folder, recursive), folder):
+    for file in nonempty(image_files(folder, recursive, skipped), folder):
         files.setdefault(str(file.relative_to(folder).with_suffix("")), []).append(file)
     for stem, same in files.items():
         if len(same) > 1:

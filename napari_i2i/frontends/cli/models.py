@@ -1,12 +1,13 @@
-"""``napari-i2i engines``, ``convert`` and ``demo``."""
+"""``napari-i2i engines``, ``convert`` and ``demo``.
+
+Torch, the plugins and napari are imported only when a command runs, so that
+these parsers (and ``--help``) cost nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-from napari_i2i.contract.registry import default_registry
-from napari_i2i.core.model_file import convert_model
 
 DTYPES = ("bfloat16", "float16", "float32")  # storage types for `convert`
 
@@ -17,8 +18,8 @@ def add_engines_parser(commands) -> None:
     engines.add_argument("--traceback", action="store_true", help="show the traceback of each load error")
 
 
-def add_file_parsers(commands) -> None:
-    """``napari-i2i convert`` and ``demo``."""
+def add_convert_parser(commands) -> None:
+    """``napari-i2i convert``."""
     convert = commands.add_parser(
         "convert",
         help="re-save a model file, e.g. in float16 with a name and description",
@@ -32,6 +33,10 @@ def add_file_parsers(commands) -> None:
                          help="storage type of the weights (default float32; float16 halves the file)")
     convert.add_argument("--display-name", default=None, help="name in model choosers (default: keep)")
     convert.add_argument("--description", default=None, help="what the model does (default: keep)")
+
+
+def add_demo_parser(commands) -> None:
+    """``napari-i2i demo``."""
     demo = commands.add_parser(
         "demo",
         help="open napari with a sample image and the Translate widget on the bundled stain model",
@@ -43,7 +48,9 @@ def add_file_parsers(commands) -> None:
                       help="translate, save a PNG of the window and exit instead of staying open")
 
 
-def list_engines(show_tracebacks: bool) -> int:
+def list_engines(args: argparse.Namespace) -> int:
+    from napari_i2i.contract.registry import default_registry
+
     registry = default_registry()
     for engine in registry:
         source = registry.source(engine.name)
@@ -57,13 +64,15 @@ def list_engines(show_tracebacks: bool) -> int:
         print("no engines installed")
     for error in registry.load_errors:
         print(f"load error: {error}")
-        if show_tracebacks:
+        if args.traceback:
             print(error.details)
     return 0
 
 
 def convert(args: argparse.Namespace) -> int:
     import torch
+
+    from napari_i2i.core.model_file import convert_model
 
     if args.output.suffix.lower() != ".safetensors":
         raise ValueError(f"{args.output}: write model files as .safetensors")

@@ -1,15 +1,17 @@
 """``napari-i2i train``: train an engine on image folders.
 
 The data flags come from the registered data kinds (each kind's roles; a
-plugin's kind adds its own). With ``--progress-json`` every message a front
-end needs is one JSON object per line on standard output (the Train widget
-reads nothing else):
+plugin's kind adds its own), loaded on their own: building this parser
+(``napari-i2i train --help``) imports no engine and no torch. With
+``--progress-json`` every message a front end needs is one JSON object per
+line on standard output (the Train widget reads nothing else):
 
 - ``{"iteration": i, "iterations": n, "losses": {name: value}}`` after every iteration;
 - ``{"warning": message}`` for each Python warning raised during the run;
 - ``{"error": message}`` when the run fails, just before the process ends: exit status 2
   for a user error (the message says it all), another for a crash;
-- ``{"model": path}`` at the end of a finished run.
+- ``{"model": path}`` at the end of a finished run; ``{"model": path, "stopped_at": i,
+  "iterations": n}`` before exit status 130 when a stopped run wrote the model so far.
 
 Human-readable messages (and tracebacks) still go to standard error.
 """
@@ -20,65 +22,92 @@ import argparse
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
-from napari_i2i.contract.registry import default_registry
-from napari_i2i.contract.trainer_api import DataKind
-from napari_i2i.core.device import DEVICE_CHOICES, resolve_device
+from napari_i2i.contract.registry import data_kind_registry, default_registry
 from napari_i2i.frontends.cli.arguments import positive
 
+DEFAULT_PRESET = "small"
+PROGRESS_LINE_SECONDS = 10  # when standard error is no terminal: one progress line this often
+DEVICE_HELP = "auto (default: CUDA, then MPS, then the CPU), cpu, cuda, mps or cuda:N"
 PROGRESS_JSON_HELP = (
     "instead of the progress bar, one JSON object per line on standard output, for front ends: "
     '{"iteration": i, "iterations": n, "losses": {...}} per iteration, {"warning": MESSAGE} per '
     'Python warning, {"error": MESSAGE} when the run fails (exit status 2: a user error) and '
-    '{"model": PATH} at the end; once nothing reads them any more (the front end closed), the run '
-    "stops as on Ctrl-C"
+    '{"model": PATH} at the end (with "stopped_at" when stopped); once nothing reads them any more '
+    "(the front end closed), the run stops as on Ctrl-C"
 )
+# Flags of settings a resumed run keeps from RUN_DIR/run.json (dest: flag).
+FIXED_ON_RESUME = {"preset": "--preset", "config": "--config", "size": "--size", "batch": "--batch",
+                   "seed": "--seed", "resize": "--resize", "flip": "--flip/--no-flip"}
 
 
 def add_parser(commands) -> None:
     """``napari-i2i train``, with the data flags of every registered data kind."""
-    kinds = default_registry().data_kinds()
     train = commands.add_parser(
         "train",
         help="train an engine on image folders",
-        description="Train ENGINE on the data its trainer takes: "
-        + "; ".join(f"{kind.description}: {', '.join(_engines_of(kind)) or 'no engine installed'}"
-                    for kind in kinds)
-        + ". Writes checkpoints, log.jsonl, validation images and RUN_DIR/model.safetensors. "
-        "Ctrl-C saves a checkpoint; --resume continues it.",
+        description="Train ENGINE (see `napari-i2i engines`) on the data its trainer takes, one group of "
+        "flags per kind of data below. Writes run.json, checkpoints, log.jsonl, validation images and "
+        "RUN_DIR/model.safetensors. Ctrl-C (or --stop-file) saves a checkpoint and the model so far; "
+        "--resume continues the run.",
     )
     train.add_argument("engine", help="a trainable engine (see `napari-i2i engines`)")
+    _add_data_flags(train)
+    run = train.add_argument_group("the run")
+    run.add_argument("--out", type=Path, required=True, metavar="RUN_DIR",
+                     help="the run folder: new or empty, or (with --resume) a run to continue")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in RUN_DIR from its last checkpoint, with its settings")
+    run.add_argument("--iters", type=positive, metavar="N",
+                     help="iterations to train in all (default: the preset's); with --resume the new target")
+    run.add_argument("--device", default="auto", help=DEVICE_HELP)
+    settings = train.add_argument_group("settings (a new run; preset, then --config, then these flags)")
+    settings.add_argument("--preset", help="small (CPU, minutes; default) or paper (published sizes)")
+    settings.add_argument("--config", type=Path, metavar="FILE",
+                          help="TOML/YAML with [model] and [training] tables and loop settings (see docs/training.md)")
+    settings.add_argument("--size", type=positive, metavar="PX", help="training crop size in pixels (default: the preset's)")
+    settings.add_argument("--resize", type=positive, metavar="PX",
+                          help="resize each image's short side to PX before cropping (default: never, "
+                          "except the classes kind's presets); lets images smaller than the crop train")
+    settings.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                          help="random horizontal flips (default: on); --no-flip where a mirror image is "
+                          "another thing (text, glyphs, chiral structures)")
+    settings.add_argument("--batch", type=positive, metavar="B", help="images per iteration (default: the preset's)")
+    settings.add_argument("--seed", type=int, metavar="S",
+                          help="seed of the initial weights, crops and styles (default 0): equal seeds, equal runs")
+    saving = train.add_argument_group("checkpoints (may change on --resume)")
+    saving.add_argument("--checkpoint-every", type=positive, metavar="N",
+                        help="a checkpoint every N iterations (default: the preset's, e.g. 500 for small)")
+    saving.add_argument("--checkpoint-minutes", type=_minutes, metavar="M",
+                        help="also a checkpoint once M minutes have passed since the last (default 5; 0: off)")
+    output = train.add_argument_group("output")
+    output.add_argument("--quiet", action="store_true", help="no progress display")
+    output.add_argument("--progress-json", action="store_true", help=PROGRESS_JSON_HELP)
+    output.add_argument("--stop-file", type=Path, metavar="FILE",
+                        help="stop as Ctrl-C does (checkpoint and model so far saved, exit status 130) once "
+                        "FILE exists: a way for front ends to stop a run on any platform")
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     added: set[str] = set()
-    for kind in kinds:
+    for kind in data_kind_registry().data_kinds():
         roles = [role for role in kind.roles if role.flag not in added]
         if not roles:
             continue
-        group = train.add_argument_group(f"{kind.name} data", kind.description)
+        group = parser.add_argument_group(f"{kind.name} data", kind.description)
         for role in roles:
             group.add_argument(role.flag, type=Path if role.folder else str, metavar=role.metavar, help=role.help)
             added.add(role.flag)
-    train.add_argument("--out", type=Path, required=True, metavar="RUN_DIR")
-    train.add_argument("--preset", default="small", help="small (CPU, minutes) or paper (published sizes)")
-    train.add_argument("--config", type=Path, metavar="FILE",
-                       help="TOML/YAML with [model] and [training] tables and loop settings")
-    train.add_argument("--iters", type=positive, metavar="N")
-    train.add_argument("--size", type=positive, metavar="PX", help="training crop size")
-    train.add_argument("--batch", type=positive, metavar="B")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N")
-    train.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--progress-json", action="store_true", help=PROGRESS_JSON_HELP)
-    train.add_argument("--stop-file", type=Path, metavar="FILE",
-                       help="stop as Ctrl-C does (checkpoint saved, exit status 130) once FILE exists: "
-                       "a way for front ends to stop a run on any platform")
 
 
-def _engines_of(kind: DataKind) -> list[str]:
-    registry = default_registry()
-    return [engine for engine in registry.trainable() if registry.trainer(engine).data == kind.name]
+def _minutes(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or more minutes, got {text}")
+    return value
 
 
 def _flag_value(args: argparse.Namespace, flag: str):
@@ -105,26 +134,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from trainers.run import RUN_FILE, train
+    from napari_i2i.core.device import resolve_device
+    from trainers.run import train
 
     device = resolve_device(args.device)
-    settings = None
     if args.resume:
-        given = [role.flag for kind in default_registry().data_kinds() for role in kind.roles
-                 if _flag_value(args, role.flag) is not None]
-        if given:
-            raise ValueError(f"{' and '.join(dict.fromkeys(given))} cannot change a run being resumed: "
-                             "its data and settings come from RUN_DIR/run.json")
+        settings, total = None, _resumed_total(args)
     else:
         settings = _new_settings(args)
-    if settings is not None:
         total = settings.iterations
-    else:  # resumed: --iters, or the run's own
-        run_file = args.out / RUN_FILE
-        total = args.iters or (json.loads(run_file.read_text())["iterations"] if run_file.is_file() else None)
-
     reader_gone = False  # --progress-json: whoever read standard output has closed it
 
     def report(iteration: int, losses: dict[str, float]) -> None:
@@ -135,26 +153,103 @@ def _train(args: argparse.Namespace) -> int:
     def should_stop() -> bool:  # the front end's Cancel, or the front end gone (e.g. napari closed)
         return reader_gone or (args.stop_file is not None and args.stop_file.exists())
 
-    with tqdm(disable=args.quiet or args.progress_json, desc=f"training {args.engine}", unit="it",
-              file=sys.stderr) as bar:
-        def progress(iteration: int, losses: dict[str, float]) -> None:
-            if bar.total is None:
-                bar.total = total
-            bar.n = iteration
-            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-            bar.refresh()
-
+    started = time.time()
+    with _Progress(f"training {args.engine}", total, off=args.quiet or args.progress_json) as progress:
         path = train(args.out, settings, device=device, resume=args.resume,
                      on_progress=report if args.progress_json else progress,
-                     iterations=args.iters if args.resume else None, should_stop=should_stop)
+                     iterations=args.iters if args.resume else None, should_stop=should_stop,
+                     checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
     if path is None:
-        print(f"stopped; checkpoint saved in {args.out}. Continue with --resume.", file=sys.stderr)
-        return 130
+        return _stopped(args, started, reader_gone)
     if args.progress_json:
         _print_json({"model": str(path)})
     else:
         print(path)
     return 0
+
+
+class _Progress:
+    """Progress on standard error, from the first iteration on (a data error comes before any):
+    a redrawn bar on a terminal, else (a log, CI, a front end's child process) one line every
+    :data:`PROGRESS_LINE_SECONDS` and at the last iteration."""
+
+    def __init__(self, description: str, total: int | None, off: bool) -> None:
+        self.description, self.total, self.off = description, total, off
+        self.stream = sys.stderr
+        self.bar = None  # tqdm, on a terminal once training runs
+        self.first: tuple[int, float] | None = None  # (iteration, time) of the first report
+        self.last_line = 0.0
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __call__(self, iteration: int, losses: dict[str, float]) -> None:
+        if self.off:
+            return
+        terms = {name: f"{value:.3g}" for name, value in losses.items()}
+        if self.stream.isatty():
+            self._redraw(iteration, terms)
+        else:
+            self._line(iteration, terms)
+
+    def _redraw(self, iteration: int, terms: dict[str, str]) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, initial=iteration - 1, desc=self.description, unit="it",
+                            file=self.stream)
+        self.bar.n = iteration
+        self.bar.set_postfix(terms, refresh=False)
+        self.bar.refresh()
+
+    def _line(self, iteration: int, terms: dict[str, str]) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = (iteration, now)
+        elif now - self.last_line < PROGRESS_LINE_SECONDS and iteration != self.total:
+            return
+        self.last_line = now
+        done, since = iteration - self.first[0], now - self.first[1]
+        rate = f", {done / since:.3g} it/s" if done and since > 0 else ""
+        losses = "".join(f", {name} {value}" for name, value in terms.items())
+        print(f"{self.description}: iteration {iteration}/{self.total or '?'}{rate}{losses}", file=self.stream,
+              flush=True)
+
+
+def _stopped(args: argparse.Namespace, started: float, reader_gone: bool) -> int:
+    """Say where a stopped run stands: its checkpoint, and the model so far when one was written."""
+    from napari_i2i.core.model_file import read_model_info
+    from trainers.run import MODEL_FILE
+
+    model = args.out / MODEL_FILE
+    if not model.is_file() or model.stat().st_mtime < started - 1:
+        print(f"stopped before the first iteration; nothing trained in {args.out}.", file=sys.stderr)
+        return 130
+    training = read_model_info(model).provenance["training"]
+    stopped_at, planned = training["stopped_at"], training["planned_iterations"]
+    if args.progress_json and not reader_gone:
+        _print_json({"model": str(model), "stopped_at": stopped_at, "iterations": planned})
+    print(f"stopped at iteration {stopped_at} of {planned}: checkpoint saved in {args.out}, the model so far "
+          f"in {model}. Continue with --resume.", file=sys.stderr)
+    return 130
+
+
+def _resumed_total(args: argparse.Namespace) -> int | None:
+    """The iterations a resumed run trains to (--iters, or its own); flags it cannot change are errors."""
+    from trainers.run import RUN_FILE
+
+    registry = data_kind_registry()
+    given = [role.flag for kind in registry.data_kinds() for role in kind.roles if _flag_value(args, role.flag) is not None]
+    given += [flag for dest, flag in FIXED_ON_RESUME.items() if getattr(args, dest) is not None]
+    if given:
+        raise ValueError(f"{' and '.join(dict.fromkeys(given))} cannot change a run being resumed: "
+                         "its data and settings come from RUN_DIR/run.json")
+    run_file = args.out / RUN_FILE
+    return args.iters or (json.loads(run_file.read_text())["iterations"] if run_file.is_file() else None)
 
 
 def _new_settings(args: argparse.Namespace):
@@ -173,10 +268,13 @@ def _new_settings(args: argparse.Namespace):
         verb = "is" if len(missing) == 1 else "are"
         raise ValueError(f"{' and '.join(missing)} {verb} required for {args.engine} (unless --resume)")
     inputs = {role.key: _flag_value(args, role.flag) for role in kind.roles}
-    overrides = {"size": args.size, "batch": args.batch, "iterations": args.iters, "seed": args.seed}
+    overrides = {"size": args.size, "batch": args.batch, "iterations": args.iters, "seed": args.seed,
+                 "resize": args.resize, "flip": args.flip, "checkpoint_every": args.checkpoint_every,
+                 "checkpoint_minutes": args.checkpoint_minutes}
     config = read_config_file(args.config) if args.config else None
     # Dataset problems are DatasetErrors, a kind of ValueError: reported in one message.
-    return make_settings(args.engine, args.preset, inputs, config=config, overrides=overrides, registry=registry)
+    return make_settings(args.engine, args.preset or DEFAULT_PRESET, inputs, config=config, overrides=overrides,
+                         registry=registry)
 
 
 def _print_json(record: dict) -> bool:

@@ -1,18 +1,34 @@
-"""``napari-i2i translate``: image files through a model file."""
+"""``napari-i2i translate``: image files through a model file.
+
+Everything is checked before any work (inputs' headers and pixel limit, the
+model, every output file and its type); outputs are written only once the
+whole job is done, under temporary names renamed at the end, so a failed or
+interrupted run leaves no partial file and never touches an input. Importing
+this module (``napari-i2i translate --help``) imports no torch: the core
+modules are imported in :func:`run`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from napari_i2i.contract.engine_api import StyleMode
-from napari_i2i.core.device import DEVICE_CHOICES, resolve_device
-from napari_i2i.core.image_io import SUFFIXES, read_image, write_image
-from napari_i2i.core.model_file import load_model
-from napari_i2i.core.style_choice import StyleInputs, StyleWords, Wording, choose_style_mode
-from napari_i2i.core.tiling import DEFAULT_TILE
+from napari_i2i.core.constants import DEFAULT_MAX_PIXELS, DEFAULT_TILE, DEVICE_CHOICES, SUFFIXES
 from napari_i2i.frontends.cli.arguments import positive
+from napari_i2i.frontends.cli.translate_outputs import (
+    DEFAULT_NAME_TEMPLATE, NAME_FIELDS, check_name_template, check_output_files, folders_to_create, output_paths,
+)
+
+if TYPE_CHECKING:
+    from napari_i2i.core.style_choice import StyleInputs, StyleWords
+    from napari_i2i.core.translate import Progress
+
+# Without a terminal (logs, CI, a front end's child process): one progress line this often.
+PROGRESS_LINE_SECONDS = 10.0
 
 
 def add_parser(commands) -> None:
@@ -20,12 +36,14 @@ def add_parser(commands) -> None:
     translate = commands.add_parser(
         "translate",
         help="translate image files with a model file",
-        description="Translate TIFF/PNG/JPEG images. With one input, OUT may be a file; "
-        "otherwise OUT is a folder and outputs are named INPUT_DIRECTION.EXT.",
+        description="Translate TIFF/PNG/JPEG images. With one input, OUT may be a file; otherwise OUT is "
+        f"a folder and outputs are named by --name-template ({DEFAULT_NAME_TEMPLATE}). No input is ever "
+        "written over, an existing output only with --overwrite.",
     )
     translate.add_argument("model", type=Path, help="model file (.safetensors)")
     translate.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
-    translate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    translate.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+                           help="output file (one input) or folder (made if missing)")
     translate.add_argument(
         "--reference", type=Path, nargs="+", default=[], metavar="IMG",
         help="style reference image(s); their style codes are averaged (see --match)",
@@ -56,40 +74,47 @@ def add_parser(commands) -> None:
                            help="tile size in pixels; bounds memory for large images")
     translate.add_argument("--format", default=None, choices=sorted(s.lstrip(".") for s in SUFFIXES),
                            help="output type when OUT is a folder (default: the input's)")
-    translate.add_argument("--quiet", action="store_true", help="no progress bar")
+    translate.add_argument(
+        "--name-template", default=None, metavar="TEMPLATE",
+        help=f"output names in the OUT folder (default {DEFAULT_NAME_TEMPLATE}); fields: "
+        + "; ".join(f"{{{name}}} {meaning}" for name, meaning in NAME_FIELDS.items()),
+    )
+    translate.add_argument("--overwrite", action="store_true",
+                           help="replace output files that exist (never an input)")
+    translate.add_argument(
+        "--max-pixels", type=positive, default=DEFAULT_MAX_PIXELS, metavar="N",
+        help=f"refuse images of more pixels (height × width × planes) than this, from the file's header "
+        f"(default {DEFAULT_MAX_PIXELS}, 2**28)",
+    )
+    translate.add_argument("--quiet", action="store_true", help="no progress")
 
 
-def _output_paths(args: argparse.Namespace, direction: str) -> list[Path]:
-    out: Path = args.output
-    if out.suffix and out.suffix.lower() not in SUFFIXES and not out.is_dir():
-        raise ValueError(f"{out}: unsupported output type; use one of {sorted(SUFFIXES)}")
-    if len(args.inputs) == 1 and out.suffix.lower() in SUFFIXES:
-        return [out]
-    if out.suffix.lower() in SUFFIXES:
-        raise ValueError(f"{out}: with several inputs, -o must be a folder")
-    paths = []
-    for source in args.inputs:
-        suffix = f".{args.format}" if args.format else source.suffix
-        paths.append(out / f"{source.stem}_{direction}{suffix}")
-    if len(set(paths)) != len(paths):
-        raise ValueError("two inputs would write the same output file; rename one")
-    return paths
+@cache
+def _cli_words() -> StyleWords:
+    """The style inputs as the command line names them, for the style rule's messages."""
+    from napari_i2i.core.style_choice import StyleWords, Wording
+
+    return StyleWords(
+        references=Wording("--reference", "--reference IMG..."),
+        match=Wording("--match", "--match"),
+        class_examples=Wording("--class-images", "--class-images IMG..."),
+        interpolate=Wording("--interpolate", "--interpolate REF1 REF2"),
+        steps=Wording("--steps", "--steps N"),
+        samples=Wording("--samples", "--samples"),
+        front_end="the command line",
+    )
 
 
-# The style inputs as the command line names them, for the style rule's messages.
-CLI_WORDS = StyleWords(
-    references=Wording("--reference", "--reference IMG..."),
-    match=Wording("--match", "--match"),
-    class_examples=Wording("--class-images", "--class-images IMG..."),
-    interpolate=Wording("--interpolate", "--interpolate REF1 REF2"),
-    steps=Wording("--steps", "--steps N"),
-    samples=Wording("--samples", "--samples"),
-    front_end="the command line",
-)
+def __getattr__(name: str):
+    if name == "CLI_WORDS":  # built on first use: the style rule imports torch
+        return _cli_words()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _style_inputs(args: argparse.Namespace) -> StyleInputs:
     """The style flags as the style rule counts them (an absent flag: None)."""
+    from napari_i2i.core.style_choice import StyleInputs
+
     return StyleInputs(
         references=len(args.reference) or None,
         match=args.match,
@@ -100,37 +125,91 @@ def _style_inputs(args: argparse.Namespace) -> StyleInputs:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+class _ProgressLines:
+    """Progress without a terminal: a line every :data:`PROGRESS_LINE_SECONDS`, one at the end."""
+
+    def __init__(self) -> None:
+        self._started = self._last = time.monotonic()
+
+    def update(self, progress: Progress) -> None:
+        if time.monotonic() - self._last >= PROGRESS_LINE_SECONDS:
+            self._last = time.monotonic()
+            print(f"translating: {progress.fraction:.0%} ({progress.message})", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        print(f"translating: done in {time.monotonic() - self._started:.0f} s", file=sys.stderr, flush=True)
+
+
+def _translate(steps, quiet: bool) -> list:
+    """Drive the job, showing its progress (a bar on a terminal, else lines) and any notice."""
     from tqdm import tqdm
 
-    from napari_i2i.core.translate import TranslateOptions, run_translation
-
-    device = resolve_device(args.device)
-    loaded = load_model(args.model, device=device)
-    if not loaded.info.trained:
-        print(f"warning: {args.model} holds untrained weights; its outputs are noise", file=sys.stderr)
-    direction = args.direction or next(iter(loaded.model.capabilities.directions))
-    mode = choose_style_mode(_style_inputs(args), loaded.model.capabilities.style_modes, loaded.info.engine,
-                             CLI_WORDS)
-    outputs = _output_paths(args, direction)
-    sources = [read_image(path) for path in args.inputs]
-    given = {StyleMode.FEW_SHOT: args.class_images, StyleMode.INTERPOLATE: args.interpolate}
-    references = [read_image(path) for path in given.get(mode, args.reference)]
-    n_samples = args.steps if mode is StyleMode.INTERPOLATE else args.samples
-    options = TranslateOptions(
-        direction=direction, mode=mode, n_samples=n_samples, seed=args.seed, tile=args.tile
-    )
-    steps = run_translation(loaded, sources, options, references)
-    with tqdm(total=1000, disable=args.quiet, unit="‰", desc="translating", file=sys.stderr) as bar:
+    lines = None if quiet or sys.stderr.isatty() else _ProgressLines()
+    with tqdm(total=1000, disable=quiet or lines is not None, unit="‰", desc="translating",
+              file=sys.stderr) as bar:
         while True:
             try:
                 progress = next(steps)
             except StopIteration as finished:
                 results = finished.value
                 break
+            if progress.notice:
+                bar.write(progress.message, file=sys.stderr)
+            if lines is not None:
+                lines.update(progress)
             bar.update(round(progress.fraction * 1000) - bar.n)
-    for result, path in zip(results, outputs):
-        for written in write_image(path, result.data, result.rgb):
-            print(written)
-    return 0
+    if lines is not None:
+        lines.close()
+    return results
 
+
+def _pixel_hint(read, *args):
+    """*read* with a hint at ``--max-pixels`` added to a refusal over the pixel limit."""
+    from napari_i2i.core.image_io import TooManyPixelsError
+
+    try:
+        return read(*args)
+    except TooManyPixelsError as error:
+        raise TooManyPixelsError(f"{error}; --max-pixels N raises the limit") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from napari_i2i.contract.engine_api import StyleMode
+    from napari_i2i.core.device import resolve_device
+    from napari_i2i.core.image_io import check_writable, image_header, output_files, read_image, write_images
+    from napari_i2i.core.model_file import load_model
+    from napari_i2i.core.style_choice import choose_style_mode
+    from napari_i2i.core.translate import TranslateOptions, check_options, planned_output, run_translation
+
+    template = None if args.name_template is None else check_name_template(args.name_template)
+    style_files = [*args.reference, *args.class_images, *(args.interpolate or [])]
+    headers = [_pixel_hint(image_header, path, args.max_pixels) for path in [*args.inputs, *style_files]]
+    loaded = load_model(args.model, device=resolve_device(args.device))
+    if not loaded.info.trained:
+        print(f"warning: {args.model} holds untrained weights; its outputs are noise", file=sys.stderr)
+    direction = args.direction or next(iter(loaded.model.capabilities.directions))
+    mode = choose_style_mode(_style_inputs(args), loaded.model.capabilities.style_modes, loaded.info.engine,
+                             _cli_words())
+    options = TranslateOptions(direction=direction, mode=mode, seed=args.seed, tile=args.tile,
+                               n_samples=args.steps if mode is StyleMode.INTERPOLATE else args.samples)
+    check_options(loaded, options)
+    outputs = output_paths(args.inputs, args.output, direction, args.format, template)
+    planned = [planned_output(loaded, options, source.stem, header.shape, header.rgb, header.dtype)
+               for source, header in zip(args.inputs, headers)]
+    files = []
+    for path, plan in zip(outputs, planned):
+        check_writable(path, plan.dtype, plan.rgb)
+        files += output_files(path, plan.leading_shape)
+    check_output_files(files, [args.model, *args.inputs, *style_files], args.overwrite)
+    new_folders = folders_to_create(files)
+
+    sources = [_pixel_hint(read_image, path, args.max_pixels) for path in args.inputs]
+    given = {StyleMode.FEW_SHOT: args.class_images, StyleMode.INTERPOLATE: args.interpolate}
+    references = [_pixel_hint(read_image, path, args.max_pixels) for path in given.get(mode, args.reference)]
+    results = _translate(run_translation(loaded, sources, options, references), args.quiet)
+    for folder in new_folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"napari-i2i: made the output folder {folder}", file=sys.stderr)
+    for written in write_images([(path, result.data, result.rgb) for result, path in zip(results, outputs)]):
+        print(written)
+    return 0

@@ -1,0 +1,111 @@
+"""Networks of the unified-style-space engine (``docs/methods.md`` §5).
+
+One generator ``G(c, s)`` for every domain (content encoder + AdaIN decoder,
+the halves MUNIT and FUNIT use), and two ways into one style space: a style
+encoder with one head per domain (``s = E^u(x)``) and a conditional neural
+spline flow (zuko) that maps ``z ~ N(0, I)`` to a style of domain ``u``
+(``s = A·f(z; θ_u)``). The discriminators belong to training (``trainers/``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import zuko
+from torch import nn
+
+from engines.blocks import AdaINDecoder, Encoder, PooledEncoder
+
+
+class StyleGenerator(nn.Module):
+    """``G(c, s)``: the content of an image decoded with a style; one generator for all domains."""
+
+    def __init__(self, channels: int, dim: int, n_downsample: int, n_res: int, style_dim: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.content_encoder = Encoder(channels, dim, n_downsample, n_res)  # instance norm, shared statistics
+        self.decoder = AdaINDecoder(self.content_encoder.out_channels, channels, n_downsample, n_res,
+                                    style_dim, mlp_dim)
+
+    def forward(self, images: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        """One output per row of ``styles``; one image is broadcast to every style."""
+        content = self.content_encoder(images)
+        if content.shape[0] == 1 and styles.shape[0] > 1:
+            content = content.expand(styles.shape[0], -1, -1, -1)
+        return self.decoder(content, styles)
+
+
+class DomainStyleEncoder(nn.Module):
+    """``E^u(x)``: a shared trunk without normalisation (MUNIT's style encoder) and one linear
+    head per domain. The trunk ends in a linear layer, so the style of the mean of crops'
+    trunk codes is the mean of the crops' styles."""
+
+    def __init__(self, channels: int, dim: int, n_downsample: int, trunk_dim: int, style_dim: int,
+                 num_domains: int) -> None:
+        super().__init__()
+        self.trunk = PooledEncoder(channels, dim, n_downsample, trunk_dim)
+        self.heads = nn.Linear(trunk_dim, style_dim * num_domains)
+        self.style_dim, self.num_domains = style_dim, num_domains
+
+    def head(self, codes: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """``(N, style_dim)``: each trunk code through the head of its domain."""
+        styles = self.heads(codes).view(len(codes), self.num_domains, self.style_dim)
+        return styles[torch.arange(len(codes), device=codes.device), domains]
+
+    def forward(self, images: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(images), domains)
+
+    def mean_style(self, crops: torch.Tensor, domain: int, position: int, kind: str) -> torch.Tensor:
+        """``(style_dim,)`` float32: the style of the crops ``(n, C, h, w)`` of one reference,
+        checked as a user's reference (errors name its ``position``)."""
+        code = self.trunk.mean_code(crops, position, "reference", kind)
+        index = torch.tensor([domain], device=code.device)
+        return self.head(code[None].to(self.heads.weight.dtype), index)[0].float()
+
+
+class StyleFlow(nn.Module):
+    """``s = A·f(z; θ_u)``: a conditional neural spline flow ``f`` over ``latent_dim`` independent
+    coordinates (context: the one-hot domain, so ``θ_u`` is an MLP of ``u``), lifted into the
+    ``style_dim``-d style space by a linear map ``A`` with orthonormal columns at start.
+
+    ``f`` is invertible, so a style has coordinates (:meth:`coordinates`) that can be edited
+    one at a time (:meth:`edit`). A flow keeps its dimension; ``A`` lets the style space be wider
+    than the latent, as in StarGAN v2 (16 → 64)."""
+
+    def __init__(self, latent_dim: int, style_dim: int, num_domains: int, transforms: int, hidden: int,
+                 bins: int) -> None:
+        super().__init__()
+        if style_dim < latent_dim:
+            raise ValueError(f"style_dim ({style_dim}) must be at least latent_dim ({latent_dim})")
+        self.flow = zuko.flows.NSF(latent_dim, context=num_domains, bins=bins, transforms=transforms,
+                                   hidden_features=(hidden, hidden))
+        self.lift = nn.Linear(latent_dim, style_dim, bias=False)
+        nn.init.orthogonal_(self.lift.weight)
+        self.latent_dim, self.num_domains = latent_dim, num_domains
+
+    def _transform(self, domains: torch.Tensor) -> zuko.transforms.Transform:
+        context = F.one_hot(domains, self.num_domains).to(self.lift.weight.dtype)
+        return self.flow(context).transform  # single pass z → f(z); the inverse is autoregressive
+
+    def components(self, latents: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """``f(z; θ_u)``: ``(N, latent_dim)``, before the lift."""
+        return self._transform(domains)(latents)
+
+    def forward(self, latents: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """Styles ``(N, style_dim)`` of ``latents`` ``(N, latent_dim)``, each in its domain."""
+        return self.lift(self.components(latents, domains))
+
+    def projected(self, styles: torch.Tensor) -> torch.Tensor:
+        """``A⁺ s``: the flow's output whose lift is nearest to each style."""
+        return styles @ torch.linalg.pinv(self.lift.weight.float()).T.to(styles.dtype)
+
+    def coordinates(self, styles: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """``z = f⁻¹(A⁺ s; θ_u)``: the independent coordinates of styles ``(N, style_dim)``."""
+        return self._transform(domains).inv(self.projected(styles))
+
+    def edit(self, styles: torch.Tensor, domains: torch.Tensor, index: int, value: float) -> torch.Tensor:
+        """Styles whose coordinate ``index`` is ``value`` and whose other coordinates are unchanged;
+        the part of a style outside the lifted subspace (a reference style's) is kept."""
+        latents = self.coordinates(styles, domains)
+        edited = latents.clone()
+        edited[:, index] = value
+        return styles + self.lift(self.components(edited, domains) - self.projected(styles))

@@ -1,0 +1,21 @@
+"""What front ends build their controls and checks from, in a module without torch.
+
+``napari-i2i translate --help`` imports only this (and the standard library),
+so it starts fast; the modules that use these values re-export them under
+their old names (``core.image_io.SUFFIXES``, ``core.tiling.DEFAULT_TILE``, …).
+"""
+
+from __future__ import annotations
+
+TIFF_SUFFIXES = {".tif", ".tiff"}
+PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg"}
+SUFFIXES = TIFF_SUFFIXES | PILLOW_SUFFIXES
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # core.device resolves them
+
+DEFAULT_TILE = 1024  # tile side in pixels (core.tiling)
+
+# Images with more pixels than this (height × width × planes, colours not counted) are refused
+# from the file header, before decoding: a small file can unpack to gigabytes (a
+# "decompression bomb"). 2**28 is 16384² or about 1 GB of 8-bit RGB.
+DEFAULT_MAX_PIXELS = 2**28

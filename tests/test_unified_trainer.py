@@ -1,0 +1,224 @@
+"""Training the unified-style-space engine: loss terms and weights, gradients for every network,
+the smoothness triplet, the domains data kind, runs through trainers.run and the CLI (latent and
+reference translation of the model), bit-exact resume, and training from layers."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import drain
+from PIL import Image
+
+from engines.unified import UnifiedEngine
+from napari_i2i.contract.registry import default_registry
+from napari_i2i.contract.trainer_api import DataOptions
+from napari_i2i.core.layer_data import ImageData
+from napari_i2i.core.model_file import load_model, read_model_info
+from napari_i2i.frontends.cli import main
+from napari_i2i.frontends.train_job import TrainRequest, run_training
+from trainers.datasets import DatasetError
+from trainers.run import make_settings, train
+from trainers.unified import TRAIN_PRESETS, UnifiedTrainConfig, build_trainer
+from trainers.unified.losses import (
+    decayed_weight,
+    dihedral_views,
+    nonsaturating_discriminator,
+    nonsaturating_generator,
+    smoothness_triplet,
+)
+
+TINY_MODEL = {"dim": 8, "n_res": 1, "mlp_dim": 16, "style_dim": 8, "latent_dim": 4, "style_downsample": 2,
+              "flow_hidden": 8}
+TINY_TRAINING = {"dis_dim": 8, "dis_blocks": 4, "style_dis_dim": 8}
+TINY_RUN = {"size": 16, "batch": 2, "log_every": 1, "checkpoint_every": 2, "model": TINY_MODEL,
+            "training": TINY_TRAINING}
+TERMS = {"adversarial", "style", "cycle", "diversity", "unification", "smoothness"}
+
+
+def make_trainer(seed=0, **training):
+    torch.manual_seed(seed)
+    engine = UnifiedEngine()
+    model = engine.build(engine.config("small", domains=["a", "b", "c"], **TINY_MODEL))
+    return build_trainer(model, {**TRAIN_PRESETS["small"], **TINY_TRAINING, **training}, torch.device("cpu"))
+
+
+def batch(seed=0, size=16):
+    generator = torch.Generator().manual_seed(seed)
+    x, y = (torch.rand(4, 3, size, size, generator=generator) * 2 - 1 for _ in range(2))
+    return (x, torch.tensor([0, 1, 2, 0])), (y, torch.tensor([1, 2, 0, 0]))
+
+
+def generator_total(losses, config, iteration):
+    return (losses["adversarial"] + config.style_weight * losses["style"] + config.cycle_weight * losses["cycle"]
+            - decayed_weight(config.diversity_weight, iteration, config.diversity_iterations) * losses["diversity"]
+            + config.unification_weight * losses["unification"] + config.smoothness_weight * losses["smoothness"])
+
+
+@pytest.mark.parametrize("iteration", [0, 1])  # latent-guided, then reference-guided
+def test_every_term_is_finite_weighted_and_every_network_learns(iteration):
+    trainer = make_trainer(unification_weight=0.5, smoothness_weight=2.0)
+    losses = trainer.step(batch(), iteration)
+    assert set(losses) == {"dis", "gen", "adversarial_dis", "unification_dis", "r1"} | TERMS
+    assert all(np.isfinite(value) for value in losses.values())
+    config = trainer.config
+    assert losses["gen"] == pytest.approx(generator_total(losses, config, iteration), rel=1e-5)
+    assert losses["dis"] == pytest.approx(losses["adversarial_dis"] + 0.5 * losses["unification_dis"]
+                                          + losses["r1"], rel=1e-5)
+    assert (losses["diversity"] > 0) == (iteration == 0)  # two latent styles on latent iterations only
+    learning = {"generator": trainer.network.generator, "style encoder": trainer.network.style_encoder,
+                "discriminator": trainer.dis, "style discriminator": trainer.style_dis}
+    if iteration == 0:
+        learning["latent flow"] = trainer.network.style_flow
+    for name, module in learning.items():
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), f"no gradient reached the {name}"
+
+
+def test_published_defaults_and_the_diversity_decay():
+    paper = UnifiedTrainConfig.from_mapping(TRAIN_PRESETS["paper"])
+    assert (paper.lr, paper.flow_lr, paper.beta1, paper.beta2, paper.weight_decay) == (1e-4, 1e-6, 0.0, 0.99, 1e-4)
+    assert (paper.r1_weight, paper.style_weight, paper.cycle_weight, paper.diversity_weight) == (1, 1, 1, 1)
+    assert (paper.ema_beta, paper.diversity_iterations) == (0.999, 100_000)
+    assert decayed_weight(1.0, 0, 100) == 1.0 and decayed_weight(1.0, 25, 100) == 0.75
+    assert decayed_weight(1.0, 100, 100) == decayed_weight(1.0, 500, 100) == 0.0
+    trainer = make_trainer()
+    groups = trainer.gen_optimizer.param_groups
+    assert [g["lr"] for g in groups] == [2e-4, 2e-4]  # small: the flow learns at the same rate
+    assert make_trainer(flow_lr=1e-6).gen_optimizer.param_groups[1]["lr"] == 1e-6
+    with pytest.raises(ValueError, match="unknown unified training settings"):
+        UnifiedTrainConfig.from_mapping({"lambda_uni": 1.0})
+    with pytest.raises(ValueError, match="ema_beta"):
+        UnifiedTrainConfig.from_mapping({"ema_beta": 1.0})
+
+
+def test_the_saved_model_is_the_moving_average():
+    trainer = make_trainer(ema_beta=0.75, ema_warmup=False)
+    assert trainer.modules()["network_ema"] is trainer.model is not trainer.network
+    before = [p.clone() for p in trainer.model.parameters()]
+    trainer.step(batch(), 0)
+    for average, old, new in zip(trainer.model.parameters(), before, trainer.network.parameters()):
+        torch.testing.assert_close(average, 0.75 * old + 0.25 * new)
+    grid = trainer.validation_images(batch())
+    assert grid.shape == (16, 3, 16, 16)
+
+
+def test_gan_terms_and_the_smoothness_triplet_by_hand():
+    zero = torch.zeros(3)
+    assert nonsaturating_discriminator(zero, zero).item() == pytest.approx(2 * np.log(2))
+    assert nonsaturating_generator(torch.full((2,), 100.0)).item() == pytest.approx(0, abs=1e-6)
+    # two images, one domain head: anchors 0 and 3 apart; positives at distance 1 and 0
+    styles = torch.tensor([[[0.0, 0.0]], [[3.0, 0.0]]])  # (N, D=1, S=2)
+    positive = torch.tensor([[1.0, 0.0], [3.0, 0.0]])
+    domains = torch.tensor([0, 0])
+    # image 0: max(0.5 + 1 − 3, 0) = 0; image 1: max(0.5 + 0 − 3, 0) = 0 → loss 0; margin 3: (1 + 0)/2
+    assert smoothness_triplet(styles, domains, positive, 0.5).item() == 0
+    assert smoothness_triplet(styles, domains, positive, 3.0).item() == pytest.approx(0.5)
+    assert smoothness_triplet(styles[:1], domains[:1], positive[:1], 3.0).item() == 0  # no other image
+    images = torch.arange(2 * 16, dtype=torch.float32).view(2, 1, 4, 4)
+    views = dihedral_views(images, torch.Generator().manual_seed(0))
+    assert views.shape == images.shape
+    for image, view in zip(images, views):
+        assert torch.equal(image.flatten().sort().values, view.flatten().sort().values)
+
+
+def write_domains(root, names=("he", "ihc", "dab"), count=3, size=24):
+    rng = np.random.default_rng(0)
+    for index, name in enumerate(names):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(count):
+            picture = rng.integers(0, 120, (size, size, 3)).astype(np.uint8)
+            picture[..., index] += 120
+            Image.fromarray(picture).save(folder / f"{i}.png")
+    return root
+
+
+def test_the_domains_kind_names_the_domains_and_serves_pairs(tmp_path):
+    root = write_domains(tmp_path / "data")
+    settings = make_settings("unified", "small", {"domains": root}, config=TINY_RUN)
+    assert settings.model["domains"] == ["dab", "he", "ihc"] and settings.model["channels"] == 3
+    kind = default_registry().data_kind("domains")
+    data = kind.load(settings.inputs, DataOptions(settings.model, settings.training, 16, None, True, 0))
+    (x, source), (y, target) = data.dataset[0]
+    assert x.shape == y.shape == (3, 16, 16) and {source, target} <= {0, 1, 2}
+    (vx, vs), (vy, vt) = data.validation_batch
+    assert vx.shape == vy.shape == (4, 3, 16, 16) and vs.dtype == vt.dtype == torch.long
+    assert data.record["domains"] == ["dab", "he", "ihc"]
+    lonely = write_domains(tmp_path / "one", names=("he",))
+    with pytest.raises(DatasetError, match="two or more domain subfolders, found 1"):
+        make_settings("unified", "small", {"domains": lonely}, config=TINY_RUN)
+    changed = DataOptions({**settings.model, "domains": ["he", "x", "y"]}, settings.training, 16, None, True, 0)
+    with pytest.raises(DatasetError, match="did the subfolders change"):
+        kind.load(settings.inputs, changed)
+
+
+def test_a_cli_run_writes_a_model_that_translates_latent_and_by_reference(tmp_path):
+    root = write_domains(tmp_path / "data")
+    config = tmp_path / "tiny.toml"
+    config.write_text("size = 16\nbatch = 2\n[model]\n" + "".join(f"{k} = {v}\n" for k, v in TINY_MODEL.items())
+                      + "[training]\n" + "".join(f"{k} = {v}\n" for k, v in TINY_TRAINING.items()))
+    run = tmp_path / "run"
+    assert main(["train", "unified", "--domains", str(root), "--out", str(run), "--iters", "2", "--config",
+                 str(config), "--device", "cpu", "--quiet"]) == 0
+    model = run / "model.safetensors"
+    assert read_model_info(model).config["domains"] == ["dab", "he", "ihc"]
+    source = root / "he" / "0.png"
+    assert main(["translate", str(model), str(source), "--direction", "to_ihc", "-o", str(tmp_path / "latent.png"),
+                 "--quiet"]) == 0
+    assert main(["translate", str(model), str(source), "--direction", "to_dab", "--reference",
+                 str(root / "dab" / "1.png"), "-o", str(tmp_path / "reference.png"), "--quiet"]) == 0
+    for name in ("latent.png", "reference.png"):
+        assert np.asarray(Image.open(tmp_path / name)).shape == (24, 24, 3)
+    assert main(["translate", str(model), str(source), "--direction", "to_xyz", "-o", str(tmp_path / "x.png"),
+                 "--quiet"]) == 2
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    root = write_domains(tmp_path / "data")
+    settings = make_settings("unified", "small", {"domains": root}, config={**TINY_RUN, "iterations": 4})
+    straight = train(tmp_path / "straight", settings)
+    train(tmp_path / "resumed", settings, iterations=2)
+    resumed = train(tmp_path / "resumed", resume=True, iterations=4)
+    for name in ("straight", "resumed"):
+        assert (tmp_path / name / "checkpoint.pt").is_file()
+    one, two = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=False) for name in ("straight", "resumed"))
+    for module, state in one["modules"].items():
+        for key, tensor in state.items():
+            assert torch.equal(tensor, two["modules"][module][key]), f"{module}.{key} differs after resume"
+    a, b = (load_model(path, device=torch.device("cpu")).model.state_dict() for path in (straight, resumed))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_domain_layers_train_it_from_the_train_widgets_job(tmp_path):
+    """One domain per layer, named after it (as the Train widget sends them)."""
+    rng = np.random.default_rng(0)
+
+    def layer(name, planes):
+        return ImageData(rng.integers(0, 4000, (planes, 32, 32), dtype=np.uint16), name, False, (0.0, 4000.0))
+
+    layers = [layer("H&E", 2), layer("IHC", 1)]
+    originals = [item.data.copy() for item in layers]
+    request = TrainRequest(engine="unified", data=default_registry().data_kind("domains"), run_dir=tmp_path / "run",
+                           iterations=2, size=32, device="cpu", layers={"domains": layers})
+    outcome = drain(run_training(request))[0]
+    loaded = load_model(outcome.model, device=torch.device("cpu"))
+    assert loaded.model.capabilities.directions.keys() == {"to_H_E", "to_IHC"}
+    for item, original in zip(layers, originals):
+        np.testing.assert_array_equal(item.data, original)
+
+
+def test_the_benchmark_task_has_no_training_pairs_and_every_test_pair():
+    from benchmarks.multidomain import held_out_accuracy
+    from benchmarks.tasks.multidomain import DOMAINS, multidomain_task
+
+    task = multidomain_task(tile=128, seed=0)
+    training_cells = [set(tiles) for tiles in task.train.values()]
+    assert sum(map(len, training_cells)) == len(set().union(*training_cells))  # each cell in one domain
+    assert all(tiles.keys() == task.test["ihc"].keys() for tiles in task.test.values())
+    assert not set(task.test["ihc"]) & set().union(*training_cells)
+    for name, tiles in task.test.items():
+        file, tile = next(iter(tiles.items()))
+        assert np.array_equal(tile, DOMAINS[name](task.test["ihc"][file]))
+    generator = torch.Generator().manual_seed(0)
+    apart = held_out_accuracy(torch.randn(200, 4, generator=generator) + 3, torch.randn(200, 4, generator=generator))
+    alike = held_out_accuracy(torch.randn(200, 4, generator=generator), torch.randn(200, 4, generator=generator))
+    assert apart > 0.95 and abs(alike - 0.5) < 0.1
