@@ -40,6 +40,9 @@ from benchmarks.tasks.fewshot import FewShotTask
 from benchmarks.tasks.fewshot_baselines import identity_prediction, nearest_font_prediction
 from benchmarks.tasks.metrics import score
 
+# Scores are measured in float32, uncompiled: the figures must not depend on the machine's bf16.
+FP32 = {"precision": "fp32", "compile": "off"}
+
 ENGINE, PRESET = "funit", "small"
 DEFAULT_ITERS = 1200  # ≈ 5–10 min of training on one CPU thread (docs/benchmarks.md)
 CLASSIFIER_EPOCHS = 12
@@ -132,8 +135,10 @@ def content_accuracy(classify_chars: Callable[[Sequence[np.ndarray]], list[str]]
 # ---------------------------------------------------------------------------- FUNIT
 
 def train_funit(data_dir: Path, run_dir: Path, iters: int, tile: int, seed: int, batch: int | None,
-                log: Callable[[str], None]) -> tuple[Path, float]:
-    """FUNIT ``small`` on ``data_dir/train`` (CPU); returns the model file and seconds per iteration."""
+                log: Callable[[str], None], should_stop: Callable[[], bool] | None = None) -> tuple[Path, float]:
+    """FUNIT ``small`` on ``data_dir/train`` (CPU); returns the model file and seconds per iteration.
+
+    ``should_stop`` (e.g. a wall-clock budget) ends training early; the model so far is returned."""
     from trainers.run import make_settings, train
 
     # No flips: a mirrored glyph is another character (b/d), a mirrored italic another font.
@@ -153,10 +158,18 @@ def train_funit(data_dir: Path, run_dir: Path, iters: int, tile: int, seed: int,
                 f"{min(every, iteration)}, {(now - started) / 60:.1f} min so far; "
                 f"gen {losses.get('gen', float('nan')):.3f}, dis {losses.get('dis', float('nan')):.3f}")
 
-    path = train(run_dir, settings, torch.device("cpu"), on_progress=progress)
+    done = [0]
+
+    def counting(iteration: int, losses: Mapping[str, float]) -> None:
+        done[0] = iteration
+        progress(iteration, losses)
+
+    path = train(run_dir, settings, torch.device("cpu"), on_progress=counting, should_stop=should_stop)
     if path is None:
-        raise KeyboardInterrupt("training stopped before the last iteration")
-    return path, (time.perf_counter() - started) / max(iters, 1)
+        if should_stop is None or not (run_dir / "model.safetensors").is_file():
+            raise KeyboardInterrupt("training stopped before the last iteration")
+        path = run_dir / "model.safetensors"
+    return path, (time.perf_counter() - started) / max(done[0], 1)
 
 
 def funit_translate(loaded, sources: Mapping[str, np.ndarray],
@@ -175,9 +188,9 @@ def funit_translate(loaded, sources: Mapping[str, np.ndarray],
     names = list(sources)
     results = run_to_completion(run_translation(
         loaded,
-        [ImageData(sources[c], f"source {c}") for c in names],
-        TranslateOptions(direction, StyleMode.FEW_SHOT),
-        [ImageData(image, f"example {c}") for c, image in examples.items()],
+        [ImageData(sources[c], f"source {c}", rgb=sources[c].ndim == 3) for c in names],
+        TranslateOptions(direction, StyleMode.FEW_SHOT, **FP32),
+        [ImageData(image, f"example {c}", rgb=image.ndim == 3) for c, image in examples.items()],
     ))
     return {c: np.asarray(r.data) for c, r in zip(names, results)}
 

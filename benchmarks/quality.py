@@ -37,6 +37,9 @@ from napari_i2i.core.model_file import LoadedModel, ModelInfo
 from napari_i2i.core.translate import TranslateOptions, run_to_completion, run_translation
 from trainers.run import make_settings, train
 
+# Scores are measured in float32, uncompiled: the figures must not depend on the machine's bf16.
+FP32 = {"precision": "fp32", "compile": "off"}
+
 
 def predict(
     engine_name: str, model: torch.nn.Module, task, samples: int, references: str | None = None
@@ -64,14 +67,14 @@ def predict(
 
     if references is None:
         mode = StyleMode.RANDOM if StyleMode.RANDOM in capabilities.style_modes else StyleMode.NONE
-        options = TranslateOptions("a2b", mode, n_samples=samples if mode is StyleMode.RANDOM else 1, seed=0)
+        options = TranslateOptions("a2b", mode, n_samples=samples if mode is StyleMode.RANDOM else 1, seed=0, **FP32)
         jobs = [([image(task.splits["test_a"][n], n) for n in names], [])]
     elif references in ("train_b_mean", "train_b_matched"):
-        options = TranslateOptions("a2b", StyleMode.REFERENCE if references == "train_b_mean" else StyleMode.MATCHED)
+        options = TranslateOptions("a2b", StyleMode.REFERENCE if references == "train_b_mean" else StyleMode.MATCHED, **FP32)
         jobs = [([image(task.splits["test_a"][n], n) for n in names],
                  [image(task.splits["train_b"][n], n) for n in sorted(task.splits["train_b"])])]
     else:
-        options = TranslateOptions("a2b", StyleMode.REFERENCE)
+        options = TranslateOptions("a2b", StyleMode.REFERENCE, **FP32)
         train_b = sorted(task.splits["train_b"])
         drawn = np.random.default_rng(0).choice(len(train_b), len(names))
         pool = {"train_b": [task.splits["train_b"][train_b[k]] for k in drawn],

@@ -147,3 +147,19 @@ def test_progress_json_lines_stop_file_and_a_vanished_reader(folders, tmp_path):
     assert orphaned.wait(timeout=120) == 130
     assert "Traceback" not in orphaned.stderr.read()
     assert torch.load(tmp_path / "orphaned" / "checkpoint.pt", weights_only=True)["iteration"] >= 1
+
+
+def test_nproc_relaunches_the_same_arguments(folders, tmp_path):
+    """`--nproc N` runs torchrun with the arguments given, less --nproc (defaults left out)."""
+    from napari_i2i.frontends.cli import build_parser
+    from napari_i2i.frontends.cli.train import command_line
+
+    a, b, config = folders
+    argv = ["train", "munit", "--domain-a", str(a), "--domain-b", str(b), "--out", str(tmp_path / "r"), "--config",
+            str(config), "--batch", "4", "--seed", "0", "--no-flip", "--checkpoint-minutes", "0", "--quiet",
+            "--nproc", "2"]
+    args = build_parser("train").parse_args(argv)
+    args.nproc = None
+    again = build_parser("train").parse_args(["train", *command_line(args)])
+    assert vars(again) == vars(args)
+    assert "--nproc" not in command_line(args) and "--device" not in command_line(args)

@@ -459,3 +459,41 @@ def test_interpolation_mode_between_two_references(qtbot, viewer, widget, step_f
 
     widget.style_mode.value = StyleMode.REFERENCE  # back: the spinbox is hidden again
     assert widget.n_samples.native.isHidden() and widget.n_samples.label == "Number of samples"
+
+
+def test_precision_and_compile_reach_the_job_and_the_layer(qtbot, viewer, widget, munit_file, notifications):
+    source = add_gray(viewer)
+    widget.model_file.value = munit_file
+    widget.sources.value = [source]
+    widget.device.value = "cpu"
+    assert widget.precision.value == "auto" and widget.compile.value == "auto"
+    widget.precision.value, widget.compile.value = "bf16", "off"
+
+    run_and_wait(qtbot, widget)
+
+    recorded = viewer.layers[-1].metadata["napari_i2i"]
+    assert (recorded["precision"], recorded["compiled"]) == ("bf16", False)
+    widget.precision.value = "fp16"  # GPUs only: one error notification, nothing added
+    run_and_wait(qtbot, widget)
+    assert len(viewer.layers) == 2
+    assert any("fp16 runs only on a GPU" in message for message in errors(notifications))
+
+
+def test_results_are_added_with_their_contrast_limits(qtbot, viewer, widget, munit_file, monkeypatch):
+    """napari computes no range over the full result (a stall of the viewer on large images)."""
+    from napari.layers import Image
+
+    computed = []
+    monkeypatch.setattr(Image, "_calc_data_range", lambda self, mode="data": computed.append(mode) or (0, 1))
+    source = add_gray(viewer, shape=(40, 40))
+    computed.clear()
+    widget.model_file.value = munit_file
+    widget.sources.value = [source]
+    widget.device.value = "cpu"
+    visible_when_added = []
+    viewer.layers.events.inserted.connect(lambda event: visible_when_added.append(event.value.visible))
+    run_and_wait(qtbot, widget)
+    assert viewer.layers[-1].contrast_limits == [0.0, 1.0] and computed == []
+    assert visible_when_added == [False]
+    # added hidden, shown a turn of the event loop later (its first draw apart from its creation)
+    qtbot.waitUntil(lambda: viewer.layers[-1].visible, timeout=5000)

@@ -6,6 +6,11 @@ checkpoints (every ``checkpoint_every`` iterations or ``checkpoint_minutes``,
 whichever comes first) with exact resume (gradient scaler included), loss logs
 (JSON lines, and TensorBoard when it is installed), validation images, progress
 and a clean stop on Ctrl-C.
+
+In several processes (:mod:`trainers.distributed`) every rank runs the loop: gradients are
+averaged after each backward pass, the logged losses are the ranks' mean, the stop request
+and time-based checkpoints are agreed each iteration, and rank 0 alone writes files; the
+checkpoint holds every rank's random state, so a resume with as many ranks is exact.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import torch
 from napari_i2i.contract.trainer_api import MethodTrainer
 from napari_i2i.core.device import autocast_dtype
 from napari_i2i.core.model_file import RUN_CHECKPOINT_NAME
+from trainers.distributed import GradientAverager, World, trained_parameters
 
 CHECKPOINT_NAME = RUN_CHECKPOINT_NAME
 VALIDATION_DIR = "validation"  # in RUN_DIR: ITERATION.png (zero-padded, so names sort by iteration)
@@ -74,6 +80,24 @@ def _numpy_state() -> tuple[torch.Tensor, int, int, float]:
     """numpy's global RNG state in types a weights-only checkpoint may hold."""
     _, keys, position, has_gauss, gauss = np.random.get_state()
     return torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": _numpy_state(),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(rng: Mapping[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    keys, position, has_gauss, gauss = rng["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    random.setstate(rng["python"])
 
 
 def _atomic_save(payload: dict[str, Any], path: Path) -> None:
@@ -124,11 +148,13 @@ class TrainLoop:
         on_progress: Callable[[int, dict[str, float]], None] | None = None,
         on_validate: Callable[[int, MethodTrainer], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        world: World | None = None,
     ) -> None:
         """``batches(start)`` yields the batch of every iteration from ``start`` on,
         deterministically, so a resumed run sees the batches the first would have.
         ``should_stop`` is asked before every step: True stops as Ctrl-C does (a
-        front end's Cancel)."""
+        front end's Cancel). With a distributed *world* ``on_progress`` and ``on_validate``
+        are called on rank 0 only, with the losses averaged over the ranks."""
         self.trainer = trainer
         self.batches = batches
         self.config = config
@@ -137,6 +163,7 @@ class TrainLoop:
         self.on_progress = on_progress
         self.on_validate = on_validate
         self.should_stop = should_stop
+        self.world = world or World()
         self.iteration = 0
         self.last_saved = time.monotonic()  # when a checkpoint was last written (or the session began)
         self.saved_iteration: int | None = None  # the iteration of the last checkpoint written
@@ -150,32 +177,34 @@ class TrainLoop:
     # --- checkpoints ------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        """The checkpoint's contents; with several ranks every rank must call it (it gathers their
+        random states: ``rng`` is rank 0's, ``rng_ranks`` every rank's)."""
         trainer = self.trainer
-        return {
+        rng = _rng_state()
+        state = {
             "iteration": self.iteration,
             "config": asdict(self.config),
             "modules": {k: m.state_dict() for k, m in trainer.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in trainer.optimizers().items()},
             "schedulers": {k: s.state_dict() for k, s in trainer.schedulers().items()},
             "scalers": {k: s.state_dict() for k, s in trainer.scalers().items()},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "numpy": _numpy_state(),
-                "python": random.getstate(),
-            },
+            "rng": rng,
+            "world_size": self.world.size,
         }
+        if self.world.distributed:
+            state["rng_ranks"] = self.world.gather(rng)
+        return state
 
     def save_checkpoint(self) -> Path:
-        _atomic_save(self.state(), self.checkpoint_path)
+        """Written by rank 0; with several ranks every rank calls it."""
+        state = self.state()
+        if self.world.is_main:
+            _atomic_save(state, self.checkpoint_path)
         self.last_saved, self.saved_iteration = time.monotonic(), self.iteration
         return self.checkpoint_path
 
-    def _checkpoint_due(self) -> bool:
-        config = self.config
-        if self.iteration % config.checkpoint_every == 0:
-            return True
-        minutes = config.checkpoint_minutes
+    def _checkpoint_due_by_time(self) -> bool:
+        minutes = self.config.checkpoint_minutes
         return minutes > 0 and time.monotonic() - self.last_saved >= minutes * 60
 
     def resume(self) -> int:
@@ -215,22 +244,32 @@ class TrainLoop:
             saved = state.get("scalers", {}).get(key)
             if saved:  # {} when saved disabled (CPU, bf16): a fresh scaler then
                 scaler.load_state_dict(saved)
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        keys, position, has_gauss, gauss = rng["numpy"]
-        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, gauss))
-        random.setstate(rng["python"])
+        _set_rng_state(self._own_rng(state))
         self.iteration = int(state["iteration"])
+
+    def _own_rng(self, state: Mapping[str, Any]) -> Mapping[str, Any]:
+        """This rank's random state in *state*: its own when as many ranks saved it, else rank 0's
+        (another number of ranks: the run goes on with the same global batches, not bit for bit)."""
+        saved_size, world = int(state.get("world_size", 1)), self.world
+        if saved_size != world.size and world.is_main:
+            warnings.warn(f"{self.checkpoint_path} was written by {saved_size} process(es), this run has "
+                          f"{world.size}: it continues with the same global batches, but not bit for bit", stacklevel=3)
+        ranks = state.get("rng_ranks")
+        if saved_size == world.size and ranks and len(ranks) == world.size:
+            return ranks[world.rank]
+        return state["rng"]
 
     # --- running ----------------------------------------------------------
 
     def _log(self, record: dict[str, Any]) -> None:
+        if not self.world.is_main:
+            return
         with open(self.run_dir / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def _log_events(self) -> None:
+        if not self.world.is_main:
+            return
         for event in self.trainer.events():
             self._log({"iteration": self.iteration, **event})
             if self.writer is not None:
@@ -250,6 +289,8 @@ class TrainLoop:
         writer.flush()
 
     def _validate(self) -> None:
+        if not self.world.is_main:
+            return
         if self.on_validate is not None:
             self.on_validate(self.iteration, self.trainer)
         if self.validation_batch is None:
@@ -273,19 +314,23 @@ class TrainLoop:
             self.writer.add_image("validation", make_grid(images, nrow=nrow), self.iteration)
             self.writer.flush()
 
-    def _after_step(self, losses: Mapping[str, float], started: float) -> None:
-        """What follows each step when due: log, progress, validation images, checkpoint."""
+    def _after_step(self, losses: Mapping[str, float], started: float, by_time: bool) -> None:
+        """What follows each step when due: log, progress, validation images, checkpoint
+        (every ``checkpoint_every`` iterations, or *by_time*)."""
         config = self.config
         if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
             elapsed = time.perf_counter() - started
             self._log({"iteration": self.iteration, "seconds": round(elapsed, 3), **losses})
             self._log_scalars(losses)
-        if self.on_progress is not None:
+        if self.on_progress is not None and self.world.is_main:
             self.on_progress(self.iteration, losses)
         if self.iteration % config.validate_every == 0:
             self._validate()
-        if self._checkpoint_due():
+        if self.iteration % config.checkpoint_every == 0 or by_time:
             self.save_checkpoint()
+
+    def _stop_requested(self, stop: _StopRequest) -> bool:
+        return stop.requested or (self.should_stop is not None and self.should_stop())
 
     def run(self) -> bool:
         """Train to ``config.iterations``; returns False when stopped early (Ctrl-C, ``should_stop``).
@@ -297,22 +342,30 @@ class TrainLoop:
         self.last_saved = time.monotonic()
         first = self.iteration
         finished = True
-        # purge_step: a resumed run hides what an earlier session logged after its checkpoint
-        self.writer = _summary_writer(self.run_dir / TENSORBOARD_DIR, purge_step=self.iteration or None)
+        world = self.world
+        if world.is_main:  # purge_step: a resumed run hides what an earlier session logged after its checkpoint
+            self.writer = _summary_writer(self.run_dir / TENSORBOARD_DIR, purge_step=self.iteration or None)
+        averager = GradientAverager(trained_parameters(self.trainer.modules().values(),
+                                                       self.trainer.optimizers().values()), world) if world.distributed else None
         try:
             self._log_events()
             with _StopRequest() as stop:
                 batches = self.batches(self.iteration)
                 while self.iteration < config.iterations:
-                    if stop.requested or (self.should_stop is not None and self.should_stop()):
+                    if world.agree(self._stop_requested(stop), False, {})[0]:  # any rank's request stops all
                         finished = False
                         break
                     losses = self.trainer.step(next(batches), self.iteration)
                     self.iteration += 1
-                    self._after_step(losses, started)
-            if (self.iteration != first and self.saved_iteration != self.iteration) or not self.checkpoint_path.exists():
+                    _, by_time, losses = world.agree(False, self._checkpoint_due_by_time(), losses)
+                    self._after_step(losses, started, by_time)
+            # rank 0 decides: the others could look while its last checkpoint is on its way to disk
+            missing = world.is_main and not self.checkpoint_path.exists()
+            if (self.iteration != first and self.saved_iteration != self.iteration) or world.agree(False, missing, {})[1]:
                 self.save_checkpoint()
         finally:
+            if averager is not None:
+                averager.remove()
             if self.writer is not None:
                 self.writer.close()
                 self.writer = None

@@ -10,6 +10,8 @@ The data kind (``TrainerSpec.data``, a registered
 validation batch and its part of the model file's provenance, so :func:`train`
 trains any kind the same way. A finished run and a stopped one both leave
 ``RUN_DIR/model.safetensors``; a stopped one's provenance says where it stopped.
+Under ``torchrun`` every process runs :func:`train` (:mod:`trainers.distributed`): each
+takes its share of every global batch, and rank 0 alone writes the run's files.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from napari_i2i.contract.registry import EngineRegistry, default_registry
 from napari_i2i.contract.trainer_api import DataKind, DataOptions, MethodTrainer
 from napari_i2i.core.model_file import RUN_MODEL_NAME, save_model
 from trainers.datasets import InfiniteSampler
+from trainers.distributed import World, process_group, world_from_environment
 from trainers.loop import LoopConfig, TrainLoop
 from trainers.run_settings import (  # noqa: F401  (the run API in one place for front ends)
     RESUME_CHANGES,
@@ -44,12 +47,14 @@ from trainers.run_settings import (  # noqa: F401  (the run API in one place for
 MODEL_FILE = RUN_MODEL_NAME
 
 
-def _batches(dataset: Dataset, settings: RunSettings, device: torch.device) -> Callable:
+def _batches(dataset: Dataset, settings: RunSettings, device: torch.device, world: World) -> Callable:
+    """``batches(start)`` of :class:`TrainLoop`: this rank's share of each global batch."""
     def from_iteration(start: int):
-        sampler = InfiniteSampler(len(dataset), settings.seed, start=start * settings.batch)
+        sampler = InfiniteSampler(len(dataset), settings.seed, start=start * settings.batch, rank=world.rank,
+                                  ranks=world.size, batch=settings.batch)
         loader = DataLoader(
             dataset,
-            batch_size=settings.batch,
+            batch_size=settings.batch // world.size,
             sampler=sampler,
             num_workers=4 if device.type == "cuda" else 0,
             pin_memory=device.type == "cuda",
@@ -104,11 +109,47 @@ def train(
     every iteration) stops the run as Ctrl-C does: checkpoint saved, the model
     so far written to ``RUN_DIR/model.safetensors`` (its provenance has
     ``training.stopped_at``; none when not one iteration was trained), ``None`` returned.
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the batch is the global one (a multiple of the
+    number of processes), ``cuda`` means ``cuda:LOCAL_RANK``, and rank 0 writes every file.
     """
     run_dir = Path(run_dir)
     registry = registry or default_registry()
+    world = world_from_environment()
     changes = {"iterations": iterations, "checkpoint_every": checkpoint_every, "checkpoint_minutes": checkpoint_minutes}
     settings = _run_settings(run_dir, settings, resume, changes, registry)
+    world.check_batch(settings.batch)
+    device = world.device_for(device)
+    engine, kind, data, trainer = _build(settings, registry, device)
+    with process_group(world, device):
+        loop = TrainLoop(
+            trainer, _batches(data.dataset, settings, device, world),
+            LoopConfig(iterations=settings.iterations, checkpoint_every=settings.checkpoint_every,
+                       checkpoint_minutes=settings.checkpoint_minutes, log_every=settings.log_every,
+                       validate_every=settings.validate_every, seed=settings.seed),
+            run_dir, validation_batch=data.validation_batch, on_progress=on_progress, on_validate=on_validate,
+            should_stop=should_stop, world=world,
+        )
+        if resume:
+            loop.resume()
+        world.broadcast_modules(trainer.modules().values())  # the same weights everywhere, to be safe
+        if world.is_main:  # after resume(): a checkpoint it refuses leaves run.json as it was
+            _write_run_file(run_dir, settings, kind)
+        started = time.perf_counter()
+        finished = loop.run()
+    if not finished and loop.iteration == 0:
+        return None  # nothing trained: no model
+    path = run_dir / MODEL_FILE
+    if world.is_main:
+        record = {"iterations": loop.iteration, "preset": settings.preset, **data.record, "device": str(device),
+                  "seconds_last_session": round(time.perf_counter() - started, 1), "settings": asdict(settings)}
+        if world.distributed:
+            record["processes"] = world.size
+        _save_model(path, engine, trainer, record, None if finished else settings.iterations)
+    return path if finished else None
+
+
+def _build(settings: RunSettings, registry: EngineRegistry, device: torch.device) -> tuple[Any, DataKind, Any, MethodTrainer]:
+    """The engine, the data kind, its loaded data and the trainer, built from the seed."""
     engine, spec = registry.get(settings.engine), registry.trainer(settings.engine)
     if spec.data != settings.data:
         raise ValueError(f"engine {settings.engine!r} trains on {spec.data!r} data, the settings are for "
@@ -120,31 +161,18 @@ def train(
     torch.manual_seed(settings.seed)  # before building: the initial weights depend on the seed alone
     trainer = spec.build(engine.build(settings.model), settings.training, device)
     trainer.attach_dataset(data.dataset)  # for trainers that draw images themselves (StEP's triplet pools)
-    loop = TrainLoop(
-        trainer, _batches(data.dataset, settings, device),
-        LoopConfig(iterations=settings.iterations, checkpoint_every=settings.checkpoint_every,
-                   checkpoint_minutes=settings.checkpoint_minutes, log_every=settings.log_every,
-                   validate_every=settings.validate_every, seed=settings.seed),
-        run_dir, validation_batch=data.validation_batch, on_progress=on_progress, on_validate=on_validate,
-        should_stop=should_stop,
-    )
-    if resume:
-        loop.resume()
-    _write_run_file(run_dir, settings, kind)  # after resume(): a checkpoint it refuses leaves run.json as it was
-    started = time.perf_counter()
-    finished = loop.run()
-    if not finished and loop.iteration == 0:
-        return None  # nothing trained: no model
-    record = {"iterations": loop.iteration, "preset": settings.preset, **data.record, "device": str(device),
-              "seconds_last_session": round(time.perf_counter() - started, 1), "settings": asdict(settings)}
-    if not finished:  # a model all the same, marked: it stopped short of the planned iterations
-        record.update(stopped_at=loop.iteration, planned_iterations=settings.iterations)
+    return engine, kind, data, trainer
+
+
+def _save_model(path: Path, engine: Any, trainer: MethodTrainer, record: dict[str, Any],
+                planned: int | None) -> None:
+    """The model file with its training record; *planned*: the target of a run stopped short of it."""
+    if planned is not None:  # a model all the same, marked: it stopped short of the planned iterations
+        record.update(stopped_at=record["iterations"], planned_iterations=planned)
     method_record = trainer.provenance()
     if method_record is not None:  # e.g. which VGG16 weights a loss used, iterations per stage
         record["method"] = method_record
-    path = run_dir / MODEL_FILE
     save_model(path, engine, trainer.model, provenance={"training": record})
-    return path if finished else None
 
 
 def _write_run_file(run_dir: Path, settings: RunSettings, kind: DataKind) -> None:

@@ -54,6 +54,15 @@ _DATA_FIELDS = {"engine", "preset", "data", "inputs", "inputs_relative", "model"
 RESUME_CHANGES = ("iterations", "checkpoint_every", "checkpoint_minutes")
 
 
+def check_global_batch(batch: int, processes: int) -> None:
+    """The global batch must split evenly: each of the *processes* takes ``batch / processes`` images."""
+    if batch % processes:
+        lower = batch - batch % processes
+        choices = f"--batch {lower} or {lower + processes}" if lower else f"--batch {processes}"
+        raise ValueError(f"the batch of {batch} does not divide among {processes} processes: --batch is the "
+                         f"global batch and must be a multiple of the number of processes (e.g. {choices})")
+
+
 def read_run_file(path: Path, registry: EngineRegistry | None = None) -> RunSettings:
     """The settings in a ``run.json``, also one written before the inputs were one mapping
     (they move into ``inputs``: those that are roles of the run's data kind)."""

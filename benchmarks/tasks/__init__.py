@@ -9,9 +9,9 @@ pairs) and a held-out paired test set (``test_a``/``test_b``, same names).
     python -m benchmarks.tasks.metrics baselines /tmp/i2i_tasks
 
 Modules: ``generate`` (builds and writes the tasks: ``stain``, ``fluo2bf``,
-``glyphs``), ``task`` (the task, its split and its folder), ``fonts`` (glyph
-rendering), ``stardist_data``, ``metrics`` (PSNR/SSIM/L1, diversity,
-baselines, tables), and the few-shot glyph task ``fewshot`` with its
-``fewshot_baselines``.
+``glyphs``, ``keep_change``, ``digits``), ``task`` (the task, its split and its folder),
+``fonts`` (glyph rendering), ``stardist_data``, ``metrics`` (PSNR/SSIM/L1, diversity,
+baselines, tables), the few-shot glyph task ``fewshot`` with its
+``fewshot_baselines``, and the few-shot stain task ``fewshot_stain``.
 See ``docs/benchmarks.md`` ("Quality benchmark: tasks and baselines").
 """

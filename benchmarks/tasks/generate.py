@@ -24,6 +24,12 @@ Tasks (all deterministic given ``--tile`` and ``--seed``):
     on its ink. A = the character in font A (DejaVu Sans), B = the same
     character in font B (a serif font, see ``FONT_B_CANDIDATES``). The three
     splits use disjoint character sets (test characters are unseen in training; ``glyphs.py``).
+``keep_change``
+    IHC tiles; B re-stains only the DAB pixels (a colour-deconvolution mask, written to
+    ``test_mask/``) and keeps every other pixel exactly (``keep_change.py``).
+``digits``
+    A shape change: scikit-learn's handwritten digits (8×8, upsampled) -> the same digit drawn
+    in installed fonts; scored by a digit classifier (``digits.py``).
 
 For ``stain`` and ``fluo2bf`` every source image is cut into a grid of
 non-overlapping ``tile``-sized cells (the right/bottom remainder is dropped);
@@ -49,13 +55,16 @@ from .fluo2bf import fluo2bf_task
 from .fluo2bf import fluo_transform  # noqa: F401  (manifests name benchmarks.tasks.generate.fluo_transform)
 from .fonts import render_glyph  # noqa: F401  (manifests name benchmarks.tasks.generate.render_glyph)
 from .glyphs import FONT_B_CANDIDATES, glyphs_task
+from .keep_change import keep_change_task
+from .digits import digits_task
 from .stain import stain_task
 from .stain import stain_transform  # noqa: F401  (manifests name benchmarks.tasks.generate.stain_transform)
 from .task import SPLITS, TEST_FRACTION, MissingData, Task, versions, write_task
 
 FORMAT_VERSION = 1
 
-TASKS: dict[str, Callable[..., Task]] = {"stain": stain_task, "fluo2bf": fluo2bf_task, "glyphs": glyphs_task}
+TASKS: dict[str, Callable[..., Task]] = {"stain": stain_task, "fluo2bf": fluo2bf_task, "glyphs": glyphs_task,
+                                         "keep_change": keep_change_task, "digits": digits_task}
 
 
 def generate(name: str, tile: int = 64, seed: int = 0, **options) -> Task:

@@ -12,6 +12,8 @@ from typing import Callable
 import numpy as np
 
 SPLITS = ("train_a", "train_b", "test_a", "test_b")
+#: Optional splits a task may add: ``test_mask`` (keep_change: 255 where a pixel must change, 0 where it must stay).
+EXTRA_SPLITS = ("test_mask",)
 
 #: Fraction of each source's cells (or of the character pool) held out for the paired test set.
 TEST_FRACTION = 0.2
@@ -109,7 +111,7 @@ def write_task(task: Task, out_dir: str | Path) -> Path:
     from PIL import Image
 
     out = Path(out_dir)
-    for split in SPLITS:
+    for split in (*SPLITS, *(s for s in EXTRA_SPLITS if s in task.splits)):
         folder = out / split
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob("*.png"):
@@ -136,6 +138,7 @@ def load_task(task_dir: str | Path) -> Task:
     task_dir = Path(task_dir)
     manifest_path = task_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    present = (*SPLITS, *(s for s in EXTRA_SPLITS if (task_dir / s).is_dir()))
     splits = {split: {p.name: read_image(p) for p in sorted((task_dir / split).glob("*.png"))}
-              for split in SPLITS}
+              for split in present}
     return Task(manifest.get("task", task_dir.name), splits, manifest)

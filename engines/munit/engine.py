@@ -14,6 +14,7 @@ from engines.munit.networks import CONTENT_NORMS, AutoEncoder
 from napari_i2i.contract.engine_api import (
     Engine,
     EngineError,
+    StyleAxes,
     StyleMode,
     StyleRequest,
 )
@@ -129,6 +130,21 @@ class MunitModel(TwoDomainModel):
         signature = content_signature(source.content_encoder, image, self._content_min_size)
         nearest = int(torch.linalg.vector_norm(conditioning.signatures - signature, dim=1).argmin())
         return MunitConditioning(conditioning.direction, conditioning.styles[nearest : nearest + 1]), nearest + 1
+
+    def style_axes(self, conditioning: MunitConditioning) -> StyleAxes:
+        """The style code's own coordinates, scaled by 1: MUNIT's style prior is ``N(0, I)``, so
+        they are already in standard units."""
+        if not isinstance(conditioning, MunitConditioning):
+            raise EngineError("style axes need the conditioning of a random or reference style request")
+        direction = conditioning.direction
+        device = conditioning.styles.device
+
+        def place(values: torch.Tensor) -> MunitConditioning:
+            return MunitConditioning(direction, values.reshape(1, -1).float().to(device))
+
+        styles = conditioning.styles
+        return StyleAxes(tuple(f"style {i}" for i in range(styles.shape[1])),
+                         styles[0].detach().float().cpu(), place)
 
     def translate(self, images: torch.Tensor, conditioning: MunitConditioning) -> torch.Tensor:
         source, target = self._generators(conditioning.direction)

@@ -21,6 +21,7 @@ from napari_i2i.contract.engine_api import (
     Capabilities,
     Engine,
     EngineError,
+    StyleAxes,
     StyleMode,
     StyleRequest,
     TranslationModel,
@@ -29,6 +30,10 @@ from napari_i2i.contract.engine_api import (
 DIRECTION = "a2b"  # paired training teaches one direction
 # Model files written before the flag became a weight (``mapper.trained``) say it in their config.
 LEGACY_MAPPER_KEY = "mapper_trained"
+# Style axes of a fitted mapper: principal directions of this many of its samples (fixed seed).
+AXIS_SAMPLES, AXIS_SEED = 1024, 0
+# Principal directions with less spread than this (relative to the largest) are left out.
+AXIS_MIN_SPREAD = 1e-4
 
 PRESETS: dict[str, dict[str, Any]] = {
     # docs/methods.md §4: generator 32 wide, 3 downsamples, 4 residual blocks; 8-d code;
@@ -54,6 +59,8 @@ class StepConditioning:
 
     mode: StyleMode
     styles: torch.Tensor  # (S, style_dim), float32, on the model's device
+    # each reference's own code (R, style_dim), for style axes without a fitted mapper
+    reference_codes: torch.Tensor | None = None
 
 
 class StepModel(TranslationModel):
@@ -110,8 +117,11 @@ class StepModel(TranslationModel):
         """``(1, style_dim)``: the mean over the references of their (crop-averaged) codes."""
         if not references:
             raise EngineError("style from reference needs at least one reference image of domain B")
-        codes = [self.reference_code(r, i) for i, r in enumerate(references, 1)]
-        return torch.stack(codes).mean(0, keepdim=True)
+        return self.reference_codes(references).mean(0, keepdim=True)
+
+    def reference_codes(self, references: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``(R, style_dim)``: each reference's (crop-averaged) code."""
+        return torch.stack([self.reference_code(r, i) for i, r in enumerate(references, 1)])
 
     def sample_styles(self, n: int, seed: int) -> torch.Tensor:
         """``(n, style_dim)``: the mapper applied to ``n`` draws of ``N(0, I)`` made on the CPU
@@ -142,7 +152,10 @@ class StepModel(TranslationModel):
         if request.direction != DIRECTION:
             raise EngineError(f"StEP translates {DIRECTION!r} (it is trained on A→B pairs), not {request.direction!r}")
         if request.mode is StyleMode.REFERENCE:
-            return StepConditioning(request.mode, self.style_code(list(request.references)))
+            if not request.references:
+                raise EngineError("style from reference needs at least one reference image of domain B")
+            codes = self.reference_codes(list(request.references))
+            return StepConditioning(request.mode, codes.mean(0, keepdim=True), codes)
         if request.mode is StyleMode.RANDOM:
             if not self.mapper_trained:
                 raise EngineError(
@@ -159,8 +172,23 @@ class StepModel(TranslationModel):
                 )
             first = self.reference_code(references[0], 1)
             second = self.reference_code(references[1], 2)
-            return StepConditioning(request.mode, self.interpolate(first, second, request.n_samples))
+            return StepConditioning(request.mode, self.interpolate(first, second, request.n_samples),
+                                    torch.stack([first, second]))
         raise EngineError(f"StEP has no {request.mode.value!r} style mode")
+
+    def style_axes(self, conditioning: StepConditioning) -> StyleAxes:
+        """Principal directions of the styles: of :data:`AXIS_SAMPLES` mapper samples when the
+        mapper was fitted, else of the request's reference codes (two or more needed), each
+        scaled by its standard deviation. The part of the style outside them is kept."""
+        if self.mapper_trained:
+            with torch.no_grad():
+                samples, source = self.sample_styles(AXIS_SAMPLES, AXIS_SEED), "principal direction"
+        elif conditioning.reference_codes is not None and len(conditioning.reference_codes) >= 2:
+            samples, source = conditioning.reference_codes.float(), "reference direction"
+        else:
+            raise EngineError("style axes of this StEP model (no fitted style mapper) are the directions "
+                              "in which its references' styles differ: give two or more references")
+        return principal_style_axes(samples, conditioning, source)
 
     # --- translation ------------------------------------------------------------
 
@@ -173,6 +201,26 @@ class StepModel(TranslationModel):
 
     def shared_statistics(self) -> TileStatistics:
         return TileStatistics(self)
+
+
+def principal_style_axes(samples: torch.Tensor, conditioning: StepConditioning, label: str) -> StyleAxes:
+    """Axes along the principal directions of ``samples`` ``(N, D)``, in units of their standard
+    deviations, through the first style of ``conditioning``."""
+    mean = samples.mean(0)
+    _, singular, directions = torch.linalg.svd(samples - mean, full_matrices=False)
+    spread = singular / max(len(samples) - 1, 1) ** 0.5
+    kept = spread > AXIS_MIN_SPREAD * spread[0].clamp_min(1e-12)
+    directions, spread = directions[kept], spread[kept]  # (K, D), (K,)
+    style = conditioning.styles[0].float()
+    values = (style - mean) @ directions.T / spread
+    rest = style - mean - (values * spread) @ directions  # outside the axes: kept as it is
+    mode = conditioning.mode
+
+    def place(coordinates: torch.Tensor) -> StepConditioning:
+        coordinates = coordinates.float().to(mean.device)
+        return StepConditioning(mode, (mean + rest + (coordinates * spread) @ directions)[None])
+
+    return StyleAxes(tuple(f"{label} {k + 1}" for k in range(len(spread))), values.detach().cpu(), place)
 
 
 class StepEngine(Engine):

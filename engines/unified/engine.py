@@ -24,6 +24,7 @@ from napari_i2i.contract.engine_api import (
     Capabilities,
     Engine,
     EngineError,
+    StyleAxes,
     StyleMode,
     StyleRequest,
     TranslationModel,
@@ -159,6 +160,20 @@ class UnifiedModel(TranslationModel):
             domains = self._domains(conditioning.domain, len(styles))
             edited = self.style_flow.edit(styles, domains, index, float(value)).float()
         return replace(conditioning, styles=edited)
+
+    def style_axes(self, conditioning: UnifiedConditioning) -> StyleAxes:
+        """The flow's independent components (standard normal for latent styles), each moved with
+        :meth:`edit_component`; the first style of ``conditioning`` is the one moved."""
+        first = replace(conditioning, styles=conditioning.styles[:1])
+        start = self.style_components(first)[0].cpu()
+
+        def place(values: torch.Tensor) -> UnifiedConditioning:
+            placed = first
+            for index in torch.nonzero(values.float().cpu() != start).flatten().tolist():
+                placed = self.edit_component(placed, index, float(values[index]))
+            return placed
+
+        return StyleAxes(tuple(f"component {i}" for i in range(len(start))), start, place)
 
     def _domains(self, domain: int, n: int) -> torch.Tensor:
         return torch.full((n,), domain, dtype=torch.long, device=self.style_flow.lift.weight.device)

@@ -73,6 +73,23 @@ class StyleRequest:
     references: Sequence[torch.Tensor] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class StyleAxes:
+    """Directions along which a front end may move one style, one slider per axis.
+
+    Coordinates are in standard units: the styles the model was trained on
+    (its style prior) have mean 0 and standard deviation 1 along every axis, so
+    a slider from ``-SPAN`` to ``SPAN`` covers them whatever the engine.
+    """
+
+    SPAN: ClassVar[float] = 3.0
+
+    labels: tuple[str, ...]  # one per axis, e.g. "component 3" or "principal direction 1"
+    values: torch.Tensor  # (K,) float32, on the CPU: the conditioning's first style along each axis
+    # (K,) coordinates -> the conditioning of the one style at them, for ``translate``/``stages``
+    place: Callable[[torch.Tensor], Any]
+
+
 class StatisticsPassDone(Exception):
     """Raised inside a tile's forward pass when the rest of it is not needed yet."""
 
@@ -146,6 +163,12 @@ class TranslationModel(nn.Module, ABC):
 
     def shared_statistics(self) -> SharedStatistics | None:
         """A fresh per-image statistics sharer, or ``None`` when tiles are independent."""
+        return None
+
+    def style_axes(self, conditioning: Any) -> StyleAxes | None:
+        """Optional, for style exploration: the axes along which the first style of
+        ``conditioning`` (what :meth:`condition` made) can be moved, or ``None`` (the default):
+        this model offers no style exploration."""
         return None
 
 

@@ -26,9 +26,12 @@ import torch.nn.functional as F
 
 from napari_i2i.contract.engine_api import SharedStatistics, StatisticsPassDone
 from napari_i2i.core.constants import DEFAULT_TILE
+from napari_i2i.core.device import DeviceError, precision_autocast, prepare_compile_cache
 
-__all__ = ["DEFAULT_BLEND", "DEFAULT_TILE", "AxisPlan", "TilePlan", "minimum_size", "reference_crops",
-           "translate_tiled"]
+__all__ = ["DEFAULT_BLEND", "DEFAULT_TILE", "AxisPlan", "CompiledStages", "Stage", "TilePlan", "minimum_size",
+           "on_device", "reference_crops", "translate_tiled"]
+
+Stage = Callable[[torch.Tensor], torch.Tensor]
 
 DEFAULT_BLEND = 16
 
@@ -147,6 +150,7 @@ def translate_tiled(
     plan: TilePlan,
     statistics: SharedStatistics | None,
     device: torch.device,
+    whole: Stage | None = None,
 ) -> Generator[float, None, torch.Tensor]:
     """Run the model's ``stages`` over the windows of ``image`` (``(1, C, H, W)`` on the host).
 
@@ -158,6 +162,8 @@ def translate_tiled(
     With several windows and shared statistics, the stages run one after the
     other over all windows, each window's activations kept on the host in
     between: settling a normalisation layer then re-runs only its own stage.
+    ``whole``: what runs instead of the composed stages where each window is one
+    pass (no shared statistics, or a single window), e.g. a compiled model.
     """
     padded = _pad(image, plan.rows.length, plan.cols.length)
     windows = [
@@ -166,7 +172,7 @@ def translate_tiled(
         for j, (left, width) in enumerate(plan.cols.windows)
     ]
     if statistics is None or len(windows) == 1:
-        stages, statistics = [_compose(stages)], None
+        stages, statistics = [whole or _compose(stages)], None
     activations: list[torch.Tensor] = [padded[window] for _, _, window in windows]
     for stage_index, stage in enumerate(stages):
         passes = 1 if statistics is None else statistics.passes(stage, activations[0].to(device))
@@ -211,6 +217,38 @@ def _compose(
         return x
 
     return run_all
+
+
+def on_device(stage: Stage, device: torch.device, precision: str = "fp32") -> Stage:
+    """*stage* without autograd, autocast to *precision* (see :func:`core.device.resolve_precision`)."""
+
+    def run(tile: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), precision_autocast(precision, device):
+            return stage(tile)
+
+    return run
+
+
+class CompiledStages:
+    """The composed stages compiled with inductor (static shapes: one graph per window size),
+    for :func:`translate_tiled`'s ``whole``; ``used`` says whether any window ran compiled."""
+
+    def __init__(self, stages: Sequence[Stage], device: torch.device, precision: str) -> None:
+        prepare_compile_cache()
+        self._compiled = torch.compile(_compose(stages), dynamic=False)
+        self._device, self._precision = device, precision
+        self.used = False
+
+    def __call__(self, tile: torch.Tensor) -> torch.Tensor:
+        import torch._dynamo.exc
+
+        self.used = True
+        try:
+            with torch.inference_mode(), precision_autocast(self._precision, self._device):
+                return self._compiled(tile)
+        except torch._dynamo.exc.BackendCompilerFailed as error:
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            raise DeviceError(f"compiling the model failed ({reason}); translate with compile off") from None
 
 
 def reference_crops(image: torch.Tensor, tile: int) -> torch.Tensor:

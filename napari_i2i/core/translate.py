@@ -19,6 +19,10 @@ model on a small crop (:func:`estimate_seconds`); when the estimate is
 :data:`LONG_JOB_SECONDS` or more, the first :class:`Progress` is a ``notice``
 that says so (e.g. "translating 144 megapixels; this will take about 6
 minutes on cpu").
+
+``TranslateOptions.precision`` and ``.compile`` choose the arithmetic and whether the model
+runs compiled (:mod:`napari_i2i.core.device` decides, :mod:`napari_i2i.core.tiling` applies);
+each result's metadata records both.
 """
 
 from __future__ import annotations
@@ -32,16 +36,17 @@ import numpy as np
 import torch
 
 from napari_i2i.contract.engine_api import EngineError, StyleMode, StyleRequest, TranslationModel
-from napari_i2i.core.device import autocast
+from napari_i2i.core.device import compile_pays, precision_autocast, resolve_precision
 from napari_i2i.core.image_io import megapixels
 from napari_i2i.core.layer_data import (
     ImageData, PlaneLayout, arrange, iter_planes, layout, output_axes, to_image_array,
 )
 from napari_i2i.core.model_file import LoadedModel
 from napari_i2i.core.style_request import PreparedStyle, condition, prepare_style
-from napari_i2i.core.tiling import DEFAULT_TILE, TilePlan, reference_crops, translate_tiled
+from napari_i2i.core.tiling import (
+    DEFAULT_TILE, CompiledStages, Stage, TilePlan, on_device, reference_crops, translate_tiled,
+)
 
-Stage = Callable[[torch.Tensor], torch.Tensor]
 
 # Jobs with more source pixels than this are timed on a crop before they start.
 TIMED_ABOVE_PIXELS = 2**22
@@ -61,6 +66,8 @@ class TranslateOptions:
     n_samples: int = 1
     seed: int = 0
     tile: int = DEFAULT_TILE
+    precision: str = "auto"  # auto|fp32|bf16|fp16 (core.device.resolve_precision)
+    compile: str = "auto"  # auto|on|off (core.device.compile_pays)
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,8 @@ def result_metadata(
     style: PreparedStyle,
     matched: Sequence[str],
     device: torch.device,
+    precision: str = "fp32",
+    compiled: bool = False,
 ) -> dict:
     """What a result layer records of how it was made (``matched``: per source plane, the
     reference whose style it got)."""
@@ -163,7 +172,7 @@ def result_metadata(
     if options.mode is StyleMode.INTERPOLATE:
         metadata["interpolation"] = {"from": references[0].name, "to": references[1].name,
                                      "steps": options.n_samples}
-    return metadata | {"device": str(device), "tile": options.tile}
+    return metadata | {"device": str(device), "tile": options.tile, "precision": precision, "compiled": compiled}
 
 
 def check_options(loaded: LoadedModel, options: TranslateOptions) -> None:
@@ -206,32 +215,39 @@ def planned_output(loaded: LoadedModel, options: TranslateOptions, name: str, sh
                          out_channels == 3)
 
 
-def _on_device(stage: Stage, device: torch.device) -> Stage:
-    def run(tile: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), autocast(device):
-            return stage(tile)
-
-    return run
-
-
 class PlaneStages:
     """The model's stages for each source plane: the same for all planes, except for matched
     styles, where each plane gets those of the reference the engine finds closest to it."""
 
     def __init__(self, model: TranslationModel, conditioning: Any, options: TranslateOptions,
-                 style: PreparedStyle, device: torch.device) -> None:
+                 style: PreparedStyle, device: torch.device, precision: str, compiled: bool) -> None:
         self._model, self._conditioning, self._device = model, conditioning, device
-        self._tile, self._names = options.tile, style.names
-        self._matching = options.mode is StyleMode.MATCHED
-        self._shared = [] if self._matching else [_on_device(stage, device) for stage in model.stages(conditioning)]
+        self._tile, self._names, self._precision = options.tile, style.names, precision
+        self._matching, self._compile = options.mode is StyleMode.MATCHED, compiled
+        self.compiled: list[CompiledStages] = []
+        self._shared = None if self._matching else self._prepare(model.stages(conditioning))
 
-    def __call__(self, plane: torch.Tensor) -> tuple[list[Stage], str | None]:
-        """The stages for *plane* and, for matched styles, the name of the chosen reference."""
-        if not self._matching:
-            return self._shared, None
-        with torch.inference_mode(), autocast(self._device):
+    def _prepare(self, stages: Sequence[Stage]) -> tuple[list[Stage], Stage | None]:
+        """Each stage on the device in the job's precision, and the compiled whole (or None)."""
+        whole = None
+        if self._compile:
+            whole = CompiledStages(stages, self._device, self._precision)
+            self.compiled.append(whole)
+        return [on_device(stage, self._device, self._precision) for stage in stages], whole
+
+    @property
+    def used_compiled(self) -> bool:
+        """Whether any window ran compiled (windows that share statistics run eager)."""
+        return any(compiled.used for compiled in self.compiled)
+
+    def __call__(self, plane: torch.Tensor) -> tuple[list[Stage], Stage | None, str | None]:
+        """The stages for *plane*, their compiled whole (or None) and, for matched styles, the
+        name of the chosen reference."""
+        if self._shared is not None:
+            return *self._shared, None
+        with torch.inference_mode(), precision_autocast(self._precision, self._device):
             matched, position = self._model.match(self._conditioning, reference_crops(plane, self._tile))
-        return [_on_device(stage, self._device) for stage in self._model.stages(matched)], self._names[position - 1]
+        return *self._prepare(self._model.stages(matched)), self._names[position - 1]
 
 
 def _tile_plan(model: TranslationModel, height: int, width: int, tile: int) -> TilePlan:
@@ -285,7 +301,7 @@ def long_job_notice(model: TranslationModel, plane_stages: PlaneStages, sources:
         return None
     in_channels = model.capabilities.directions[options.direction][0]
     first = next(iter_planes(sources[0], layouts[0], in_channels))
-    stages, _ = plane_stages(first)
+    stages = plane_stages(first)[0]  # eager: timing a crop must not compile its size
     seconds = estimate_seconds(model, stages, first, sizes, options.tile, device)
     if seconds < LONG_JOB_SECONDS:
         return None
@@ -293,14 +309,27 @@ def long_job_notice(model: TranslationModel, plane_stages: PlaneStages, sources:
                     f"on {device.type}", notice=True)
 
 
+def compilable_pixels(model: TranslationModel, layouts: Sequence[PlaneLayout], tile: int) -> int:
+    """Window pixels of the planes a compiled model would run: those in one window, or all
+    where tiles share no statistics (shared statistics re-run stages eagerly, pass by pass)."""
+    independent = model.shared_statistics() is None
+    pixels = 0
+    for plan in layouts:
+        tile_plan = _tile_plan(model, *_plane_size(plan), tile)
+        if independent or tile_plan.n_tiles == 1:
+            pixels += plan.n_planes * tile_plan.window_pixels
+    return pixels
+
+
 def translate_plane(
-    model: TranslationModel, stages: list[Stage], plane: torch.Tensor, tile: int, device: torch.device,
-    where: str, planes_done: int, total_planes: int,
+    model: TranslationModel, stages: list[Stage], whole: Stage | None, plane: torch.Tensor, tile: int,
+    device: torch.device, where: str, planes_done: int, total_planes: int,
 ) -> Generator[Progress, None, torch.Tensor]:
     """One plane through the model tile by tile, reporting progress over the whole job
-    (``where`` names the plane; ``planes_done`` of the job's ``total_planes`` came before it)."""
+    (``whole``: the compiled stages or None; ``where`` names the plane; ``planes_done`` of the
+    job's ``total_planes`` came before it)."""
     tile_plan = _tile_plan(model, plane.shape[-2], plane.shape[-1], tile)
-    steps = translate_tiled(stages, plane, tile_plan, model.shared_statistics(), device)
+    steps = translate_tiled(stages, plane, tile_plan, model.shared_statistics(), device, whole)
     while True:
         try:
             done = next(steps)
@@ -325,7 +354,11 @@ def run_translation(
     style = prepare_style(options.mode, references, out_channels, options.tile)
     request = StyleRequest(mode=options.mode, direction=options.direction, n_samples=options.n_samples,
                            seed=options.seed, references=style.tensors)
-    plane_stages = PlaneStages(model, condition(model, request, style.labels, device), options, style, device)
+    precision = resolve_precision(options.precision, device)
+    pixels = compilable_pixels(model, layouts, options.tile)
+    compiled = pixels > 0 and compile_pays(options.compile, pixels, device)
+    plane_stages = PlaneStages(model, condition(model, request, style.labels, device), options, style, device,
+                               precision, compiled)
     if (notice := long_job_notice(model, plane_stages, sources, layouts, options, device)) is not None:
         yield notice
     samples_axis = has_samples_axis(options)
@@ -335,19 +368,20 @@ def run_translation(
     for source, plan in zip(sources, layouts):
         translated, matched = [], []
         for plane in iter_planes(source, plan, in_channels):
-            stages, matched_reference = plane_stages(plane)
+            stages, whole, matched_reference = plane_stages(plane)
             if matched_reference is not None:
                 matched.append(matched_reference)
             where = f"{source.name}: plane {len(translated) + 1}/{plan.n_planes}"
             translated.append((yield from translate_plane(
-                model, stages, plane, options.tile, device, where, done_planes, total_planes)))
+                model, stages, whole, plane, options.tile, device, where, done_planes, total_planes)))
             done_planes += 1
         data, rgb = to_image_array(translated, plan, samples_axis)
         results.append(TranslationResult(
             source=source.name, data=data, rgb=rgb, axes=output_axes(plan, out_channels, samples_axis),
             description=describe_style(options, references, len(style.tensors), matched),
             contrast_limits=plan.intensity_range,
-            metadata=result_metadata(loaded, options, references, style, matched, device),
+            metadata=result_metadata(loaded, options, references, style, matched, device, precision,
+                                     plane_stages.used_compiled),
         ))
     return results
 
@@ -359,3 +393,28 @@ def run_to_completion(steps: Generator[Progress, None, list[TranslationResult]])
             next(steps)
         except StopIteration as finished:
             return finished.value
+
+
+# Progress reports a front end's main thread gets at most this often (seconds): each one is a
+# queued Qt signal and a redraw, and tiny tiles would otherwise send hundreds per second.
+PROGRESS_INTERVAL = 0.1
+
+
+def throttled(steps: Generator[Progress, None, list[TranslationResult]], interval: float = PROGRESS_INTERVAL,
+              clock: Callable[[], float] = time.monotonic) -> Generator[Progress, None, list[TranslationResult]]:
+    """*steps* passing on notices and at most one other :class:`Progress` per *interval*.
+
+    A thread worker checks for Cancel at each yield, so Cancel waits at most one
+    *interval* longer (plus the tile under way).
+    """
+    last = -float("inf")
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as finished:
+            return finished.value
+        if progress.notice:
+            yield progress
+        elif (now := clock()) - last >= interval:
+            last = now
+            yield progress

@@ -18,10 +18,11 @@ from napari.qt.threading import thread_worker
 
 from napari_i2i.contract.engine_api import StyleMode
 from napari_i2i.core.device import resolve_device
+from napari_i2i.core.diversity import diversity_result
 from napari_i2i.core.layer_data import ImageData
 from napari_i2i.core.model_file import load_model
 from napari_i2i.core.style_choice import StyleInputs, StyleWords, Wording
-from napari_i2i.core.translate import Progress, TranslateOptions, TranslationResult, run_translation
+from napari_i2i.core.translate import Progress, TranslateOptions, TranslationResult, run_translation, throttled
 
 # The references list serves four style modes: its label and tooltip say which.
 REFERENCE_LABELS = {
@@ -77,6 +78,8 @@ class TranslationJob:
     options: TranslateOptions
     sources: list[ImageData]
     references: list[ImageData]
+    # also return, after the translations, each one's diversity map (random styles, 2 or more)
+    diversity_map: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,11 @@ def translation_worker(job: TranslationJob) -> Generator[Progress, None, list[Tr
         device = resolve_device(job.device)
         yield Progress(0.0, f"loading {job.model_path.name} on {device}")
         loaded = load_model(job.model_path, device=device, engine=job.engine)
-        return (yield from run_translation(loaded, job.sources, job.options, job.references))
+        results = yield from throttled(run_translation(loaded, job.sources, job.options, job.references))
+        if job.diversity_map:
+            out_channels = loaded.model.capabilities.directions[job.options.direction][1]
+            results += [diversity_result(result, out_channels) for result in results]
+        return results
     except RuntimeError as error:
         hint = "; try a smaller tile size" if isinstance(error, torch.OutOfMemoryError) else ""
         raise TranslationCrashed(f"{type(error).__name__}: {error}{hint}") from error

@@ -13,6 +13,7 @@ from typing import Any
 
 import napari
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     FileEdit,
     Label,
@@ -22,18 +23,22 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.qt.threading import GeneratorWorker
+from qtpy.QtCore import QTimer
 from napari.utils.notifications import show_error, show_warning
 
 from napari_i2i.contract.engine_api import Capabilities, EngineError, StyleMode
 from napari_i2i.contract.registry import default_registry
 from napari_i2i.core.bundled_models import BundledModel, bundled_models
-from napari_i2i.core.device import DEVICE_CHOICES, DeviceError
+from napari_i2i.core.device import COMPILE_CHOICES, DEVICE_CHOICES, PRECISION_CHOICES, DeviceError
+from napari_i2i.core.diversity import DiversityMapError, require_samples
 from napari_i2i.core.layer_data import LayerDataError
 from napari_i2i.core.model_file import ModelFileError, read_model_info
 from napari_i2i.core.style_choice import StyleChoiceError, check_style
 from napari_i2i.core.tiling import DEFAULT_TILE
 from napari_i2i.core.translate import Progress, TranslateOptions, TranslationResult
 from napari_i2i.frontends.layer_choosers import PROGRESS_STEPS, LayerChoosersWidget, snapshot
+from napari_i2i.frontends.style_explorer import StyleExplorer, check_start_mode, dock_style_explorer
+from napari_i2i.frontends.style_explorer_job import ExplorationJob
 from napari_i2i.frontends.trained_models import TRAINED_MODELS
 from napari_i2i.frontends.translate_job import (
     REFERENCE_LABELS,
@@ -71,20 +76,41 @@ class TranslateWidget(LayerChoosersWidget):
         self.style_mode = ComboBox(label="Style mode", choices=self._style_mode_choices)
         self.n_samples = SpinBox(label="Number of samples", value=1, min=1, max=64)
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self.diversity_map = CheckBox(
+            text="Diversity map", value=False,
+            tooltip="also add, per source, how much the random styles' outputs differ per pixel "
+            "(standard deviation over the samples, averaged over channels); 2 samples or more",
+        )
         self.references = Select(label=REFERENCE_LABELS[StyleMode.REFERENCE][0], choices=self.image_layers)
         self.device = ComboBox(label="Device", choices=DEVICE_CHOICES, value="auto")
         self.tile_size = SpinBox(
             label="Tile size", value=DEFAULT_TILE, min=64, max=8192, step=64,
             tooltip="pixels per tile; smaller tiles need less GPU memory",
         )
+        self.precision = ComboBox(
+            label="Precision", choices=PRECISION_CHOICES, value="auto",
+            tooltip="auto: bf16 where the hardware runs it fast (CPUs with AVX512-BF16/AMX, GPUs with bf16), "
+            "else fp32; fp16 on GPUs only",
+        )
+        self.compile = ComboBox(
+            label="Compile", choices=COMPILE_CHOICES, value="auto",
+            tooltip="torch.compile in the worker: a first compile of tens of seconds (cached on disk), "
+            "then faster; auto compiles only large jobs",
+        )
         self.run_button = PushButton(text="Run")
+        self.explore_button = PushButton(
+            text="Explore styles…",
+            tooltip="sliders over the style of the first source layer, with a live preview",
+        )
+        self.explorer: StyleExplorer | None = None  # the last one opened
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
         self.status = Label(value="choose a model file")
         self.extend([
             self.engine, self.model, self.model_file, self.sources, self.direction, self.style_mode,
-            self.n_samples, self.seed, self.references, self.device, self.tile_size,
-            self.run_button, self.cancel_button, self.progress, self.status,
+            self.n_samples, self.seed, self.diversity_map, self.references, self.device, self.tile_size,
+            self.precision, self.compile, self.run_button, self.explore_button, self.cancel_button,
+            self.progress, self.status,
         ])
         self.fit_dock()
 
@@ -93,6 +119,7 @@ class TranslateWidget(LayerChoosersWidget):
         self.model_file.changed.connect(self._read_model_file)
         self.style_mode.changed.connect(self._show_mode_controls)
         self.run_button.changed.connect(self.run)
+        self.explore_button.changed.connect(self.explore_styles)
         self.cancel_button.changed.connect(self.cancel)
         self.follow_layers()
         TRAINED_MODELS.added.connect(self._list_trained_model)
@@ -197,7 +224,7 @@ class TranslateWidget(LayerChoosersWidget):
         """Show only the controls the chosen style mode uses."""
         mode = self.style_mode.value
         self.n_samples.visible = mode in (StyleMode.RANDOM, StyleMode.INTERPOLATE)
-        self.seed.visible = mode is StyleMode.RANDOM
+        self.seed.visible = self.diversity_map.visible = mode is StyleMode.RANDOM
         # the spinbox counts random styles, or the steps of an interpolation (both ends included)
         interpolate = mode is StyleMode.INTERPOLATE
         self.n_samples.label = "Steps" if interpolate else "Number of samples"
@@ -227,7 +254,11 @@ class TranslateWidget(LayerChoosersWidget):
         try:
             check_style(mode, style_inputs(mode, len(references), self.n_samples.value),
                         self._capabilities.style_modes, self.engine.value, WIDGET_WORDS)
-        except StyleChoiceError as error:
+            diversity = self.diversity_map.value and mode is StyleMode.RANDOM
+            if diversity:
+                require_samples(TranslateOptions(self.direction.value, mode, self.n_samples.value),
+                                "Number of samples")
+        except (StyleChoiceError, DiversityMapError) as error:
             show_error(str(error))
             return
         job = TranslationJob(
@@ -240,11 +271,15 @@ class TranslateWidget(LayerChoosersWidget):
                 n_samples=self.n_samples.value,
                 seed=self.seed.value,
                 tile=self.tile_size.value,
+                precision=self.precision.value,
+                compile=self.compile.value,
             ),
             sources=[snapshot(layer) for layer in sources],
             references=[snapshot(layer) for layer in references],
+            diversity_map=diversity,
         )
-        placements = [Placement.of(layer) for layer in sources]
+        # the job returns the translations, then (diversity map) each one's map: both over their source
+        placements = [Placement.of(layer) for layer in sources] * (2 if diversity else 1)
 
         worker = translation_worker(job)
         worker.yielded.connect(self._show_progress)
@@ -257,6 +292,28 @@ class TranslateWidget(LayerChoosersWidget):
         self.progress.value = 0
         self.status.value = "starting…"
         worker.start()
+
+    def explore_styles(self) -> None:
+        """Dock a style explorer on the first source layer, starting from the chosen style."""
+        sources = self.selected(self.sources)
+        if self._model_path is None or not sources:
+            show_error("Choose a model and a source layer to explore styles on.")
+            return
+        mode: StyleMode = self.style_mode.value
+        references = self.selected(self.references) if mode in REFERENCE_LABELS else []
+        steps = self.n_samples.value if mode is StyleMode.INTERPOLATE else 1
+        try:
+            check_start_mode(mode)
+            check_style(mode, style_inputs(mode, len(references), steps),
+                        self._capabilities.style_modes, self.engine.value, WIDGET_WORDS)
+        except EngineError as error:
+            show_error(str(error))
+            return
+        options = TranslateOptions(direction=self.direction.value, mode=mode, n_samples=steps,
+                                   seed=self.seed.value, tile=self.tile_size.value)
+        job = ExplorationJob(self._model_path, self.engine.value, self.device.value, options,
+                             [snapshot(layer) for layer in references])
+        self.explorer = dock_style_explorer(self._viewer, job, sources[0])
 
     def cancel(self) -> None:
         """Stop the running translation at its next tile; nothing is added."""
@@ -274,14 +331,18 @@ class TranslateWidget(LayerChoosersWidget):
 
     def _add_results(self, results: list[TranslationResult], placements: list[Placement]) -> None:
         for result, placement in zip(results, placements, strict=True):
-            self._viewer.add_image(
+            layer = self._viewer.add_image(
                 result.data,
                 name=f"{result.source} [{result.description}]",
                 rgb=result.rgb,
-                contrast_limits=result.contrast_limits,
+                contrast_limits=result.contrast_limits,  # napari computes no range over the data
                 metadata={"napari_i2i": result.metadata},
+                visible=False,
                 **placement.along(result.axes, "step" if "interpolation" in result.metadata else "sample"),
             )
+            # shown in a later turn of the event loop: the texture upload and first draw then stall
+            # the viewer apart from the layer's creation, not on top of it (docs/benchmarks.md)
+            QTimer.singleShot(0, lambda layer=layer: setattr(layer, "visible", True))
         self.progress.value = PROGRESS_STEPS
         self.status.value = f"done: added {len(results)} layer(s)"
 

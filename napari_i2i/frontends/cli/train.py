@@ -14,6 +14,11 @@ line on standard output (the Train widget reads nothing else):
   "iterations": n}`` before exit status 130 when a stopped run wrote the model so far.
 
 Human-readable messages (and tracebacks) still go to standard error.
+
+Several processes: ``torchrun --standalone --nproc-per-node N -m napari_i2i train …`` runs one
+training process per rank (``trainers.distributed``), and ``--nproc N`` launches exactly that
+(the same arguments, less ``--nproc``). Rank 0 alone speaks: progress, JSON lines, the
+messages; the others are quiet and leave a user error to it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -39,6 +46,13 @@ PROGRESS_JSON_HELP = (
     '{"model": PATH} at the end (with "stopped_at" when stopped); once nothing reads them any more '
     "(the front end closed), the run stops as on Ctrl-C"
 )
+NPROC_HELP = (
+    "train in N processes (default 1): runs `python -m torch.distributed.run --standalone --nproc-per-node N "
+    "-m napari_i2i train …` with the other arguments; --batch is then the global batch, a multiple of N; "
+    "the CPU (gloo) or one CUDA GPU per process (nccl)"
+)
+STATUS_FILE_VARIABLE = "NAPARI_I2I_STATUS_FILE"  # rank 0 writes its exit status there, for --nproc
+SHUTDOWN_SECONDS = 600  # --nproc: how long torchrun lets the ranks finish a stop before it kills them
 # Flags of settings a resumed run keeps from RUN_DIR/run.json (dest: flag).
 FIXED_ON_RESUME = {"preset": "--preset", "config": "--config", "size": "--size", "batch": "--batch",
                    "seed": "--seed", "resize": "--resize", "flip": "--flip/--no-flip"}
@@ -64,6 +78,7 @@ def add_parser(commands) -> None:
     run.add_argument("--iters", type=positive, metavar="N",
                      help="iterations to train in all (default: the preset's); with --resume the new target")
     run.add_argument("--device", default="auto", help=DEVICE_HELP)
+    run.add_argument("--nproc", type=positive, metavar="N", help=NPROC_HELP)
     settings = train.add_argument_group("settings (a new run; preset, then --config, then these flags)")
     settings.add_argument("--preset", help="small (CPU, minutes; default) or paper (published sizes)")
     settings.add_argument("--config", type=Path, metavar="FILE",
@@ -115,7 +130,44 @@ def _flag_value(args: argparse.Namespace, flag: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train; with ``--progress-json`` warnings and errors are JSON lines too (see the module)."""
+    """Train; with ``--progress-json`` warnings and errors are JSON lines too (see the module);
+    with ``--nproc`` in several processes; under torchrun as one rank of them."""
+    if args.nproc is not None:
+        return _launch(args)
+    if int(os.environ.get("RANK", "0")) > 0:
+        return _quiet_rank(args)
+    if STATUS_FILE_VARIABLE not in os.environ:
+        return _speaking_rank(args)
+    status = 1  # a crash, unless the run says otherwise
+    try:
+        status = _speaking_rank(args)
+        return status
+    except KeyboardInterrupt:
+        status = 130
+        raise
+    except Exception as error:
+        from napari_i2i.frontends.cli import USER_ERRORS
+
+        status = 2 if isinstance(error, USER_ERRORS) else 1
+        raise
+    finally:
+        Path(os.environ[STATUS_FILE_VARIABLE]).write_text(str(status))
+
+
+def _quiet_rank(args: argparse.Namespace) -> int:
+    """A rank other than 0: no output, no warnings (rank 0 shows them); a user error is rank 0's to say."""
+    from napari_i2i.frontends.cli import USER_ERRORS
+
+    args.quiet, args.progress_json = True, False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return _train(args, speaking=False)
+        except USER_ERRORS:
+            return 2
+
+
+def _speaking_rank(args: argparse.Namespace) -> int:
     if not args.progress_json:
         return _train(args)
     with warnings.catch_warnings():
@@ -133,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             raise
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace, speaking: bool = True) -> int:
     from napari_i2i.core.device import resolve_device
     from trainers.run import train
 
@@ -160,7 +212,9 @@ def _train(args: argparse.Namespace) -> int:
                      iterations=args.iters if args.resume else None, should_stop=should_stop,
                      checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
     if path is None:
-        return _stopped(args, started, reader_gone)
+        return _stopped(args, started, reader_gone) if speaking else 130
+    if not speaking:
+        return 0
     if args.progress_json:
         _print_json({"model": str(path)})
     else:
@@ -287,3 +341,66 @@ def _print_json(record: dict) -> bool:
         # cannot fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return False
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``--nproc N``: this command again under ``torch.distributed.run``, without ``--nproc``;
+    the exit status is rank 0's (torchrun's own is 1 whenever a rank ends otherwise than with 0)."""
+    if "WORLD_SIZE" in os.environ:
+        raise ValueError("--nproc starts torchrun itself; under torchrun leave it out")
+    nproc, args.nproc = args.nproc, None
+    if nproc == 1:
+        return run(args)
+    _check_global_batch(args, nproc)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+               "--shutdown-timeout", str(SHUTDOWN_SECONDS), "-m", "napari_i2i", "train", *command_line(args)]
+    with tempfile.TemporaryDirectory(prefix="napari-i2i-") as folder:
+        status_file = Path(folder, "status")
+        env = {**os.environ, STATUS_FILE_VARIABLE: str(status_file)}
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+        child = subprocess.Popen(command, env=env)
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:  # torchrun has it too: it passes it on, and every rank stops cleanly
+                continue
+        return int(status_file.read_text()) if status_file.is_file() else code
+
+
+def command_line(args: argparse.Namespace) -> list[str]:
+    """The ``train`` arguments that give *args* (those left at their defaults left out)."""
+    commands = argparse.ArgumentParser().add_subparsers()
+    add_parser(commands)
+    words = [args.engine]
+    for action in commands.choices["train"]._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings or value is None or value == action.default:
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            words.append(flag if value else f"--no-{flag[2:]}")
+        elif action.nargs == 0:  # store_true, set (False is its default)
+            words.append(flag)
+        else:
+            words += [flag, str(value)]
+    return words
+
+
+def _check_global_batch(args: argparse.Namespace, nproc: int) -> None:
+    """--nproc: a batch that does not divide among the processes is one line before anything starts
+    (the ranks check it too; this spares torchrun's report of N failed processes). Torch is
+    imported only when the preset decides the batch."""
+    from trainers.run_settings import RUN_FILE, check_global_batch, read_config_file
+
+    if args.resume:
+        run_file = args.out / RUN_FILE
+        batch = json.loads(run_file.read_text()).get("batch") if run_file.is_file() else None
+    else:
+        batch = args.batch or (read_config_file(args.config).get("batch") if args.config else None)
+        if batch is None:
+            from trainers.run_settings import preset_loop_settings
+
+            batch = preset_loop_settings(args.engine, args.preset or DEFAULT_PRESET).get("batch")
+    if isinstance(batch, int):
+        check_global_batch(batch, nproc)

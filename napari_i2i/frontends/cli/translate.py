@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from napari_i2i.core.style_choice import StyleInputs, StyleWords
     from napari_i2i.core.translate import Progress
 
+# core.device.PRECISION_CHOICES and COMPILE_CHOICES (that module imports torch; a test keeps them equal)
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+COMPILE_CHOICES = ("auto", "on", "off")
+
 # Without a terminal (logs, CI, a front end's child process): one progress line this often.
 PROGRESS_LINE_SECONDS = 10.0
 
@@ -69,9 +73,27 @@ def add_parser(commands) -> None:
     translate.add_argument("--samples", type=positive, default=1, help="random styles per input")
     translate.add_argument("--seed", type=int, default=0, help="seed of the random styles")
     translate.add_argument("--direction", default=None, help="e.g. a2b or b2a (default: the model's first)")
+    translate.add_argument("--domain", default=None, metavar="NAME",
+                           help="models whose directions are target domains (unified): translate into "
+                           "domain NAME (the direction to_NAME)")
+    translate.add_argument(
+        "--diversity-map", type=Path, default=None, metavar="OUT.tif",
+        help="with one input and --samples N >= 2 (random styles): also write the per-pixel standard "
+        "deviation over the samples, averaged over channels (float32 TIFF)",
+    )
     translate.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N")
     translate.add_argument("--tile", type=positive, default=DEFAULT_TILE, metavar="PX",
                            help="tile size in pixels; bounds memory for large images")
+    translate.add_argument(
+        "--precision", default="auto", choices=PRECISION_CHOICES,
+        help="arithmetic of the model: auto = bf16 where the hardware runs it fast (CPUs with AVX512-BF16 or "
+        "AMX, GPUs with bf16), else fp32; fp16 on GPUs only (default auto)",
+    )
+    translate.add_argument(
+        "--compile", default="auto", choices=COMPILE_CHOICES,
+        help="compile the model with torch.compile: faster per pixel after a first compile of tens of "
+        "seconds (cached on disk for later runs); auto compiles only jobs large enough to repay it",
+    )
     translate.add_argument("--format", default=None, choices=sorted(s.lstrip(".") for s in SUFFIXES),
                            help="output type when OUT is a folder (default: the input's)")
     translate.add_argument(
@@ -173,26 +195,63 @@ def _pixel_hint(read, *args):
         raise TooManyPixelsError(f"{error}; --max-pixels N raises the limit") from None
 
 
+def _direction(args: argparse.Namespace, capabilities) -> str:
+    """``--direction``, or ``to_NAME`` for ``--domain NAME``, or the model's first direction."""
+    if args.domain is None:
+        return args.direction or next(iter(capabilities.directions))
+    targets = {name: f"to_{name}" for name in capabilities.domains
+               if f"to_{name}" in capabilities.directions}
+    if not targets:
+        raise ValueError(f"--domain is for models whose directions are target domains; this one translates "
+                         f"{', '.join(capabilities.directions)}: use --direction")
+    if args.domain not in targets:
+        raise ValueError(f"--domain {args.domain!r}: this model's domains are {', '.join(targets)}")
+    return targets[args.domain]
+
+
+def _diversity_files(args: argparse.Namespace, options, plan, out_channels: int) -> list[Path]:
+    """The files ``--diversity-map`` writes, checked like the outputs (before any work)."""
+    import numpy as np
+
+    from napari_i2i.core.diversity import require_samples
+    from napari_i2i.core.image_io import check_writable, output_files
+
+    if args.diversity_map is None:
+        return []
+    if len(args.inputs) != 1:
+        raise ValueError(f"--diversity-map maps one input's samples; {len(args.inputs)} inputs given")
+    require_samples(options, "--samples")
+    check_writable(args.diversity_map, np.dtype(np.float32), False)
+    leading = plan.leading_shape[1:]  # the samples axis goes
+    if out_channels not in (1, 3):  # and so does a channel axis before Y/X
+        leading = leading[:-1]
+    return output_files(args.diversity_map, leading)
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_i2i.contract.engine_api import StyleMode
-    from napari_i2i.core.device import resolve_device
+    from napari_i2i.core.device import resolve_device, resolve_precision
     from napari_i2i.core.image_io import check_writable, image_header, output_files, read_image, write_images
     from napari_i2i.core.model_file import load_model
     from napari_i2i.core.style_choice import choose_style_mode
     from napari_i2i.core.translate import TranslateOptions, check_options, planned_output, run_translation
 
+    if args.domain is not None and args.direction is not None:
+        raise ValueError("give --domain NAME or --direction, not both (--domain NAME is --direction to_NAME)")
     template = None if args.name_template is None else check_name_template(args.name_template)
     style_files = [*args.reference, *args.class_images, *(args.interpolate or [])]
     headers = [_pixel_hint(image_header, path, args.max_pixels) for path in [*args.inputs, *style_files]]
     loaded = load_model(args.model, device=resolve_device(args.device))
     if not loaded.info.trained:
         print(f"warning: {args.model} holds untrained weights; its outputs are noise", file=sys.stderr)
-    direction = args.direction or next(iter(loaded.model.capabilities.directions))
+    direction = _direction(args, loaded.model.capabilities)
     mode = choose_style_mode(_style_inputs(args), loaded.model.capabilities.style_modes, loaded.info.engine,
                              _cli_words())
     options = TranslateOptions(direction=direction, mode=mode, seed=args.seed, tile=args.tile,
+                               precision=args.precision, compile=args.compile,
                                n_samples=args.steps if mode is StyleMode.INTERPOLATE else args.samples)
     check_options(loaded, options)
+    resolve_precision(args.precision, next(loaded.model.parameters()).device)  # fp16 on a CPU: refused now
     outputs = output_paths(args.inputs, args.output, direction, args.format, template)
     planned = [planned_output(loaded, options, source.stem, header.shape, header.rgb, header.dtype)
                for source, header in zip(args.inputs, headers)]
@@ -200,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
     for path, plan in zip(outputs, planned):
         check_writable(path, plan.dtype, plan.rgb)
         files += output_files(path, plan.leading_shape)
+    files += _diversity_files(args, options, planned[0], loaded.model.capabilities.directions[direction][1])
     check_output_files(files, [args.model, *args.inputs, *style_files], args.overwrite)
     new_folders = folders_to_create(files)
 
@@ -210,6 +270,12 @@ def run(args: argparse.Namespace) -> int:
     for folder in new_folders:
         folder.mkdir(parents=True, exist_ok=True)
         print(f"napari-i2i: made the output folder {folder}", file=sys.stderr)
-    for written in write_images([(path, result.data, result.rgb) for result, path in zip(results, outputs)]):
+    items = [(path, result.data, result.rgb) for result, path in zip(results, outputs)]
+    if args.diversity_map is not None:
+        from napari_i2i.core.diversity import diversity_result
+
+        out_channels = loaded.model.capabilities.directions[direction][1]
+        items.append((args.diversity_map, diversity_result(results[0], out_channels).data, False))
+    for written in write_images(items):
         print(written)
     return 0

@@ -1,0 +1,224 @@
+"""What the style explorer runs off the main thread: the model and its style axes, the preview of
+a crop at the sliders' values, the whole image at them (*Apply*), and a queue that computes only
+the newest preview request.
+
+Nothing here touches napari layers: the panel (:mod:`napari_i2i.frontends.style_explorer`) copies
+the crop and the source in the main thread and adds layers when results come back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from napari.qt.threading import GeneratorWorker, thread_worker
+
+from napari_i2i.contract.engine_api import EngineError, StyleAxes, StyleRequest, TranslationModel
+from napari_i2i.core.device import resolve_device
+from napari_i2i.core.layer_data import ImageData, iter_planes, layout, output_axes, to_image_array
+from napari_i2i.core.model_file import LoadedModel, load_model
+from napari_i2i.core.style_request import condition, prepare_style
+from napari_i2i.core.tiling import TilePlan, translate_tiled
+from napari_i2i.core.translate import Progress, TranslateOptions, TranslationResult, describe_style
+
+
+@dataclass(frozen=True)
+class ExplorationJob:
+    """The model and the style to start from, copied from the Translate widget's controls."""
+
+    model_path: Path
+    engine: str
+    device: str
+    options: TranslateOptions  # direction, style mode, seed, tile
+    references: list[ImageData]
+
+
+@dataclass
+class Exploration:
+    """A loaded model, the style axes of the starting style and what the description says."""
+
+    loaded: LoadedModel
+    axes: StyleAxes
+    options: TranslateOptions
+    start: str  # e.g. "to_b, 1 random style (seed 3)"
+
+    @property
+    def model(self) -> TranslationModel:
+        return self.loaded.model
+
+    @property
+    def channels(self) -> tuple[int, int]:
+        return self.model.capabilities.directions[self.options.direction]
+
+
+def start_exploration(job: ExplorationJob) -> Exploration:
+    """Load the model, condition it on the job's style and ask for that style's axes."""
+    loaded = load_model(job.model_path, device=resolve_device(job.device), engine=job.engine)
+    model, options = loaded.model, job.options
+    if options.direction not in model.capabilities.directions:
+        raise EngineError(f"this {job.engine} model translates {', '.join(model.capabilities.directions)}, "
+                          f"not {options.direction!r}")
+    out_channels = model.capabilities.directions[options.direction][1]
+    style = prepare_style(options.mode, job.references, out_channels, options.tile)
+    request = StyleRequest(options.mode, options.direction, n_samples=options.n_samples, seed=options.seed,
+                           references=style.tensors)
+    device = next(model.parameters()).device
+    conditioning = condition(model, request, style.labels, device)
+    with torch.inference_mode():
+        axes = model.style_axes(conditioning)
+    if axes is None:
+        raise EngineError(f"the {job.engine} engine offers no style exploration")
+    return Exploration(loaded, axes, options, describe_style(options, job.references))
+
+
+def _stage_on(stage: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(tile: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return stage(tile)
+
+    return run
+
+
+def _translate_image(exploration: Exploration, values: torch.Tensor, image: ImageData
+                     ) -> Generator[float, None, tuple[np.ndarray, bool, list[int | None], Any]]:
+    """Every plane of *image* at the style at *values*, tiled with shared statistics, so the
+    result equals a whole-image pass; yields the fraction done."""
+    model, tile = exploration.model, exploration.options.tile
+    in_channels, out_channels = exploration.channels
+    with torch.inference_mode():
+        conditioning = exploration.axes.place(values)
+    stages = [_stage_on(stage) for stage in model.stages(conditioning)]
+    device = next(model.parameters()).device
+    plan = layout(image, in_channels)
+    capabilities = model.capabilities
+    planes = []
+    for number, plane in enumerate(iter_planes(image, plan, in_channels)):
+        tiles = TilePlan.make(plane.shape[-2], plane.shape[-1], tile=tile, context=capabilities.context,
+                              multiple=capabilities.size_multiple)
+        steps = translate_tiled(stages, plane, tiles, model.shared_statistics(), device)
+        while True:
+            try:
+                done = next(steps)
+            except StopIteration as finished:
+                planes.append(finished.value)
+                break
+            yield (number + done) / plan.n_planes
+    data, rgb = to_image_array(planes, plan, samples_axis=False)
+    return data, rgb, output_axes(plan, out_channels, samples_axis=False), plan
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    """One preview: the style at ``values`` over ``crop``, which starts at ``origin`` (data pixels)."""
+
+    values: torch.Tensor
+    crop: ImageData
+    origin: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PreviewResult:
+    request: PreviewRequest
+    data: np.ndarray
+    rgb: bool
+    seconds: float
+
+
+def preview(exploration: Exploration, request: PreviewRequest) -> PreviewResult:
+    """The crop translated at the request's style (normalisation statistics are the crop's own)."""
+    started = time.perf_counter()
+    steps = _translate_image(exploration, request.values, request.crop)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            data, rgb, _, _ = finished.value
+            return PreviewResult(request, data, rgb, time.perf_counter() - started)
+
+
+def describe_values(axes: StyleAxes, values: torch.Tensor) -> str:
+    """The axes moved away from the starting style, e.g. ``component 2 = 1.50``."""
+    moved = [f"{label} = {float(value):.2f}" for label, value, start in zip(axes.labels, values, axes.values)
+             if abs(float(value) - float(start)) > 1e-6]
+    return ", ".join(moved) or "unchanged"
+
+
+@thread_worker(start_thread=False, ignore_errors=True)
+def apply_worker(exploration: Exploration, source: ImageData, values: torch.Tensor
+                 ) -> Generator[Progress, None, TranslationResult]:
+    """The whole source at the sliders' style, as the Translate widget's results are made."""
+    steps = _translate_image(exploration, values, source)
+    while True:
+        try:
+            fraction = next(steps)
+        except StopIteration as finished:
+            data, rgb, axes, plan = finished.value
+            break
+        yield Progress(fraction, f"{source.name}: {fraction:.0%}")
+    options, loaded = exploration.options, exploration.loaded
+    moved = describe_values(exploration.axes, values)
+    return TranslationResult(
+        source=source.name, data=data, rgb=rgb, axes=axes,
+        description=f"{exploration.start}, explored: {moved}",
+        contrast_limits=plan.intensity_range,
+        metadata={"model": str(loaded.path), "engine": loaded.info.engine, "trained": loaded.info.trained,
+                  "direction": options.direction, "style_mode": options.mode.value,
+                  "style_axes": dict(zip(exploration.axes.labels, (float(v) for v in values))),
+                  "tile": options.tile},
+    )
+
+
+class LatestOnly:
+    """Runs ``compute`` in a worker thread on the newest submitted request only.
+
+    A request submitted while one is being computed replaces any other one
+    waiting; when the running one finishes, only the newest waiting one runs.
+    Results (or the error message of a failed request) go to ``deliver`` in
+    the main thread.
+    """
+
+    def __init__(self, compute: Callable[[Any], Any], deliver: Callable[[Any], None],
+                 failed: Callable[[str], None]) -> None:
+        self._compute, self._deliver, self._failed = compute, deliver, failed
+        self._lock = threading.Lock()
+        self._pending: Any = None
+        self._busy = False
+        self.worker: GeneratorWorker | None = None
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self._busy
+
+    def submit(self, request: Any) -> None:
+        with self._lock:
+            self._pending = request
+            if self._busy:
+                return
+            self._busy = True
+        self.worker = self._drain()
+        self.worker.yielded.connect(self._route)
+        self.worker.start()
+
+    def _route(self, outcome: tuple[bool, Any]) -> None:
+        ok, value = outcome
+        (self._deliver if ok else self._failed)(value)
+
+    @thread_worker(start_thread=False)
+    def _drain(self) -> Generator[tuple[bool, Any], None, None]:
+        while True:
+            with self._lock:
+                request, self._pending = self._pending, None
+                if request is None:
+                    self._busy = False
+                    return
+            try:
+                yield True, self._compute(request)
+            except Exception as error:  # noqa: BLE001 (shown to the user; the queue goes on)
+                yield False, f"{type(error).__name__}: {error}" if isinstance(error, RuntimeError) else str(error)
