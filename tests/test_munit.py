@@ -173,3 +173,15 @@ def test_content_norm_layer_tiles_exactly():
     with torch.inference_mode():
         whole = model.translate(image, conditioning)
     torch.testing.assert_close(tiled(model, image, conditioning, 64), whole, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("direction", ["a2b", "b2a"])
+def test_decoding_the_content_code_equals_translating(direction):
+    _, model = build_munit()
+    image = torch.rand(1, 3, 36, 44, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    conditioning = model.condition(StyleRequest(StyleMode.RANDOM, direction, n_samples=3, seed=2))
+    with torch.inference_mode():
+        content = model.encode_content(image, direction)
+        torch.testing.assert_close(model.decode_content(content, conditioning), model.translate(image, conditioning))
+        other = model.condition(StyleRequest(StyleMode.RANDOM, direction, seed=9))  # the same code, another style
+        torch.testing.assert_close(model.decode_content(content, other), model.translate(image, other))

@@ -15,8 +15,7 @@ from napari_i2i.core.device import (
 from napari_i2i.core.layer_data import ImageData
 from napari_i2i.core.model_file import load_model, save_model
 from napari_i2i.core.translate import Progress, TranslateOptions, run_to_completion, run_translation, throttled
-from napari_i2i.frontends.cli import main
-from napari_i2i.frontends.cli import translate as cli_translate
+from napari_i2i.frontends.cli import build_parser, main
 
 CPU = torch.device("cpu")
 
@@ -133,8 +132,11 @@ def test_progress_is_throttled_but_notices_and_the_result_pass():
 
 
 def test_cli_offers_the_core_choices_and_refuses_fp16_on_the_cpu(tmp_path, capsys):
-    assert cli_translate.PRECISION_CHOICES == PRECISION_CHOICES
-    assert cli_translate.COMPILE_CHOICES == COMPILE_CHOICES
+    parser = build_parser("translate")
+    (translate,) = [action for action in parser._subparsers._group_actions[0].choices.values()
+                    if action.prog.endswith("translate")]
+    offered = {action.dest: tuple(action.choices) for action in translate._actions if action.choices}
+    assert offered["precision"] == PRECISION_CHOICES and offered["compile"] == COMPILE_CHOICES
     engine, model = build_munit()
     save_model(tmp_path / "m.safetensors", engine, model)
     from PIL import Image

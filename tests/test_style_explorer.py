@@ -12,7 +12,16 @@ from engines.step.engine import StepEngine
 from engines.unified import UnifiedEngine
 from engines.unit import UnitEngine
 from napari_i2i.contract.engine_api import EngineError, StyleAxes, StyleMode, StyleRequest
-from napari_i2i.frontends.style_explorer_job import LatestOnly
+from napari_i2i.core.layer_data import ImageData
+from napari_i2i.core.model_file import save_model
+from napari_i2i.core.translate import TranslateOptions
+from napari_i2i.frontends.style_explorer_job import (
+    ExplorationJob,
+    LatestOnly,
+    PreviewRequest,
+    preview,
+    start_exploration,
+)
 
 TINY_UNIFIED = {"domains": ["he", "ihc"], "dim": 8, "n_res": 1, "mlp_dim": 16, "style_dim": 8,
                 "latent_dim": 4, "style_downsample": 2, "flow_hidden": 8}
@@ -88,6 +97,66 @@ def test_engines_without_styles_offer_no_axes():
     model = build(UnitEngine())
     assert model.style_axes(model.condition(StyleRequest(StyleMode.NONE, "a2b"))) is None
     assert StyleAxes.SPAN == 3.0
+
+
+def test_step_offers_no_content_code_its_style_enters_at_the_input():
+    model = build(StepEngine())
+    assert model.encode_content(image(), "a2b") is None
+    with pytest.raises(EngineError, match="no content code"):
+        model.decode_content(None, None)
+
+
+def explore(tmp_path, engine, direction, precision="fp32", **overrides):
+    path = tmp_path / f"{engine.name}.safetensors"
+    save_model(path, engine, build(engine, **overrides))
+    options = TranslateOptions(direction=direction, mode=StyleMode.RANDOM, seed=1, precision=precision)
+    return start_exploration(ExplorationJob(path, engine.name, "cpu", options, []))
+
+
+def crop(seed, height=30, width=42):
+    pixels = np.random.default_rng(seed).random((height, width, 3), dtype=np.float32)
+    return ImageData(pixels, "crop", rgb=True, contrast_limits=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("engine, direction, overrides", [(MunitEngine(), "a2b", {}),
+                                                          (UnifiedEngine(), "to_ihc", TINY_UNIFIED)])
+def test_cached_preview_equals_the_uncached_and_encodes_once_per_crop(tmp_path, engine, direction, overrides):
+    exploration = explore(tmp_path, engine, direction, **overrides)
+    first, second = crop(0), crop(1)
+    requests = []
+    for step, pixels in enumerate([first, first, first, second, second]):
+        values = exploration.axes.values.clone()
+        values[0] = -2.0 + step
+        requests.append(PreviewRequest(values, pixels, (0, 0)))
+    uncached = [preview(exploration, request, reuse_content=False).data for request in requests]
+    model, encoded = exploration.model, []
+    encode = model.encode_content
+    model.encode_content = lambda images, direction: encoded.append(images.shape) or encode(images, direction)
+    for request, expected in zip(requests, uncached):
+        result = preview(exploration, request).data
+        assert result.shape == (30, 42, 3)
+        np.testing.assert_allclose(result, expected, atol=1e-6)
+    assert len(encoded) == 2  # once per crop: slider moves reuse its content code
+    assert len({array.tobytes() for array in uncached}) == 5  # every slider value its own preview
+
+
+def test_preview_runs_in_the_jobs_precision_without_autograd(tmp_path):
+    exploration = explore(tmp_path, MunitEngine(), "a2b", precision="bf16")
+    assert exploration.precision == "bf16"
+    model, seen = exploration.model, []
+    decode = model.decode_content
+
+    def watched(content, conditioning):
+        seen.append((torch.is_inference_mode_enabled(), torch.is_autocast_enabled("cpu"),
+                     torch.get_autocast_dtype("cpu")))
+        return decode(content, conditioning)
+
+    model.decode_content = watched
+    result = preview(exploration, PreviewRequest(exploration.axes.values, crop(0), (0, 0)))
+    assert seen == [(True, True, torch.bfloat16)]
+    full = explore(tmp_path, MunitEngine(), "a2b", precision="fp32")
+    exact = preview(full, PreviewRequest(full.axes.values, crop(0), (0, 0)))
+    assert 0 < np.abs(result.data - exact.data).max() < 0.1  # bf16: close to fp32, not equal
 
 
 def test_queue_computes_only_the_newest_waiting_request(qtbot):
@@ -181,6 +250,17 @@ def test_sliders_update_the_preview_and_apply_adds_a_result(qtbot, explorer_setu
     explorer.reset()
     wait_for_preview(qtbot, explorer, moved)
     np.testing.assert_allclose(explorer.preview_layer.data, first, atol=1e-6)
+
+
+def test_the_explorer_starts_from_the_widgets_precision(qtbot, explorer_setup, monkeypatch):
+    from napari_i2i.frontends import translate_widget
+
+    viewer, widget, source, data = explorer_setup
+    jobs = []
+    monkeypatch.setattr(translate_widget, "dock_style_explorer", lambda _viewer, job, _source: jobs.append(job))
+    widget.precision.value = "fp32"
+    widget.explore_styles()
+    assert [job.options.precision for job in jobs] == ["fp32"]
 
 
 def test_preview_covers_only_the_visible_region(qtbot, explorer_setup, monkeypatch):

@@ -163,3 +163,15 @@ def test_a_model_file_keeps_the_domains_and_the_outputs(tmp_path):
             fields = {"references": [reference]} if m is StyleMode.REFERENCE else {"seed": 3}
             torch.testing.assert_close(loaded.translate(image, condition(loaded, m, **fields)),
                                        model.translate(image, condition(model, m, **fields)))
+
+
+@pytest.mark.parametrize("direction", ["to_ihc", "to_dab"])
+def test_decoding_the_content_code_equals_translating(direction):
+    model = build()
+    image = random_image(1, 3, 36, 44, seed=5)
+    conditioning = condition(model, StyleMode.RANDOM, direction, n_samples=3, seed=1)
+    with torch.inference_mode():
+        content = model.encode_content(image, direction)
+        torch.testing.assert_close(model.decode_content(content, conditioning), model.translate(image, conditioning))
+        edited = model.edit_component(conditioning, 2, 1.5)  # a slider move: the same code decodes it
+        torch.testing.assert_close(model.decode_content(content, edited), model.translate(image, edited))

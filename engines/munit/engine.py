@@ -147,11 +147,17 @@ class MunitModel(TwoDomainModel):
                          styles[0].detach().float().cpu(), place)
 
     def translate(self, images: torch.Tensor, conditioning: MunitConditioning) -> torch.Tensor:
-        source, target = self._generators(conditioning.direction)
-        content = source.content_encoder(images)
+        return self.decode_content(self.encode_content(images, conditioning.direction), conditioning)
+
+    def encode_content(self, images: torch.Tensor, direction: str) -> torch.Tensor:
+        """The source domain's content code: styles enter only the target's decoder."""
+        source, _ = self._generators(direction)
+        return source.content_encoder(images)
+
+    def decode_content(self, content: torch.Tensor, conditioning: MunitConditioning) -> torch.Tensor:
+        _, target = self._generators(conditioning.direction)
         styles = conditioning.styles.to(content.dtype)
-        content = content.expand(styles.shape[0], -1, -1, -1)
-        return target.decode(content, styles)
+        return target.decode(content.expand(styles.shape[0], -1, -1, -1), styles)
 
     def stages(self, conditioning: MunitConditioning) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """Encoder blocks, style broadcast, AdaIN blocks, upsampling: one block each."""

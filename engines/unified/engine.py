@@ -183,6 +183,16 @@ class UnifiedModel(TranslationModel):
     def translate(self, images: torch.Tensor, conditioning: UnifiedConditioning) -> torch.Tensor:
         return self.generator(images, conditioning.styles.to(images.dtype))
 
+    def encode_content(self, images: torch.Tensor, direction: str) -> torch.Tensor:
+        """The shared content encoder's code (the same for every target domain)."""
+        return self.generator.content_encoder(images)
+
+    def decode_content(self, content: torch.Tensor, conditioning: UnifiedConditioning) -> torch.Tensor:
+        styles = conditioning.styles
+        if content.shape[0] == 1 and styles.shape[0] > 1:
+            content = content.expand(styles.shape[0], -1, -1, -1)
+        return self.generator.decoder(content, styles.to(content.dtype))
+
     def stages(self, conditioning: UnifiedConditioning) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """Encoder blocks, style broadcast, AdaIN blocks, upsampling: one block each (as MUNIT's)."""
         decoder = self.generator.decoder

@@ -165,6 +165,21 @@ class TranslationModel(nn.Module, ABC):
         """A fresh per-image statistics sharer, or ``None`` when tiles are independent."""
         return None
 
+    def encode_content(self, images: torch.Tensor, direction: str) -> Any | None:
+        """Optional, so a style change re-runs only the decoder: the part of translating
+        ``images`` for ``direction`` that no style enters (MUNIT's content code), or ``None``
+        (the default): not offered, e.g. where the style enters at the input (StEP).
+
+        When offered, ``decode_content(encode_content(x, c.direction), c)`` equals
+        ``translate(x, c)`` for every conditioning ``c`` of that direction.
+        """
+        return None
+
+    def decode_content(self, content: Any, conditioning: Any) -> torch.Tensor:
+        """What :meth:`encode_content` made, translated with ``conditioning``'s styles:
+        ``(S, C_out, H, W)`` as :meth:`translate` returns."""
+        raise EngineError(f"{type(self).__name__} offers no content code (encode_content gives None)")
+
     def style_axes(self, conditioning: Any) -> StyleAxes | None:
         """Optional, for style exploration: the axes along which the first style of
         ``conditioning`` (what :meth:`condition` made) can be moved, or ``None`` (the default):

@@ -12,6 +12,8 @@ PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg"}
 SUFFIXES = TIFF_SUFFIXES | PILLOW_SUFFIXES
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # core.device resolves them
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")  # of inference; core.device resolves them
+COMPILE_CHOICES = ("auto", "on", "off")  # torch.compile for inference; core.device.compile_pays
 
 DEFAULT_TILE = 1024  # tile side in pixels (core.tiling)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from napari_i2i.core.constants import DEVICE_CHOICES  # noqa: F401 (re-exported)
+from napari_i2i.core.constants import COMPILE_CHOICES, DEVICE_CHOICES, PRECISION_CHOICES  # noqa: F401 (re-exported)
 from napari_i2i.core.errors import DeviceError  # noqa: F401 (re-exported)
 
 
@@ -63,8 +63,6 @@ def autocast(device: torch.device) -> AbstractContextManager[object]:
 
 # --- inference precision and compilation (training keeps ``autocast`` above for now) ---
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
-COMPILE_CHOICES = ("auto", "on", "off")
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # CPU flags (Linux /proc/cpuinfo) of units that run bf16 at more than fp32 speed.
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")

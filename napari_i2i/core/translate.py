@@ -28,7 +28,7 @@ each result's metadata records both.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ import torch
 from napari_i2i.contract.engine_api import EngineError, StyleMode, StyleRequest, TranslationModel
 from napari_i2i.core.device import compile_pays, precision_autocast, resolve_precision
 from napari_i2i.core.image_io import megapixels
+from napari_i2i.core.job_progress import run_to_completion, throttled  # noqa: F401 (re-exported)
 from napari_i2i.core.layer_data import (
     ImageData, PlaneLayout, arrange, iter_planes, layout, output_axes, to_image_array,
 )
@@ -384,37 +385,3 @@ def run_translation(
                                      plane_stages.used_compiled),
         ))
     return results
-
-
-def run_to_completion(steps: Generator[Progress, None, list[TranslationResult]]) -> list[TranslationResult]:
-    """Drive :func:`run_translation` without reporting progress."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as finished:
-            return finished.value
-
-
-# Progress reports a front end's main thread gets at most this often (seconds): each one is a
-# queued Qt signal and a redraw, and tiny tiles would otherwise send hundreds per second.
-PROGRESS_INTERVAL = 0.1
-
-
-def throttled(steps: Generator[Progress, None, list[TranslationResult]], interval: float = PROGRESS_INTERVAL,
-              clock: Callable[[], float] = time.monotonic) -> Generator[Progress, None, list[TranslationResult]]:
-    """*steps* passing on notices and at most one other :class:`Progress` per *interval*.
-
-    A thread worker checks for Cancel at each yield, so Cancel waits at most one
-    *interval* longer (plus the tile under way).
-    """
-    last = -float("inf")
-    while True:
-        try:
-            progress = next(steps)
-        except StopIteration as finished:
-            return finished.value
-        if progress.notice:
-            yield progress
-        elif (now := clock()) - last >= interval:
-            last = now
-            yield progress

@@ -7,6 +7,8 @@ interpolation). The engine says what the axes are (:meth:`TranslationModel.style
 spans ``±StyleAxes.SPAN`` standard deviations of the training styles. Moving a slider copies the
 visible region (at most :data:`PREVIEW_SIDE`² pixels around its centre) in the main thread and hands
 it to a worker that computes only the newest request; the preview layer is updated in the main thread.
+The worker keeps the crop's content code while the crop stays the same, so a slider move decodes only
+(:class:`~napari_i2i.frontends.style_explorer_job.ContentCache`).
 """
 
 from __future__ import annotations

@@ -2,6 +2,12 @@
 a crop at the sliders' values, the whole image at them (*Apply*), and a queue that computes only
 the newest preview request.
 
+Both run in the precision the Translate widget chose (``auto``: bf16 where the hardware has it),
+as a whole translation does. The preview is one window over the crop, without the passes that
+share normalisation statistics between tiles (its statistics are the crop's own), and it keeps
+the crop's content code (:meth:`TranslationModel.encode_content`) while the crop's pixels stay
+the same: a slider move then runs only the decoder.
+
 Nothing here touches napari layers: the panel (:mod:`napari_i2i.frontends.style_explorer`) copies
 the crop and the source in the main thread and adds layers when results come back.
 """
@@ -20,11 +26,11 @@ import torch
 from napari.qt.threading import GeneratorWorker, thread_worker
 
 from napari_i2i.contract.engine_api import EngineError, StyleAxes, StyleRequest, TranslationModel
-from napari_i2i.core.device import resolve_device
+from napari_i2i.core.device import precision_autocast, resolve_device, resolve_precision
 from napari_i2i.core.layer_data import ImageData, iter_planes, layout, output_axes, to_image_array
 from napari_i2i.core.model_file import LoadedModel, load_model
 from napari_i2i.core.style_request import condition, prepare_style
-from napari_i2i.core.tiling import TilePlan, translate_tiled
+from napari_i2i.core.tiling import DEFAULT_BLEND, TilePlan, on_device, translate_tiled
 from napari_i2i.core.translate import Progress, TranslateOptions, TranslationResult, describe_style
 
 
@@ -35,8 +41,28 @@ class ExplorationJob:
     model_path: Path
     engine: str
     device: str
-    options: TranslateOptions  # direction, style mode, seed, tile
+    options: TranslateOptions  # direction, style mode, seed, tile, precision
     references: list[ImageData]
+
+
+class ContentCache:
+    """The content code of the last window the preview encoded, reused while its pixels are the
+    same (a slider move); a new crop or new pixels (the view moved, the layer changed) re-encode.
+
+    Used by one preview at a time (the explorer's queue runs one request at a time).
+    """
+
+    def __init__(self, model: TranslationModel, direction: str) -> None:
+        self._model, self._direction = model, direction
+        self._window: torch.Tensor | None = None
+        self._content: Any = None
+
+    def of(self, window: torch.Tensor) -> Any | None:
+        """The content code of *window*, or ``None`` where the engine offers none."""
+        if self._window is None or self._window.shape != window.shape or not torch.equal(self._window, window):
+            self._content = self._model.encode_content(window, self._direction)
+            self._window = window.clone()
+        return self._content
 
 
 @dataclass
@@ -47,6 +73,9 @@ class Exploration:
     axes: StyleAxes
     options: TranslateOptions
     start: str  # e.g. "to_b, 1 random style (seed 3)"
+    device: torch.device
+    precision: str  # resolved: fp32, bf16 or fp16
+    content_cache: ContentCache
 
     @property
     def model(self) -> TranslationModel:
@@ -59,7 +88,8 @@ class Exploration:
 
 def start_exploration(job: ExplorationJob) -> Exploration:
     """Load the model, condition it on the job's style and ask for that style's axes."""
-    loaded = load_model(job.model_path, device=resolve_device(job.device), engine=job.engine)
+    device = resolve_device(job.device)
+    loaded = load_model(job.model_path, device=device, engine=job.engine)
     model, options = loaded.model, job.options
     if options.direction not in model.capabilities.directions:
         raise EngineError(f"this {job.engine} model translates {', '.join(model.capabilities.directions)}, "
@@ -68,21 +98,22 @@ def start_exploration(job: ExplorationJob) -> Exploration:
     style = prepare_style(options.mode, job.references, out_channels, options.tile)
     request = StyleRequest(options.mode, options.direction, n_samples=options.n_samples, seed=options.seed,
                            references=style.tensors)
-    device = next(model.parameters()).device
     conditioning = condition(model, request, style.labels, device)
     with torch.inference_mode():
         axes = model.style_axes(conditioning)
     if axes is None:
         raise EngineError(f"the {job.engine} engine offers no style exploration")
-    return Exploration(loaded, axes, options, describe_style(options, job.references))
+    return Exploration(loaded, axes, options, describe_style(options, job.references), device,
+                       resolve_precision(options.precision, device), ContentCache(model, options.direction))
 
 
-def _stage_on(stage: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    def run(tile: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return stage(tile)
-
-    return run
+def _finish(steps: Generator[Any, None, Any]) -> Any:
+    """What a generator returns, its yields dropped."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
 
 
 def _translate_image(exploration: Exploration, values: torch.Tensor, image: ImageData
@@ -93,8 +124,8 @@ def _translate_image(exploration: Exploration, values: torch.Tensor, image: Imag
     in_channels, out_channels = exploration.channels
     with torch.inference_mode():
         conditioning = exploration.axes.place(values)
-    stages = [_stage_on(stage) for stage in model.stages(conditioning)]
-    device = next(model.parameters()).device
+    device = exploration.device
+    stages = [on_device(stage, device, exploration.precision) for stage in model.stages(conditioning)]
     plan = layout(image, in_channels)
     capabilities = model.capabilities
     planes = []
@@ -130,16 +161,32 @@ class PreviewResult:
     seconds: float
 
 
-def preview(exploration: Exploration, request: PreviewRequest) -> PreviewResult:
-    """The crop translated at the request's style (normalisation statistics are the crop's own)."""
+def preview(exploration: Exploration, request: PreviewRequest, reuse_content: bool = True) -> PreviewResult:
+    """The crop translated at the request's style in one window, normalised over the crop; with
+    ``reuse_content`` (and an engine that offers it) from the crop's cached content code."""
     started = time.perf_counter()
-    steps = _translate_image(exploration, request.values, request.crop)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as finished:
-            data, rgb, _, _ = finished.value
-            return PreviewResult(request, data, rgb, time.perf_counter() - started)
+    model, device, crop = exploration.model, exploration.device, request.crop
+    in_channels = exploration.channels[0]
+    capabilities = model.capabilities
+    with torch.inference_mode(), precision_autocast(exploration.precision, device):
+        conditioning = exploration.axes.place(request.values)
+
+        def translate_window(window: torch.Tensor) -> torch.Tensor:
+            content = exploration.content_cache.of(window) if reuse_content else None
+            if content is None:
+                return model.translate(window, conditioning)
+            return model.decode_content(content, conditioning)
+
+        plan = layout(crop, in_channels)
+        planes = []
+        for plane in iter_planes(crop, plan, in_channels):
+            height, width = plane.shape[-2:]
+            multiple = capabilities.size_multiple
+            one_window = TilePlan.make(height, width, tile=max(height, width, DEFAULT_BLEND, multiple),
+                                       context=capabilities.context, multiple=multiple)
+            planes.append(_finish(translate_tiled([translate_window], plane, one_window, None, device)))
+    data, rgb = to_image_array(planes, plan, samples_axis=False)
+    return PreviewResult(request, data, rgb, time.perf_counter() - started)
 
 
 def describe_values(axes: StyleAxes, values: torch.Tensor) -> str:

@@ -310,7 +310,7 @@ class TranslateWidget(LayerChoosersWidget):
             show_error(str(error))
             return
         options = TranslateOptions(direction=self.direction.value, mode=mode, n_samples=steps,
-                                   seed=self.seed.value, tile=self.tile_size.value)
+                                   seed=self.seed.value, tile=self.tile_size.value, precision=self.precision.value)
         job = ExplorationJob(self._model_path, self.engine.value, self.device.value, options,
                              [snapshot(layer) for layer in references])
         self.explorer = dock_style_explorer(self._viewer, job, sources[0])

@@ -17,7 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from napari_i2i.core.constants import DEFAULT_MAX_PIXELS, DEFAULT_TILE, DEVICE_CHOICES, SUFFIXES
+from napari_i2i.core.constants import (
+    COMPILE_CHOICES, DEFAULT_MAX_PIXELS, DEFAULT_TILE, DEVICE_CHOICES, PRECISION_CHOICES, SUFFIXES,
+)
 from napari_i2i.frontends.cli.arguments import positive
 from napari_i2i.frontends.cli.translate_outputs import (
     DEFAULT_NAME_TEMPLATE, NAME_FIELDS, check_name_template, check_output_files, folders_to_create, output_paths,
@@ -27,9 +29,6 @@ if TYPE_CHECKING:
     from napari_i2i.core.style_choice import StyleInputs, StyleWords
     from napari_i2i.core.translate import Progress
 
-# core.device.PRECISION_CHOICES and COMPILE_CHOICES (that module imports torch; a test keeps them equal)
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
-COMPILE_CHOICES = ("auto", "on", "off")
 
 # Without a terminal (logs, CI, a front end's child process): one progress line this often.
 PROGRESS_LINE_SECONDS = 10.0
