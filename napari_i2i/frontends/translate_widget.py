@@ -82,21 +82,7 @@ class TranslateWidget(LayerChoosersWidget):
             "(standard deviation over the samples, averaged over channels); 2 samples or more",
         )
         self.references = Select(label=REFERENCE_LABELS[StyleMode.REFERENCE][0], choices=self.image_layers)
-        self.device = ComboBox(label="Device", choices=DEVICE_CHOICES, value="auto")
-        self.tile_size = SpinBox(
-            label="Tile size", value=DEFAULT_TILE, min=64, max=8192, step=64,
-            tooltip="pixels per tile; smaller tiles need less GPU memory",
-        )
-        self.precision = ComboBox(
-            label="Precision", choices=PRECISION_CHOICES, value="auto",
-            tooltip="auto: bf16 where the hardware runs it fast (CPUs with AVX512-BF16/AMX, GPUs with bf16), "
-            "else fp32; fp16 on GPUs only",
-        )
-        self.compile = ComboBox(
-            label="Compile", choices=COMPILE_CHOICES, value="auto",
-            tooltip="torch.compile in the worker: a first compile of tens of seconds (cached on disk), "
-            "then faster; auto compiles only large jobs",
-        )
+        self._add_run_controls()
         self.run_button = PushButton(text="Run")
         self.explore_button = PushButton(
             text="Explore styles…",
@@ -130,6 +116,24 @@ class TranslateWidget(LayerChoosersWidget):
         self._choose_model()  # the first bundled model, if there is one
         for failure in self._registry.load_errors:
             show_warning(f"napari-i2i engine {failure}")
+
+    def _add_run_controls(self) -> None:
+        """Where and how a job runs: device, tile size, precision, compilation."""
+        self.device = ComboBox(label="Device", choices=DEVICE_CHOICES, value="auto")
+        self.tile_size = SpinBox(
+            label="Tile size", value=DEFAULT_TILE, min=64, max=8192, step=64,
+            tooltip="pixels per tile; smaller tiles need less GPU memory",
+        )
+        self.precision = ComboBox(
+            label="Precision", choices=PRECISION_CHOICES, value="auto",
+            tooltip="auto: bf16 where the hardware runs it fast (CPUs with AVX512-BF16/AMX, GPUs with bf16), "
+            "else fp32; fp16 on GPUs only",
+        )
+        self.compile = ComboBox(
+            label="Compile", choices=COMPILE_CHOICES, value="auto",
+            tooltip="torch.compile in the worker: a first compile of tens of seconds (cached on disk), "
+            "then faster; auto compiles only large jobs",
+        )
 
     @property
     def model_path(self) -> Path | None:

@@ -80,19 +80,7 @@ def add_parser(commands) -> None:
         help="with one input and --samples N >= 2 (random styles): also write the per-pixel standard "
         "deviation over the samples, averaged over channels (float32 TIFF)",
     )
-    translate.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N")
-    translate.add_argument("--tile", type=positive, default=DEFAULT_TILE, metavar="PX",
-                           help="tile size in pixels; bounds memory for large images")
-    translate.add_argument(
-        "--precision", default="auto", choices=PRECISION_CHOICES,
-        help="arithmetic of the model: auto = bf16 where the hardware runs it fast (CPUs with AVX512-BF16 or "
-        "AMX, GPUs with bf16), else fp32; fp16 on GPUs only (default auto)",
-    )
-    translate.add_argument(
-        "--compile", default="auto", choices=COMPILE_CHOICES,
-        help="compile the model with torch.compile: faster per pixel after a first compile of tens of "
-        "seconds (cached on disk for later runs); auto compiles only jobs large enough to repay it",
-    )
+    _add_run_flags(translate)
     translate.add_argument("--format", default=None, choices=sorted(s.lstrip(".") for s in SUFFIXES),
                            help="output type when OUT is a folder (default: the input's)")
     translate.add_argument(
@@ -111,6 +99,23 @@ def add_parser(commands) -> None:
 
 
 @cache
+def _add_run_flags(translate: argparse.ArgumentParser) -> None:
+    """Where and how the job runs: device, tile size, precision, compilation."""
+    translate.add_argument("--device", default="auto", help=f"{'|'.join(DEVICE_CHOICES)} or cuda:N")
+    translate.add_argument("--tile", type=positive, default=DEFAULT_TILE, metavar="PX",
+                           help="tile size in pixels; bounds memory for large images")
+    translate.add_argument(
+        "--precision", default="auto", choices=PRECISION_CHOICES,
+        help="arithmetic of the model: auto = bf16 where the hardware runs it fast (CPUs with AVX512-BF16 or "
+        "AMX, GPUs with bf16), else fp32; fp16 on GPUs only (default auto)",
+    )
+    translate.add_argument(
+        "--compile", default="auto", choices=COMPILE_CHOICES,
+        help="compile the model with torch.compile: faster per pixel after a first compile of tens of "
+        "seconds (cached on disk for later runs); auto compiles only jobs large enough to repay it",
+    )
+
+
 def _cli_words() -> StyleWords:
     """The style inputs as the command line names them, for the style rule's messages."""
     from napari_i2i.core.style_choice import StyleWords, Wording
