@@ -35,9 +35,9 @@ from pathlib import Path
 
 from napari_i2i.contract.registry import data_kind_registry, default_registry
 from napari_i2i.frontends.cli.arguments import positive
+from napari_i2i.frontends.cli.train_progress import TrainingProgress
 
 DEFAULT_PRESET = "small"
-PROGRESS_LINE_SECONDS = 10  # when standard error is no terminal: one progress line this often
 DEVICE_HELP = "auto (default: CUDA, then MPS, then the CPU), cpu, cuda, mps or cuda:N"
 PROGRESS_JSON_HELP = (
     "instead of the progress bar, one JSON object per line on standard output, for front ends: "
@@ -206,7 +206,7 @@ def _train(args: argparse.Namespace, speaking: bool = True) -> int:
         return reader_gone or (args.stop_file is not None and args.stop_file.exists())
 
     started = time.time()
-    with _Progress(f"training {args.engine}", total, off=args.quiet or args.progress_json) as progress:
+    with TrainingProgress(f"training {args.engine}", total, off=args.quiet or args.progress_json) as progress:
         path = train(args.out, settings, device=device, resume=args.resume,
                      on_progress=report if args.progress_json else progress,
                      iterations=args.iters if args.resume else None, should_stop=should_stop,
@@ -220,58 +220,6 @@ def _train(args: argparse.Namespace, speaking: bool = True) -> int:
     else:
         print(path)
     return 0
-
-
-class _Progress:
-    """Progress on standard error, from the first iteration on (a data error comes before any):
-    a redrawn bar on a terminal, else (a log, CI, a front end's child process) one line every
-    :data:`PROGRESS_LINE_SECONDS` and at the last iteration."""
-
-    def __init__(self, description: str, total: int | None, off: bool) -> None:
-        self.description, self.total, self.off = description, total, off
-        self.stream = sys.stderr
-        self.bar = None  # tqdm, on a terminal once training runs
-        self.first: tuple[int, float] | None = None  # (iteration, time) of the first report
-        self.last_line = 0.0
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def __call__(self, iteration: int, losses: dict[str, float]) -> None:
-        if self.off:
-            return
-        terms = {name: f"{value:.3g}" for name, value in losses.items()}
-        if self.stream.isatty():
-            self._redraw(iteration, terms)
-        else:
-            self._line(iteration, terms)
-
-    def _redraw(self, iteration: int, terms: dict[str, str]) -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, initial=iteration - 1, desc=self.description, unit="it",
-                            file=self.stream)
-        self.bar.n = iteration
-        self.bar.set_postfix(terms, refresh=False)
-        self.bar.refresh()
-
-    def _line(self, iteration: int, terms: dict[str, str]) -> None:
-        now = time.monotonic()
-        if self.first is None:
-            self.first = (iteration, now)
-        elif now - self.last_line < PROGRESS_LINE_SECONDS and iteration != self.total:
-            return
-        self.last_line = now
-        done, since = iteration - self.first[0], now - self.first[1]
-        rate = f", {done / since:.3g} it/s" if done and since > 0 else ""
-        losses = "".join(f", {name} {value}" for name, value in terms.items())
-        print(f"{self.description}: iteration {iteration}/{self.total or '?'}{rate}{losses}", file=self.stream,
-              flush=True)
 
 
 def _stopped(args: argparse.Namespace, started: float, reader_gone: bool) -> int:
