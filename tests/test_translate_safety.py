@@ -16,6 +16,7 @@ from PIL import Image
 
 import napari_i2i.core.image_io as image_io
 import napari_i2i.core.translate as core_translate
+import napari_i2i.frontends.cli.progress as cli_progress
 import napari_i2i.frontends.cli.translate as cli_translate
 from napari_i2i.frontends.cli import main
 
@@ -277,7 +278,7 @@ def test_stack_planes_count_as_outputs(inputs, tmp_path, capsys):
 
 
 def test_progress_is_lines_without_a_terminal(inputs, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli_translate, "PROGRESS_LINE_SECONDS", 0.0)
+    monkeypatch.setattr(cli_progress, "PROGRESS_LINE_SECONDS", 0.0)
     assert main(["translate", str(inputs / "model.safetensors"), str(inputs / "cells.png"),
                  "-o", str(tmp_path / "a.png")]) == 0
     err = capsys.readouterr().err

@@ -15,6 +15,7 @@ from engines.blocks.normalization import (
     SharedStatsNorm,
     TileStatistics,
 )
+from engines.blocks.styles import interpolate_codes
 
 __all__ = [
     "MLP",
@@ -31,5 +32,6 @@ __all__ = [
     "TileStatistics",
     "UpBlock",
     "Upsampler",
+    "interpolate_codes",
     "receptive_radius",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engines.blocks import PooledEncoder, TileStatistics
+from engines.blocks import PooledEncoder, TileStatistics, interpolate_codes
 from engines.step.networks import StyleConcatGenerator, StyleMapper, generator_radius
 from napari_i2i.contract.engine_api import (
     Capabilities,
@@ -132,22 +132,6 @@ class StepModel(TranslationModel):
         device = next(self.parameters()).device
         return self.mapper(noise.to(device)).float()
 
-    @staticmethod
-    def interpolate(first: torch.Tensor, second: torch.Tensor, steps: int) -> torch.Tensor:
-        """``(steps, D)``: ``(1 − t)·first + t·second`` for ``t = 0, 1/(steps−1), …, 1``.
-
-        Written so that the first row is exactly ``first``, the last exactly
-        ``second`` and, for an odd number of steps, the middle one exactly
-        their mean.
-        """
-        if steps < 2:
-            raise EngineError(f"style interpolation needs at least 2 steps, got {steps}")
-        t = torch.linspace(0, 1, steps, dtype=torch.float32, device=first.device)[:, None]
-        t[-1] = 1.0
-        if steps % 2:
-            t[steps // 2] = 0.5
-        return (1 - t) * first.reshape(1, -1).float() + t * second.reshape(1, -1).float()
-
     def condition(self, request: StyleRequest) -> StepConditioning:
         if request.direction != DIRECTION:
             raise EngineError(f"StEP translates {DIRECTION!r} (it is trained on A→B pairs), not {request.direction!r}")
@@ -172,7 +156,7 @@ class StepModel(TranslationModel):
                 )
             first = self.reference_code(references[0], 1)
             second = self.reference_code(references[1], 2)
-            return StepConditioning(request.mode, self.interpolate(first, second, request.n_samples),
+            return StepConditioning(request.mode, interpolate_codes(first, second, request.n_samples),
                                     torch.stack([first, second]))
         raise EngineError(f"StEP has no {request.mode.value!r} style mode")
 

@@ -18,7 +18,7 @@ import torch
 
 from engines.blocks.autoencoder import receptive_radius
 from engines.blocks.normalization import TileStatistics
-from engines.step.engine import StepModel
+from engines.blocks.styles import interpolate_codes
 from engines.unified.networks import DomainStyleEncoder, StyleFlow, StyleGenerator
 from napari_i2i.contract.engine_api import (
     Capabilities,
@@ -141,7 +141,7 @@ class UnifiedModel(TranslationModel):
             raise EngineError("style interpolation goes from the style of one reference image to that of "
                               f"another: it needs exactly 2 references, got {len(references)}")
         first, second = (self.reference_style(r, domain, i) for i, r in enumerate(references, 1))
-        return StepModel.interpolate(first, second, steps)
+        return interpolate_codes(first, second, steps)
 
     # --- one style component at a time ---------------------------------------------
 

@@ -10,46 +10,13 @@ takes those words (:class:`StyleWords`) and its messages say what to change ther
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from napari_i2i.contract.engine_api import EngineError, StyleMode
+from napari_i2i.core.style_inputs import StyleInputs, StyleWords
 
 
 class StyleChoiceError(EngineError):
     """A style request that does not fit the model or itself; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class Wording:
-    """How a front end names one input: ``name`` to drop it, ``give`` to say how to give it."""
-
-    name: str
-    give: str
-
-
-@dataclass(frozen=True)
-class StyleWords:
-    """A front end's words for each style input, used in the rule's messages."""
-
-    references: Wording
-    match: Wording
-    class_examples: Wording
-    interpolate: Wording
-    steps: Wording
-    samples: Wording
-    front_end: str  # e.g. "the command line", in "a style the command line cannot give"
-
-
-@dataclass(frozen=True)
-class StyleInputs:
-    """What the user gave for the style; ``None``: not given at all (``0``: given, but empty)."""
-
-    references: int | None = None  # style reference images
-    match: bool = False  # each input takes the style of its closest reference
-    class_examples: int | None = None  # few-shot: images of the class to translate into
-    interpolation_ends: int | None = None  # images to interpolate between
-    steps: int | None = None  # interpolation steps, both ends included
-    n_samples: int = 1  # random styles
 
 
 def require_class_examples(count: int) -> None:

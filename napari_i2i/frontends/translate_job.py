@@ -21,7 +21,7 @@ from napari_i2i.core.device import resolve_device
 from napari_i2i.core.diversity import diversity_result
 from napari_i2i.core.layer_data import ImageData
 from napari_i2i.core.model_file import load_model
-from napari_i2i.core.style_choice import StyleInputs, StyleWords, Wording
+from napari_i2i.core.style_inputs import StyleInputs, StyleWords, Wording
 from napari_i2i.core.translate import Progress, TranslateOptions, TranslationResult, run_translation, throttled
 
 # The references list serves four style modes: its label and tooltip say which.

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from napari_i2i.contract.registry import data_kind_registry, default_registry
 from napari_i2i.frontends.cli.arguments import positive
-from napari_i2i.frontends.cli.train_progress import TrainingProgress
+from napari_i2i.frontends.cli.progress import TrainingProgress
 
 DEFAULT_PRESET = "small"
 DEVICE_HELP = "auto (default: CUDA, then MPS, then the CPU), cpu, cuda, mps or cuda:N"

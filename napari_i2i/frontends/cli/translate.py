@@ -12,26 +12,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from napari_i2i.core.constants import (
     COMPILE_CHOICES, DEFAULT_MAX_PIXELS, DEFAULT_TILE, DEVICE_CHOICES, PRECISION_CHOICES, SUFFIXES,
 )
+from napari_i2i.core.style_inputs import StyleInputs, StyleWords, Wording
 from napari_i2i.frontends.cli.arguments import positive
+from napari_i2i.frontends.cli.progress import TranslationProgressLines
 from napari_i2i.frontends.cli.translate_outputs import (
     DEFAULT_NAME_TEMPLATE, NAME_FIELDS, check_name_template, check_output_files, folders_to_create, output_paths,
 )
 
-if TYPE_CHECKING:
-    from napari_i2i.core.style_choice import StyleInputs, StyleWords
-    from napari_i2i.core.translate import Progress
-
-
-# Without a terminal (logs, CI, a front end's child process): one progress line this often.
-PROGRESS_LINE_SECONDS = 10.0
 
 
 def add_parser(commands) -> None:
@@ -116,31 +109,20 @@ def _add_run_flags(translate: argparse.ArgumentParser) -> None:
     )
 
 
-def _cli_words() -> StyleWords:
-    """The style inputs as the command line names them, for the style rule's messages."""
-    from napari_i2i.core.style_choice import StyleWords, Wording
-
-    return StyleWords(
-        references=Wording("--reference", "--reference IMG..."),
-        match=Wording("--match", "--match"),
-        class_examples=Wording("--class-images", "--class-images IMG..."),
-        interpolate=Wording("--interpolate", "--interpolate REF1 REF2"),
-        steps=Wording("--steps", "--steps N"),
-        samples=Wording("--samples", "--samples"),
-        front_end="the command line",
-    )
-
-
-def __getattr__(name: str):
-    if name == "CLI_WORDS":  # built on first use: the style rule imports torch
-        return _cli_words()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The style inputs as the command line names them, for the style rule's messages.
+CLI_WORDS = StyleWords(
+    references=Wording("--reference", "--reference IMG..."),
+    match=Wording("--match", "--match"),
+    class_examples=Wording("--class-images", "--class-images IMG..."),
+    interpolate=Wording("--interpolate", "--interpolate REF1 REF2"),
+    steps=Wording("--steps", "--steps N"),
+    samples=Wording("--samples", "--samples"),
+    front_end="the command line",
+)
 
 
 def _style_inputs(args: argparse.Namespace) -> StyleInputs:
     """The style flags as the style rule counts them (an absent flag: None)."""
-    from napari_i2i.core.style_choice import StyleInputs
-
     return StyleInputs(
         references=len(args.reference) or None,
         match=args.match,
@@ -151,26 +133,11 @@ def _style_inputs(args: argparse.Namespace) -> StyleInputs:
     )
 
 
-class _ProgressLines:
-    """Progress without a terminal: a line every :data:`PROGRESS_LINE_SECONDS`, one at the end."""
-
-    def __init__(self) -> None:
-        self._started = self._last = time.monotonic()
-
-    def update(self, progress: Progress) -> None:
-        if time.monotonic() - self._last >= PROGRESS_LINE_SECONDS:
-            self._last = time.monotonic()
-            print(f"translating: {progress.fraction:.0%} ({progress.message})", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        print(f"translating: done in {time.monotonic() - self._started:.0f} s", file=sys.stderr, flush=True)
-
-
 def _translate(steps, quiet: bool) -> list:
     """Drive the job, showing its progress (a bar on a terminal, else lines) and any notice."""
     from tqdm import tqdm
 
-    lines = None if quiet or sys.stderr.isatty() else _ProgressLines()
+    lines = None if quiet or sys.stderr.isatty() else TranslationProgressLines()
     with tqdm(total=1000, disable=quiet or lines is not None, unit="‰", desc="translating",
               file=sys.stderr) as bar:
         while True:
@@ -250,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {args.model} holds untrained weights; its outputs are noise", file=sys.stderr)
     direction = _direction(args, loaded.model.capabilities)
     mode = choose_style_mode(_style_inputs(args), loaded.model.capabilities.style_modes, loaded.info.engine,
-                             _cli_words())
+                             CLI_WORDS)
     options = TranslateOptions(direction=direction, mode=mode, seed=args.seed, tile=args.tile,
                                precision=args.precision, compile=args.compile,
                                n_samples=args.steps if mode is StyleMode.INTERPOLATE else args.samples)

@@ -1,11 +1,16 @@
-"""``napari-i2i train``'s progress on standard error: a bar on a terminal, plain lines elsewhere."""
+"""Progress of ``napari-i2i train`` and ``translate`` on standard error: a bar on a terminal, plain
+lines elsewhere (logs, CI, a front end's child process)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
-PROGRESS_LINE_SECONDS = 10  # when standard error is no terminal: one progress line this often
+if TYPE_CHECKING:
+    from napari_i2i.core.translate import Progress
+
+PROGRESS_LINE_SECONDS = 10.0  # when standard error is no terminal: one progress line this often
 
 
 class TrainingProgress:
@@ -58,3 +63,18 @@ class TrainingProgress:
         losses = "".join(f", {name} {value}" for name, value in terms.items())
         print(f"{self.description}: iteration {iteration}/{self.total or '?'}{rate}{losses}", file=self.stream,
               flush=True)
+
+
+class TranslationProgressLines:
+    """Progress without a terminal: a line every :data:`PROGRESS_LINE_SECONDS`, one at the end."""
+
+    def __init__(self) -> None:
+        self._started = self._last = time.monotonic()
+
+    def update(self, progress: Progress) -> None:
+        if time.monotonic() - self._last >= PROGRESS_LINE_SECONDS:
+            self._last = time.monotonic()
+            print(f"translating: {progress.fraction:.0%} ({progress.message})", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        print(f"translating: done in {time.monotonic() - self._started:.0f} s", file=sys.stderr, flush=True)
