@@ -1,22 +1,29 @@
 """Multi-domain benchmark (the ``unified`` engine): three stain looks of one tissue, exact truth.
 
-    python -m benchmarks.multidomain --out DIR [--iters N] [--tile 64] [--seed 0] [--samples 3]
+    OMP_NUM_THREADS=1 python -m benchmarks.multidomain --out DIR [--iters N] [--seeds 0 1 2]
+        [--tile 64] [--samples 3] [--no-munit]
 
-1. Generates the task (``benchmarks.tasks.multidomain``) into ``DIR/data``: one subfolder per
-   domain of training tiles (each cell in one domain only: no pairs), the test cells in every
+Per seed (the seed deals the cells into training/test and domains, and seeds training):
+
+1. Generates the task (``benchmarks.tasks.multidomain``) into ``DIR/seed_S/data``: one subfolder
+   per domain of training tiles (each cell in one domain only: no pairs), the test cells in every
    domain.
-2. Trains ``unified`` ``small`` twice through ``trainers.run`` (CPU): as configured, and with the
-   unification term off (``unification_weight = 0``), into ``DIR/run`` and ``DIR/run_no_uni``.
-3. Scores every ordered pair of domains on the test cells against their true re-staining:
-   latent styles (``--samples`` draws; diversity is reported), the style of a reference (the
-   first training tile of the target domain), and the baselines identity and histogram matching
-   (to the pooled training tiles of the target domain). L1 (0-255), PSNR, SSIM
-   (``benchmarks.tasks.metrics``).
-4. Unification, per domain and model: a logistic-regression classifier (torch, L2-regularised)
-   learns to tell latent styles from reference styles (the test tiles' codes) on half of each and
-   is scored on the other half: held-out accuracy 0.5 means indistinguishable.
+2. Trains ``unified`` ``small`` three times through ``trainers.run`` (CPU): as configured, with the
+   unification term off (``unification_weight = 0``) and with the smoothness term off
+   (``smoothness_weight = 0``); and, unless ``--no-munit``, MUNIT ``small`` on each unordered pair
+   of domains at a third of the iterations each (the same total budget as one unified model).
+3. Scores every ordered pair of domains on the test cells against their true re-staining
+   (L1 0-255, PSNR, SSIM; :mod:`benchmarks.multidomain_measures`): unified with latent styles
+   (``--samples`` draws; diversity reported) and with the style of a reference (the first training
+   tile of the target domain), MUNIT per pair likewise, identity and histogram matching.
+4. Unification (with vs without L_uni): per domain, the held-out accuracy of a classifier telling
+   latent from reference styles (0.5: indistinguishable). Smoothness (with vs without L_smooth):
+   along interpolations between two reference styles, the output change per unit style step and
+   the coefficient of variation of the per-step changes (lower: more even).
 
-Prints markdown tables; writes ``DIR/results.json``. ``--iters 2 --tile 128`` checks that it runs.
+Prints per-seed tables and the worst of the seeds (highest L1, lowest PSNR/SSIM, highest
+accuracy, highest variation); writes ``DIR/results.json``. ``--iters 3 --tile 128 --seeds 0``
+checks that it runs.
 """
 
 from __future__ import annotations
@@ -24,19 +31,21 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from itertools import permutations
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.tasks.metrics import histogram_matching_baseline, score
+from benchmarks.multidomain_measures import score_pairs, smoothness, unification
 from benchmarks.tasks.multidomain import MultiDomainTask, multidomain_task
-from benchmarks.tasks.task import Task
-from napari_i2i.contract.engine_api import StyleMode, StyleRequest
 from napari_i2i.core.model_file import load_model
 from trainers.run import make_settings, train
+
+ABLATIONS = {"unified": {}, "unified, no L_uni": {"unification_weight": 0.0},
+             "unified, no L_smooth": {"smoothness_weight": 0.0}}
+MUNIT_MODELS = 3  # one per unordered pair of the three domains
 
 
 def write_domains(task: MultiDomainTask, root: Path) -> Path:
@@ -47,88 +56,103 @@ def write_domains(task: MultiDomainTask, root: Path) -> Path:
     return root
 
 
-def to_tensor(tile: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(tile).permute(2, 0, 1)[None].float() / 127.5 - 1
+def _trained(run_dir: Path, engine: str, inputs: dict, loop: dict, training: dict):
+    settings = make_settings(engine, "small", inputs, config={**loop, "training": training})
+    return load_model(train(run_dir, settings), device=torch.device("cpu")).model.eval()
 
 
-def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
-    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return [p.permute(1, 2, 0).numpy() for p in pixels]
+def run_seed(out: Path, seed: int, iters: int | None, tile: int, samples: int, munit: bool) -> dict:
+    """Train and measure everything for one seed."""
+    started = time.perf_counter()
+    task = multidomain_task(tile, seed)
+    root = write_domains(task, out / "data")
+    loop = {"size": tile, "seed": seed, "precision": "fp32", "compile": "off",
+            **({"iterations": iters} if iters else {})}
+    record: dict = {"task": task.manifest, "models": {}, "train_seconds": {}}
+    unified = None
+    for label, training in ABLATIONS.items():
+        clock = time.perf_counter()
+        model = _trained(out / label.replace(", ", "_").replace(" ", "_"), "unified", {"domains": root}, loop,
+                         training)
+        record["train_seconds"][label] = round(time.perf_counter() - clock, 1)
+        record["models"][label] = {"unification_accuracy": unification(model, task),
+                                   "smoothness": smoothness(model, task)}
+        if unified is None:
+            unified = model
+    per_pair = {}
+    if munit:
+        clock = time.perf_counter()
+        munit_loop = {**loop, "iterations": max(1, (iters or 5_000) // MUNIT_MODELS)}
+        for first, second in combinations(task.train, 2):
+            model = _trained(out / f"munit_{first}_{second}", "munit",
+                             {"domain_a": root / first, "domain_b": root / second}, munit_loop, {})
+            per_pair[(first, second)], per_pair[(second, first)] = (model, "a2b"), (model, "b2a")
+        record["train_seconds"]["MUNIT per pair (3 models)"] = round(time.perf_counter() - clock, 1)
+    record["pairs"] = score_pairs(unified, per_pair, task, samples)
+    record["seconds"] = round(time.perf_counter() - started, 1)
+    return record
 
 
-@torch.inference_mode()
-def translations(model, task: MultiDomainTask, source: str, target: str, samples: int) -> dict[str, dict]:
-    """Per test file: latent samples and the reference-guided output."""
-    reference = to_tensor(next(iter(task.train[target].values())))
-    direction = f"to_{target}"
-    by_reference = model.condition(StyleRequest(StyleMode.REFERENCE, direction, references=[reference]))
-    latent, guided = {}, {}
-    for index, (file, tile) in enumerate(sorted(task.test[source].items())):
-        styles = model.condition(StyleRequest(StyleMode.RANDOM, direction, n_samples=samples, seed=index))
-        latent[file] = to_uint8(model.translate(to_tensor(tile), styles))
-        guided[file] = to_uint8(model.translate(to_tensor(tile), by_reference))[0]
-    return {"latent": latent, "reference": guided}
-
-
-def score_pairs(model, task: MultiDomainTask, samples: int) -> list[dict]:
+def worst_pairs(seeds: list[dict]) -> list[dict]:
+    """Per pair and method, the worst of the seeds, and at how many seeds it beat both baselines (L1)."""
     rows = []
-    for source, target in permutations(task.train, 2):
-        truth = task.test[target]
-        baseline_task = Task("pair", {"test_a": task.test[source], "train_b": task.train[target]})
-        predictions = {"identity": dict(task.test[source]),
-                       "histogram matching": histogram_matching_baseline(baseline_task),
-                       **translations(model, task, source, target, samples)}
-        for method, predicted in predictions.items():
-            rows.append({"pair": f"{source}→{target}", "method": method, **score(truth, predicted)})
+    for position, first in enumerate(seeds[0]["pairs"]):
+        same = [record["pairs"][position] for record in seeds]
+        wins = 0
+        for record, row in zip(seeds, same):
+            baselines = [r["l1"] for r in record["pairs"]
+                         if r["pair"] == row["pair"] and r["method"] in ("identity", "histogram matching")]
+            wins += row["l1"] < min(baselines)
+        diversities = [row["diversity"] for row in same if row["diversity"] is not None]
+        rows.append({"pair": first["pair"], "method": first["method"], "l1": max(r["l1"] for r in same),
+                     "psnr": min(r["psnr"] for r in same), "ssim": min(r["ssim"] for r in same),
+                     "diversity": min(diversities) if diversities else None, "wins": wins})
     return rows
 
 
-def held_out_accuracy(first: torch.Tensor, second: torch.Tensor, seed: int = 0) -> float:
-    """Logistic regression telling ``first`` (label 1) from ``second`` (0): accuracy on the held-out half."""
-    generator = torch.Generator().manual_seed(seed)
-    codes = torch.cat([first, second]).float()
-    labels = torch.cat([torch.ones(len(first)), torch.zeros(len(second))])
-    order = torch.randperm(len(codes), generator=generator)
-    train_rows, test_rows = order[: len(order) // 2], order[len(order) // 2:]
-    mean, std = codes[train_rows].mean(0), codes[train_rows].std(0) + 1e-6
-    codes = (codes - mean) / std
-    weight = torch.zeros(codes.shape[1], requires_grad=True)
-    bias = torch.zeros((), requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], max_iter=200)
-
-    def closure():
-        optimizer.zero_grad()
-        logits = codes[train_rows] @ weight + bias
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[train_rows])
-        loss = loss + 1e-3 * weight.square().sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    with torch.no_grad():
-        predicted = (codes[test_rows] @ weight + bias) > 0
-    return float((predicted == labels[test_rows].bool()).float().mean())
+def worst_models(seeds: list[dict]) -> dict[str, dict]:
+    """Per model: the highest unification accuracy and the highest step variation of the seeds."""
+    worst = {}
+    for label in seeds[0]["models"]:
+        models = [record["models"][label] for record in seeds]
+        domains = models[0]["unification_accuracy"]
+        worst[label] = {
+            "unification_accuracy": {d: max(m["unification_accuracy"][d] for m in models) for d in domains},
+            "step_cv": {d: max(m["smoothness"][d]["step_cv"] for m in models) for d in domains},
+            "change_per_unit": {d: float(np.mean([m["smoothness"][d]["change_per_unit"] for m in models]))
+                                for d in domains},
+        }
+    return worst
 
 
-def unification(model, task: MultiDomainTask) -> dict[str, float]:
-    """Per domain: held-out accuracy of telling latent from reference styles (0.5: one space).
-    ``condition`` computes styles without gradients; the classifier needs them, so no inference mode."""
-    result = {}
-    for name, tiles in task.test.items():
-        direction = f"to_{name}"
-        references = [model.condition(StyleRequest(StyleMode.REFERENCE, direction, references=[to_tensor(t)])).styles
-                      for t in tiles.values()]
-        latent = model.condition(StyleRequest(StyleMode.RANDOM, direction, n_samples=len(references), seed=7)).styles
-        result[name] = held_out_accuracy(latent, torch.cat(references))
-    return result
-
-
-def print_rows(rows: list[dict]) -> None:
-    print("| pair | method | L1 | PSNR | SSIM | diversity |\n|---|---|---|---|---|---|")
+def print_pairs(rows: list[dict], seeds: int) -> None:
+    wins = "wins" in rows[0]
+    print("| pair | method | L1 | PSNR | SSIM | diversity |" + (f" beats both baselines (L1), of {seeds} seeds |"
+                                                               if wins else "")
+          + "\n|---|---|---|---|---|---|" + ("---|" if wins else ""))
     for row in rows:
         diversity = "" if row["diversity"] is None else f"{row['diversity']:.1f}"
+        baseline = row["method"] in ("identity", "histogram matching")
         print(f"| {row['pair']} | {row['method']} | {row['l1']:.1f} | {row['psnr']:.2f} | {row['ssim']:.3f} | "
-              f"{diversity} |")
+              f"{diversity} |" + ((" |" if baseline else f" {row['wins']} |") if wins else ""))
+
+
+def print_models(models: dict[str, dict]) -> None:
+    domains = list(next(iter(models.values()))["unification_accuracy"])
+    print("\nUnification: held-out accuracy telling latent from reference styles (0.5 = one space)")
+    print("| model | " + " | ".join(domains) + " |\n|---|" + "---|" * len(domains))
+    for label, record in models.items():
+        print(f"| {label} | " + " | ".join(f"{record['unification_accuracy'][d]:.2f}" for d in domains) + " |")
+    print("\nSmoothness: coefficient of variation of the per-step output change along interpolations "
+          "(lower = more even); mean change (L1 0-255) per unit style step")
+    print("| model | " + " | ".join(f"CV {d} | change/unit {d}" for d in domains) + " |\n|---|"
+          + "---|---|" * len(domains))
+    for label, record in models.items():
+        if "step_cv" not in record:
+            record = {"step_cv": {d: v["step_cv"] for d, v in record["smoothness"].items()},
+                      "change_per_unit": {d: v["change_per_unit"] for d, v in record["smoothness"].items()}}
+        print(f"| {label} | " + " | ".join(f"{record['step_cv'][d]:.3f} | {record['change_per_unit'][d]:.2f}"
+                                          for d in domains) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,26 +160,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--iters", type=int, default=None, help="training iterations (default: the preset's)")
     parser.add_argument("--tile", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--samples", type=int, default=3, help="latent styles per test tile")
+    parser.add_argument("--no-munit", action="store_true", help="skip the MUNIT-per-pair baseline")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    task = multidomain_task(args.tile, args.seed)
-    root = write_domains(task, args.out / "data")
-    loop = {"size": args.tile, "seed": args.seed, **({"iterations": args.iters} if args.iters else {})}
-    results: dict = {"task": task.manifest, "models": {}}
-    for label, training in (("unified", {}), ("unified, no L_uni", {"unification_weight": 0.0})):
-        run_dir = args.out / ("run" if not training else "run_no_uni")
-        settings = make_settings("unified", "small", {"domains": root}, config={**loop, "training": training})
-        model = load_model(train(run_dir, settings), device=torch.device("cpu")).model.eval()
-        results["models"][label] = {"unification_accuracy": unification(model, task)}
-        if not training:
-            results["pairs"] = score_pairs(model, task, args.samples)
-    print(f"multidomain task: {task.manifest['train']} training tiles, {task.manifest['test_cells']} test cells")
-    print_rows(results["pairs"])
-    print("\n| model | " + " | ".join(task.train) + " |\n|---|" + "---|" * len(task.train))
-    for label, record in results["models"].items():
-        print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in record["unification_accuracy"].values()) + " |")
+    seeds = []
+    for seed in args.seeds:
+        record = run_seed(args.out / f"seed_{seed}", seed, args.iters, args.tile, args.samples, not args.no_munit)
+        seeds.append(record)
+        print(f"\n## seed {seed}: {record['task']['train']} training tiles, {record['task']['test_cells']} test "
+              f"cells; {record['seconds']} s (training: {record['train_seconds']})")
+        print_pairs(record["pairs"], 1)
+        print_models(record["models"])
+    results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+               "seeds": seeds, "worst": {"pairs": worst_pairs(seeds), "models": worst_models(seeds)}}
+    print(f"\n## worst of seeds {args.seeds}")
+    print_pairs(results["worst"]["pairs"], len(seeds))
+    print_models(results["worst"]["models"])
     results["seconds"] = round(time.perf_counter() - started, 1)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\n{results['seconds']} s; results in {args.out / 'results.json'}")

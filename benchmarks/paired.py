@@ -110,7 +110,7 @@ def run(out: Path, step_iters: int, munit_iters: int, seed: int = 0, samples: in
     test = task.splits["test_b"]
     rows = [{"task": task.name, "method": "identity", **score(test, task.splits["test_a"])}]
     times = {}
-    common = dict(size=tile, batch=batch, seed=seed)
+    common = dict(size=tile, batch=batch, seed=seed, precision="fp32", compile="off")  # scores as measured
     runs = {
         "step": (step_iters, make_settings(
             "step", "small", {"pairs_a": pairs_a, "pairs_b": pairs_b}, config={"training": step_stages(step_iters)},

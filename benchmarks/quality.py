@@ -118,7 +118,7 @@ def main() -> int:
                 config={"training": args.training, "model": args.model},
                 overrides=dict(size=args.tile, batch=args.batch, iterations=args.iters,
                                validate_every=args.eval_every, checkpoint_every=args.iters,
-                               seed=args.seed),
+                               seed=args.seed, precision="fp32", compile="off"),
             )
             run_dir = args.out / "runs" / f"{task_name}_{engine}"
             if args.score_only:

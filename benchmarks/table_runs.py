@@ -76,7 +76,8 @@ def train_unpaired(engine: str, task_dir: Path, run_dir: Path, tile: int, seed: 
     from trainers.run import make_settings, train
 
     settings = make_settings(engine, "small", {"domain_a": task_dir / "train_a", "domain_b": task_dir / "train_b"},
-                             overrides=dict(size=tile, batch=options.batch, iterations=options.iters, seed=seed))
+                             overrides=dict(size=tile, batch=options.batch, iterations=options.iters, seed=seed,
+                                            precision="fp32", compile="off"))
     settings.validate_every = settings.checkpoint_every = settings.iterations  # no time lost on either
     started = time.perf_counter()
     train(run_dir, settings, torch.device("cpu"), should_stop=deadline(options.minutes))

@@ -21,6 +21,17 @@ after ``--warmup`` untimed ones, and its split:
 Each column is its own median, so the phases need not add up to ``s/iter``.
 
     python benchmarks/train_step.py --engine munit --preset paper --sizes 64 128 --batch 1
+
+``--variants`` compares how the steps run instead (``trainers.precision``): one trainer per
+variant (``eager-fp32``, ``eager-bf16``, ``compiled-fp32``, ``compiled-bf16``), all built from
+the same seed, stepped in turn (A B C D A B C D …) in one process so that the machine's load
+falls on all alike; prints each variant's median seconds per iteration, its ratio to eager fp32,
+and the seconds of its first step (for compiled variants: mostly compiling). Every engine
+(``munit``, ``unit``, ``funit``, ``step``, ``unified``) runs on synthetic batches of its data kind;
+``--cycle-off`` sets ``cycle_weight`` 0, as in the published MUNIT edges2shoes configuration:
+
+    python benchmarks/train_step.py --engine munit --preset paper --sizes 64 128 --batch 1 --cycle-off \
+        --variants eager-fp32 eager-bf16 compiled-fp32 compiled-bf16
 """
 
 from __future__ import annotations
@@ -35,19 +46,60 @@ from typing import Any
 import torch
 
 PHASES = ("gen_forward", "dis_step", "gen_loss_backward")
+ENGINES = ("munit", "unit", "funit", "step", "unified")
+VARIANTS = {"eager-fp32": ("fp32", False), "eager-bf16": ("bf16", False),
+            "compiled-fp32": ("fp32", True), "compiled-bf16": ("bf16", True)}
+CLASSES = 4  # FUNIT's training classes and the unified engine's domains in the synthetic batches
+# What the engines other than MUNIT/UNIT need to be built at all: FUNIT's class count, the
+# unified engine's domains, StEP's generator stage (its main cost; the style stage needs VGG16 Grams).
+ENGINE_MODEL = {"unified": {"domains": [f"d{k}" for k in range(CLASSES)]}}
+ENGINE_TRAINING = {"funit": {"num_classes": CLASSES}, "step": {"stages": ["generator"]}}
 
 
 def _build_trainer(engine: str, preset: str, where: torch.device, model: dict[str, Any] | None,
-                   training: dict[str, Any] | None) -> tuple[Any, Any]:
+                   training: dict[str, Any] | None, runtime: Any = None) -> tuple[Any, Any]:
     """``(built networks, trainer)`` of ``engine``'s ``preset``, seeded, with overrides."""
+    import warnings
+
     from napari_i2i.contract.registry import default_registry
 
     registry = default_registry()
     networks = registry.get(engine)
     spec = registry.trainer(engine)
     torch.manual_seed(0)
-    built = networks.build(networks.config(preset, **(model or {})))
-    return built, spec.build(built, {**spec.presets[preset], **(training or {})}, where)
+    built = networks.build(networks.config(preset, **{**ENGINE_MODEL.get(engine, {}), **(model or {})}))
+    settings = {**spec.presets[preset], **ENGINE_TRAINING.get(engine, {}), **(training or {})}
+    with warnings.catch_warnings():  # StEP without VGG16 weights: a random VGG16 (said in its log)
+        warnings.simplefilter("ignore", UserWarning)
+        return built, spec.build(built, settings, where, runtime=runtime)
+
+
+def _synthetic_batch(engine: str, built: Any, size: int, batch: int, generator: torch.Generator) -> Any:
+    """One batch as the engine's data kind gives it: uniform noise in [-1, 1], random labels."""
+    def images(channels: int) -> torch.Tensor:
+        return torch.rand(batch, channels, size, size, generator=generator) * 2 - 1
+
+    def labels() -> torch.Tensor:
+        return torch.randint(0, CLASSES, (batch,), generator=generator)
+
+    config = built.config
+    if engine in ("funit", "unified"):
+        return (images(config["channels"]), labels()), (images(config["channels"]), labels())
+    return images(config["channels_a"]), images(config["channels_b"])
+
+
+class _SyntheticPairs:
+    """StEP's training set (it draws images itself): a few synthetic pairs."""
+
+    def __init__(self, built: Any, size: int) -> None:
+        generator = torch.Generator().manual_seed(1)
+        self.items = list(zip(*_synthetic_batch("step", built, size, 8, generator)))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.items[index % len(self.items)]
 
 
 class _Marks(dict):
@@ -125,9 +177,63 @@ def measure(
     }
 
 
+def compare_variants(
+    engine: str = "munit",
+    preset: str = "paper",
+    size: int = 64,
+    batch: int = 1,
+    rounds: int = 5,
+    warmup: int = 2,
+    variants: Sequence[str] = tuple(VARIANTS),
+    device: str = "cpu",
+    training: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Median seconds per iteration of each variant, stepped in turn (see the module docstring);
+    ``ratio`` is eager fp32's median over the variant's (above 1: faster), when eager fp32 ran."""
+    from napari_i2i.core.device import resolve_device
+    from trainers.precision import TrainingRuntime
+
+    where = resolve_device(device)
+    trainers = {}
+    for name in variants:
+        precision, compiled = VARIANTS[name]
+        built, trainer = _build_trainer(engine, preset, where, model, training,
+                                        TrainingRuntime(where, precision, compiled))
+        if engine == "step":
+            trainer.attach_dataset(_SyntheticPairs(built, size))
+        trainers[name] = trainer
+    generator = torch.Generator().manual_seed(0)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for iteration in range(warmup + rounds):
+        step_batch = _synthetic_batch(engine, built, size, batch, generator)  # the same batch for every variant
+        for name, trainer in trainers.items():
+            marks = _Marks(where)
+            marks.mark("start")
+            trainer.step(step_batch, iteration)
+            marks.mark("end")
+            times[name].append(marks["end"] - marks["start"])
+    medians = {name: statistics.median(seconds[warmup:]) for name, seconds in times.items()}
+    baseline = medians.get("eager-fp32")
+    return {
+        "engine": engine, "preset": preset, "size": size, "batch": batch, "rounds": rounds,
+        "device": str(where), "threads": torch.get_num_threads(),
+        "variants": {name: {"seconds": medians[name], "first_step": times[name][0],
+                            "ratio": baseline / medians[name] if baseline else None} for name in variants},
+    }
+
+
+def _print_variants(row: dict[str, Any]) -> None:
+    for name, figures in row["variants"].items():
+        ratio = "" if figures["ratio"] is None else f"{figures['ratio']:>7.2f}×"
+        print(f"{row['engine']:>8} {row['preset']:>6} {row['size']:>5} {name:>14} {figures['seconds']:>8.3f} "
+              f"{ratio:>8} {figures['first_step']:>10.1f}", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", default="munit", choices=("munit", "unit"))
+    parser.add_argument("--engine", default="munit", choices=ENGINES,
+                        help="munit or unit (the phase split needs a two-domain trainer); every engine with --variants")
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--batch", type=int, default=1)
@@ -135,18 +241,49 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="one JSON line per size instead of a table")
+    parser.add_argument("--cycle-off", action="store_true",
+                        help="cycle_weight 0: the published MUNIT edges2shoes configuration")
+    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS),
+                        help="compare these ways of running the steps, stepped in turn, instead of the phase split")
     args = parser.parse_args(argv)
+    training = {"cycle_weight": 0.0} if args.cycle_off else None
+    if args.variants:
+        _main_variants(args, training)
+        return
+    if args.engine not in ("munit", "unit"):
+        parser.error("the phase split is for munit and unit; use --variants for other engines")
     if not args.json:
         print(f"engine {args.engine}, preset {args.preset}, batch {args.batch}, median of {args.iters} "
               f"after {args.warmup} warm-up, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
         print(f"{'size':>6} {'s/iter':>8} {'gen fwd':>8} {'dis step':>9} {'gen loss+bwd':>13} {'CPU s':>7}  device")
     for size in args.sizes:
-        row = measure(args.engine, args.preset, size, args.batch, args.iters, args.warmup, args.device)
+        row = measure(args.engine, args.preset, size, args.batch, args.iters, args.warmup, args.device,
+                      training=training)
         if args.json:
             print(json.dumps(row))
         else:
             print(f"{size:>6} {row['total']:>8.2f} {row['gen_forward']:>8.2f} {row['dis_step']:>9.2f} "
                   f"{row['gen_loss_backward']:>13.2f} {row['cpu']:>7.2f}  {row['device']}")
+
+
+def _main_variants(args: argparse.Namespace, training: dict[str, Any] | None) -> None:
+    if not args.json:
+        from napari_i2i.core.device import resolve_precision, resolve_device, training_compile_pays
+
+        where = resolve_device(args.device)
+        print(f"batch {args.batch}, median of {args.iters} rounds after {args.warmup} warm-up, stepped in turn; "
+              f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; cycle "
+              f"{'off' if args.cycle_off else 'as the preset'}; here auto chooses precision "
+              f"{resolve_precision('auto', where)}, compile {training_compile_pays('auto', where, 10**6)} "
+              "(for a run of 10⁶ iterations)")
+        print(f"{'engine':>8} {'preset':>6} {'size':>5} {'variant':>14} {'s/iter':>8} {'vs fp32':>8} {'first s':>10}")
+    for size in args.sizes:
+        row = compare_variants(args.engine, args.preset, size, args.batch, args.iters, args.warmup, args.variants,
+                               args.device, training)
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            _print_variants(row)
 
 
 if __name__ == "__main__":

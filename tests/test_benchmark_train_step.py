@@ -29,9 +29,20 @@ def test_measure_splits_the_iteration(engine):
 
 def test_command_line_prints_a_row_per_size(capsys, monkeypatch):
     real = train_step.measure
-    monkeypatch.setattr(train_step, "measure", lambda *args: real(*args, model=TINY["munit"],
-                                                                  training={"dis_dim": 8}))
+    monkeypatch.setattr(train_step, "measure", lambda *args, training=None: real(
+        *args, model=TINY["munit"], training={"dis_dim": 8, **(training or {})}))
     train_step.main(["--preset", "small", "--sizes", "32", "48", "--iters", "1", "--warmup", "0"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("engine munit, preset small, batch 1, median of 1")
     assert [line.split()[0] for line in lines[2:]] == ["32", "48"]
+
+
+@pytest.mark.parametrize("engine", ["unit", "funit"])
+def test_variants_are_stepped_in_turn_with_ratios_to_eager_fp32(engine):
+    model = {"funit": {"dim": 8, "n_res": 1, "mlp_dim": 16, "class_dim": 8}}.get(engine, TINY["unit"])
+    training = {"funit": {"dis_dim": 8, "dis_blocks": 4}}.get(engine, {"dis_dim": 8, "cycle_weight": 0.0})
+    row = train_step.compare_variants(engine, "small", size=16, batch=2, rounds=2, warmup=1,
+                                      variants=["eager-fp32", "eager-bf16"], training=training, model=model)
+    assert list(row["variants"]) == ["eager-fp32", "eager-bf16"]
+    assert row["variants"]["eager-fp32"]["ratio"] == 1.0
+    assert all(figures["seconds"] > 0 and figures["ratio"] > 0 for figures in row["variants"].values())

@@ -41,6 +41,7 @@ batch = 4
 log_every = 1
 checkpoint_every = 100
 validate_every = 2
+precision = "fp32"  # compared with one process to 1e-5: bf16 sums over other batch splits differ more
 [model]
 dim = 8
 n_downsample = 1
@@ -93,7 +94,9 @@ def run_to_end(command):
 
 
 def losses(run):
-    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    """The loss lines of the run's log (its run score events left out)."""
+    return [record for record in map(json.loads, (run / "log.jsonl").read_text().splitlines())
+            if record.get("event") not in ("run_score", "content_lost")]
 
 
 def test_shares_of_the_ranks_make_the_global_batch():
@@ -119,7 +122,7 @@ def test_two_processes_train_as_one_and_rank_0_alone_writes(data):
             if key != "seconds" and isinstance(value, float):
                 assert double[key] == pytest.approx(value, rel=LOSS_RTOL), key
     lines = [json.loads(line) for line in out.splitlines()]  # rank 0's alone: each iteration once
-    assert [line["iteration"] for line in lines[:-1]] == [1, 2, 3, 4]
+    assert [line["iteration"] for line in lines[:-1] if "iteration" in line] == [1, 2, 3, 4]
     assert lines[-1] == {"model": str(two / "model.safetensors")}
     assert sorted(p.name for p in two.rglob("*") if "tensorboard" not in p.parts) == \
         sorted(p.name for p in one.rglob("*") if "tensorboard" not in p.parts)

@@ -9,8 +9,6 @@ import pytest
 import torch
 from test_training_loop import make_loop
 
-from trainers import loop as loop_module
-from trainers.loop import grad_scaler_enabled, make_grad_scaler
 
 
 class FakeWriter:
@@ -63,7 +61,8 @@ def test_tensorboard_gets_scalars_and_validation_images(tmp_path, fake_tensorboa
     image = writer.images[0][1]
     assert image.ndim == 3 and image.shape[0] == 3 and 0 <= image.min() and image.max() <= 1
     assert writer.texts == [("events", '{"event": "note", "text": "hello"}', 0)]
-    assert (tmp_path / "log.jsonl").read_text().count("\n") == 5  # the JSON lines are still written
+    assert len(loss_and_event_lines(tmp_path)) == 5  # the JSON lines are still written
+    assert [step for tag, _, step in writer.scalars if tag == "run_score/run_score"] == [2, 4]
 
     resumed = make_loop(tmp_path, 6)
     resumed.resume()
@@ -77,8 +76,14 @@ def test_without_tensorboard_only_json_lines(tmp_path, monkeypatch):
     loop = make_loop(tmp_path, 2, validate_every=1)
     assert loop.run()
     assert not (tmp_path / "tensorboard").exists()
-    assert (tmp_path / "log.jsonl").read_text().count("\n") == 2
+    assert len(loss_and_event_lines(tmp_path)) == 2
     assert len(list((tmp_path / "validation").iterdir())) == 2
+
+
+def loss_and_event_lines(run_dir):
+    """The log's lines less the run score's (trainers.run_score; tested in test_run_score.py)."""
+    return [line for line in (run_dir / "log.jsonl").read_text().splitlines()
+            if '"event": "run_score"' not in line and '"event": "content_lost"' not in line]
 
 
 def test_real_tensorboard_event_files(tmp_path):
@@ -89,15 +94,6 @@ def test_real_tensorboard_event_files(tmp_path):
     events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
     assert [event.step for event in events.Scalars("loss/image")] == [1, 2, 3]
     assert [event.step for event in events.Images("validation")] == [3]
-
-
-def test_grad_scaler_only_for_fp16_on_cuda(monkeypatch):
-    assert not make_grad_scaler(torch.device("cpu")).is_enabled()
-    monkeypatch.setattr(loop_module, "autocast_dtype", lambda device: torch.float16)
-    assert grad_scaler_enabled(torch.device("cuda"))
-    assert not grad_scaler_enabled(torch.device("cpu"))
-    monkeypatch.setattr(loop_module, "autocast_dtype", lambda device: torch.bfloat16)
-    assert not grad_scaler_enabled(torch.device("cuda"))
 
 
 def test_disabled_scaler_is_checkpointed_as_empty(tmp_path):

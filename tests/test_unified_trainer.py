@@ -207,7 +207,7 @@ def test_domain_layers_train_it_from_the_train_widgets_job(tmp_path):
 
 
 def test_the_benchmark_task_has_no_training_pairs_and_every_test_pair():
-    from benchmarks.multidomain import held_out_accuracy
+    from benchmarks.multidomain_measures import held_out_accuracy
     from benchmarks.tasks.multidomain import DOMAINS, multidomain_task
 
     task = multidomain_task(tile=128, seed=0)
@@ -222,3 +222,30 @@ def test_the_benchmark_task_has_no_training_pairs_and_every_test_pair():
     apart = held_out_accuracy(torch.randn(200, 4, generator=generator) + 3, torch.randn(200, 4, generator=generator))
     alike = held_out_accuracy(torch.randn(200, 4, generator=generator), torch.randn(200, 4, generator=generator))
     assert apart > 0.95 and abs(alike - 0.5) < 0.1
+
+
+def test_benchmark_smoothness_is_the_spread_of_the_per_step_change():
+    from benchmarks.multidomain_measures import path_changes
+
+    styles = torch.linspace(0, 1, 5)[:, None] * torch.tensor([[3.0, 4.0]])  # steps of length 5/4
+    even = torch.linspace(-1, 1, 5)[:, None, None, None].expand(5, 3, 4, 4)
+    per_unit, spread = path_changes(even, styles)
+    assert per_unit == pytest.approx(0.5 * 127.5 / 1.25) and spread == pytest.approx(0.0, abs=1e-9)
+    jumpy = even.clone()
+    jumpy[1:] = jumpy[-1]  # all of the change in the first step
+    assert path_changes(jumpy, styles)[1] == pytest.approx(2.0)  # std/mean of (1, 0, 0, 0) · c
+
+
+def test_benchmark_worst_of_seeds_takes_the_worst_row_and_counts_wins():
+    from benchmarks.multidomain import worst_pairs
+
+    def seed(l1_latent):
+        return {"pairs": [
+            {"pair": "a→b", "method": "identity", "l1": 10.0, "psnr": 20.0, "ssim": 0.5, "diversity": None},
+            {"pair": "a→b", "method": "histogram matching", "l1": 8.0, "psnr": 21.0, "ssim": 0.6, "diversity": None},
+            {"pair": "a→b", "method": "unified latent", "l1": l1_latent, "psnr": 30.0 - l1_latent, "ssim": 0.7,
+             "diversity": 1.0}]}
+
+    rows = worst_pairs([seed(5.0), seed(9.0), seed(7.0)])
+    latent = rows[2]
+    assert (latent["l1"], latent["psnr"], latent["wins"]) == (9.0, 21.0, 2)

@@ -27,11 +27,10 @@ from torch import nn
 
 from engines.funit import FunitModel
 from napari_i2i import hookimpl
-from napari_i2i.core.device import autocast
 from trainers.discriminators import MultiTaskDiscriminator
-from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer, TrainerSpec
-from trainers.loop import make_grad_scaler
+from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer, ScoringTranslation, TrainerSpec
 from trainers.losses import hinge_discriminator, hinge_generator, l1, r1_penalty
+from trainers.precision import TrainingRuntime
 from trainers.two_domain import displayable
 from trainers.ema import ema_beta, update_average
 
@@ -102,7 +101,8 @@ class FunitTrainer(MethodTrainer):
 
     model: FunitModel
 
-    def __init__(self, model: FunitModel, config: FunitTrainConfig, device: torch.device) -> None:
+    def __init__(self, model: FunitModel, config: FunitTrainConfig, device: torch.device,
+                 runtime: TrainingRuntime | None = None) -> None:
         if config.num_classes < 1:
             raise ValueError(
                 "FUNIT training needs num_classes ≥ 1: the number of training classes "
@@ -110,6 +110,7 @@ class FunitTrainer(MethodTrainer):
             )
         self.config = config
         self.device = device
+        self.runtime = runtime or TrainingRuntime(device)
         self.generator = model.to(device).train()
         self.model = copy.deepcopy(self.generator).requires_grad_(False)
         self.dis = MultiTaskDiscriminator(
@@ -117,7 +118,10 @@ class FunitTrainer(MethodTrainer):
         ).to(device)
         self.gen_optimizer = self._optimizer(self.generator.parameters())
         self.dis_optimizer = self._optimizer(self.dis.parameters())
-        self.scaler = make_grad_scaler(device)  # fp16 on CUDA only; a pass-through otherwise
+        self.scaler = self.runtime.grad_scaler()  # fp16 only; a pass-through otherwise
+        # the pieces the step calls (it calls encoders and decoder, features and logits, not forward);
+        # after the copy: the average stays eager
+        self.runtime.compile_networks(*self.generator.generator.children(), *self.dis.children())
 
     def _optimizer(self, parameters: Any) -> torch.optim.Optimizer:
         cfg = self.config
@@ -144,7 +148,7 @@ class FunitTrainer(MethodTrainer):
         """*batch* is ``((x, labels_x), (y, labels_y))``: content images, class images."""
         (x, label_x), (y, label_y) = ((t.to(self.device, non_blocking=True) for t in pair) for pair in batch)
         generator = self.generator.generator
-        with autocast(self.device):
+        with self.runtime.autocast():
             content = generator.content_encoder(x)
             translation = generator.decode(content, generator.class_encoder(y))  # x in y's class
             reconstruction = generator.decode(content, generator.class_encoder(x))  # x in its own class
@@ -164,7 +168,7 @@ class FunitTrainer(MethodTrainer):
         """y real, the translation fake (both judged by y's class), R1 on y."""
         cfg = self.config
         real = y.detach().requires_grad_(cfg.r1_weight > 0)
-        with autocast(self.device):
+        with self.runtime.autocast():
             real_logits = self.dis(real, label_y)
             fake_logits = self.dis(translation.detach(), label_y)
             gan_dis = hinge_discriminator(real_logits, fake_logits)
@@ -186,7 +190,7 @@ class FunitTrainer(MethodTrainer):
         cfg = self.config
         (x, label_x), (y, label_y) = content, style
         self.dis.requires_grad_(False)
-        with autocast(self.device):
+        with self.runtime.autocast():
             features_t = self.dis.features(translation)
             features_r = self.dis.features(reconstruction)
             gan = 0.5 * (
@@ -211,17 +215,25 @@ class FunitTrainer(MethodTrainer):
     @torch.no_grad()
     def validation_images(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Rows: content images, class examples, translations, reconstructions (by the average)."""
+        [scored] = self.scoring_translations(batch)
+        rows = (scored.source, scored.target_examples, scored.translated, scored.reconstructed)
+        return torch.cat([displayable(t.float()) for t in rows])
+
+    @torch.no_grad()
+    def scoring_translations(self, batch: tuple[torch.Tensor, torch.Tensor]) -> list[ScoringTranslation]:
+        """Content images in their examples' classes, and re-made in their own (by the average)."""
         x, y = (t.to(self.device) for t in batch)
         average = self.model.generator
-        with autocast(self.device):
+        with self.runtime.autocast():
             content = average.content_encoder(x)
             translation = average.decode(content, average.class_encoder(y))
             reconstruction = average.decode(content, average.class_encoder(x))
-        return torch.cat([displayable(t.float()) for t in (x, y, translation, reconstruction)])
+        return [ScoringTranslation(x, translation.float(), y, reconstruction.float(), direction="content→class")]
 
 
-def build_trainer(model: FunitModel, settings: Mapping[str, Any], device: torch.device) -> FunitTrainer:
-    return FunitTrainer(model, FunitTrainConfig.from_mapping(settings), device)
+def build_trainer(model: FunitModel, settings: Mapping[str, Any], device: torch.device,
+                  runtime: TrainingRuntime | None = None) -> FunitTrainer:
+    return FunitTrainer(model, FunitTrainConfig.from_mapping(settings), device, runtime)
 
 
 @hookimpl

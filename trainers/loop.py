@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from napari_i2i.contract.trainer_api import MethodTrainer
-from napari_i2i.core.device import autocast_dtype
 from napari_i2i.core.model_file import RUN_CHECKPOINT_NAME
 from trainers.distributed import GradientAverager, World, trained_parameters
+from trainers.run_score import RunScore, run_score
 
 CHECKPOINT_NAME = RUN_CHECKPOINT_NAME
 VALIDATION_DIR = "validation"  # in RUN_DIR: ITERATION.png (zero-padded, so names sort by iteration)
@@ -50,18 +50,12 @@ class LoopConfig:
     checkpoint_minutes: float = 5.0  # also checkpoint once this long has passed since the last; 0: never by time
 
 
+class ContentLostWarning(UserWarning):
+    """The run score's content check failed at a validation (e.g. contrast inverted)."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed from; the message names the file."""
-
-
-def grad_scaler_enabled(device: torch.device) -> bool:
-    """Loss scaling is needed where autocast runs in fp16 on CUDA; bf16 and fp32 need none."""
-    return device.type == "cuda" and autocast_dtype(device) == torch.float16
-
-
-def make_grad_scaler(device: torch.device) -> torch.amp.GradScaler:
-    """A ``GradScaler`` for *device*; a pass-through (``enabled=False``) unless fp16 on CUDA."""
-    return torch.amp.GradScaler(device.type, enabled=grad_scaler_enabled(device))
 
 
 def _summary_writer(log_dir: Path, purge_step: int | None) -> Any:
@@ -149,12 +143,14 @@ class TrainLoop:
         on_validate: Callable[[int, MethodTrainer], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         world: World | None = None,
+        on_score: Callable[[int, RunScore], None] | None = None,
     ) -> None:
         """``batches(start)`` yields the batch of every iteration from ``start`` on,
         deterministically, so a resumed run sees the batches the first would have.
         ``should_stop`` is asked before every step: True stops as Ctrl-C does (a
         front end's Cancel). With a distributed *world* ``on_progress`` and ``on_validate``
-        are called on rank 0 only, with the losses averaged over the ranks."""
+        are called on rank 0 only, with the losses averaged over the ranks. ``on_score`` gets the
+        run score (:mod:`trainers.run_score`) of every validation and of the end of the run."""
         self.trainer = trainer
         self.batches = batches
         self.config = config
@@ -163,6 +159,8 @@ class TrainLoop:
         self.on_progress = on_progress
         self.on_validate = on_validate
         self.should_stop = should_stop
+        self.on_score = on_score
+        self.last_score: tuple[int, RunScore] | None = None  # (iteration, score) of the latest validation
         self.world = world or World()
         self.iteration = 0
         self.last_saved = time.monotonic()  # when a checkpoint was last written (or the session began)
@@ -295,6 +293,7 @@ class TrainLoop:
             self.on_validate(self.iteration, self.trainer)
         if self.validation_batch is None:
             return
+        self._score()
         images = self.trainer.validation_images(self.validation_batch)
         if images is None:
             return
@@ -313,6 +312,28 @@ class TrainLoop:
 
             self.writer.add_image("validation", make_grid(images, nrow=nrow), self.iteration)
             self.writer.flush()
+
+    def _score(self) -> None:
+        """Score the validation batch (rank 0, with one): logged, to TensorBoard, to ``on_score``,
+        and a :class:`ContentLostWarning` when the content check fails."""
+        translations = self.trainer.scoring_translations(self.validation_batch)
+        if not translations:
+            return
+        result = run_score(translations)
+        self.last_score = (self.iteration, result)
+        record = result.record()
+        self._log({"iteration": self.iteration, "event": "run_score", **record})
+        if self.writer is not None:
+            for name, value in record.items():
+                if isinstance(value, float):
+                    self.writer.add_scalar(f"run_score/{name}", value, self.iteration)
+            self.writer.flush()
+        message = result.warning(self.iteration)
+        if message is not None:
+            self._log({"iteration": self.iteration, "event": "content_lost", "message": message})
+            warnings.warn(message, ContentLostWarning, stacklevel=2)
+        if self.on_score is not None:
+            self.on_score(self.iteration, result)
 
     def _after_step(self, losses: Mapping[str, float], started: float, by_time: bool) -> None:
         """What follows each step when due: log, progress, validation images, checkpoint
@@ -359,6 +380,9 @@ class TrainLoop:
                     self.iteration += 1
                     _, by_time, losses = world.agree(False, self._checkpoint_due_by_time(), losses)
                     self._after_step(losses, started, by_time)
+            scored = self.last_score is not None and self.last_score[0] == self.iteration
+            if world.is_main and self.validation_batch is not None and self.iteration != first and not scored:
+                self._score()  # the end of the run is scored too
             # rank 0 decides: the others could look while its last checkpoint is on its way to disk
             missing = world.is_main and not self.checkpoint_path.exists()
             if (self.iteration != first and self.saved_iteration != self.iteration) or world.agree(False, missing, {})[1]:

@@ -22,6 +22,7 @@ from engines.munit import MunitModel
 from napari_i2i import hookimpl
 from napari_i2i.contract.trainer_api import TrainerSpec
 from trainers.losses import l1
+from trainers.precision import TrainingRuntime
 from trainers.two_domain import SMALL_OPTIMISATION, AdversarialSettings, TwoDomainTrainer
 from trainers.vgg import Vgg16Features, VggWeightsNotFound, load_vgg16
 
@@ -68,8 +69,9 @@ class MunitTrainer(TwoDomainTrainer):
     model: MunitModel
     config: MunitTrainConfig
 
-    def __init__(self, model: MunitModel, config: MunitTrainConfig, device: torch.device) -> None:
-        super().__init__(model, config, device)
+    def __init__(self, model: MunitModel, config: MunitTrainConfig, device: torch.device,
+                 runtime: TrainingRuntime | None = None) -> None:
+        super().__init__(model, config, device, runtime)
         self.vgg: Vgg16Features | None = None
         self._events: list[dict[str, Any]] = []
         if config.vgg_weight > 0:
@@ -143,9 +145,26 @@ class MunitTrainer(TwoDomainTrainer):
         x_ba = gen_a.decode(gen_b.content_encoder(x_b), styles[: len(x_b)])
         return x_ab, x_ba
 
+    def translate_back(self, x_ab: torch.Tensor, x_ba: torch.Tensor, x_a: torch.Tensor,
+                       x_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Back in each input's own style, as the cycle loss does."""
+        gen_a, gen_b = self.model.gen_a, self.model.gen_b
+        x_aba = gen_a.decode(gen_b.content_encoder(x_ab), gen_a.style_encoder(x_a))
+        x_bab = gen_b.decode(gen_a.content_encoder(x_ba), gen_b.style_encoder(x_b))
+        return x_aba, x_bab
 
-def build_trainer(model: MunitModel, settings: Mapping[str, Any], device: torch.device) -> MunitTrainer:
-    return MunitTrainer(model, MunitTrainConfig.from_mapping(settings), device)
+    def second_styles(self, x_a: torch.Tensor, x_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Styles of another seed (1) than the display's."""
+        gen_a, gen_b = self.model.gen_a, self.model.gen_b
+        styles = torch.randn(max(len(x_a), len(x_b)), gen_a.style_dim, generator=torch.Generator().manual_seed(1))
+        styles = styles.to(self.device)
+        return (gen_b.decode(gen_a.content_encoder(x_a), styles[: len(x_a)]),
+                gen_a.decode(gen_b.content_encoder(x_b), styles[: len(x_b)]))
+
+
+def build_trainer(model: MunitModel, settings: Mapping[str, Any], device: torch.device,
+                  runtime: TrainingRuntime | None = None) -> MunitTrainer:
+    return MunitTrainer(model, MunitTrainConfig.from_mapping(settings), device, runtime)
 
 
 @hookimpl

@@ -32,6 +32,8 @@ from napari_i2i.core.model_file import RUN_MODEL_NAME, save_model
 from trainers.datasets import InfiniteSampler
 from trainers.distributed import World, process_group, world_from_environment
 from trainers.loop import LoopConfig, TrainLoop
+from trainers.precision import TrainingRuntime
+from trainers.run_score import RunScore
 from trainers.run_settings import (  # noqa: F401  (the run API in one place for front ends)
     RESUME_CHANGES,
     RUN_FILE,
@@ -100,26 +102,33 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     checkpoint_every: int | None = None,
     checkpoint_minutes: float | None = None,
+    on_score: Callable[[int, RunScore], None] | None = None,
+    compile_choice: str | None = None,
 ) -> Path | None:
     """Train and write ``RUN_DIR/model.safetensors``; ``None`` when stopped early.
 
     With ``resume``, the settings come from ``RUN_DIR/run.json`` (only the
-    number of ``iterations`` and the checkpoint intervals may change) and
-    training continues from the last checkpoint. ``should_stop`` (asked before
+    number of ``iterations``, the checkpoint intervals and ``compile_choice`` may change) and
+    training continues from the last checkpoint, in the precision it started with. ``should_stop`` (asked before
     every iteration) stops the run as Ctrl-C does: checkpoint saved, the model
     so far written to ``RUN_DIR/model.safetensors`` (its provenance has
     ``training.stopped_at``; none when not one iteration was trained), ``None`` returned.
+    ``on_score`` gets the run score (:mod:`trainers.run_score`) of each validation and of the end;
+    the last is kept in the model file's provenance (``training.run_score``).
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the batch is the global one (a multiple of the
     number of processes), ``cuda`` means ``cuda:LOCAL_RANK``, and rank 0 writes every file.
     """
     run_dir = Path(run_dir)
     registry = registry or default_registry()
     world = world_from_environment()
-    changes = {"iterations": iterations, "checkpoint_every": checkpoint_every, "checkpoint_minutes": checkpoint_minutes}
+    changes = {"iterations": iterations, "checkpoint_every": checkpoint_every, "checkpoint_minutes": checkpoint_minutes,
+               "compile": compile_choice}
     settings = _run_settings(run_dir, settings, resume, changes, registry)
     world.check_batch(settings.batch)
     device = world.device_for(device)
-    engine, kind, data, trainer = _build(settings, registry, device)
+    runtime = TrainingRuntime.resolve(settings.precision, settings.compile, device, settings.iterations)
+    settings.precision = runtime.precision  # run.json keeps what auto chose: a resume computes the same
+    engine, kind, data, trainer = _build(settings, registry, device, runtime)
     with process_group(world, device):
         loop = TrainLoop(
             trainer, _batches(data.dataset, settings, device, world),
@@ -127,7 +136,7 @@ def train(
                        checkpoint_minutes=settings.checkpoint_minutes, log_every=settings.log_every,
                        validate_every=settings.validate_every, seed=settings.seed),
             run_dir, validation_batch=data.validation_batch, on_progress=on_progress, on_validate=on_validate,
-            should_stop=should_stop, world=world,
+            should_stop=should_stop, world=world, on_score=on_score,
         )
         if resume:
             loop.resume()
@@ -141,15 +150,20 @@ def train(
     path = run_dir / MODEL_FILE
     if world.is_main:
         record = {"iterations": loop.iteration, "preset": settings.preset, **data.record, "device": str(device),
+                  **runtime.record(),
                   "seconds_last_session": round(time.perf_counter() - started, 1), "settings": asdict(settings)}
         if world.distributed:
             record["processes"] = world.size
+        if loop.last_score is not None:
+            record["run_score"] = {"iteration": loop.last_score[0], **loop.last_score[1].record()}
         _save_model(path, engine, trainer, record, None if finished else settings.iterations)
     return path if finished else None
 
 
-def _build(settings: RunSettings, registry: EngineRegistry, device: torch.device) -> tuple[Any, DataKind, Any, MethodTrainer]:
-    """The engine, the data kind, its loaded data and the trainer, built from the seed."""
+def _build(settings: RunSettings, registry: EngineRegistry, device: torch.device,
+           runtime: TrainingRuntime) -> tuple[Any, DataKind, Any, MethodTrainer]:
+    """The engine, the data kind, its loaded data and the trainer (computing as *runtime* says),
+    built from the seed."""
     engine, spec = registry.get(settings.engine), registry.trainer(settings.engine)
     if spec.data != settings.data:
         raise ValueError(f"engine {settings.engine!r} trains on {spec.data!r} data, the settings are for "
@@ -159,7 +173,7 @@ def _build(settings: RunSettings, registry: EngineRegistry, device: torch.device
         model=settings.model, training=settings.training, size=settings.size, resize=settings.resize,
         flip=settings.flip, seed=settings.seed))
     torch.manual_seed(settings.seed)  # before building: the initial weights depend on the seed alone
-    trainer = spec.build(engine.build(settings.model), settings.training, device)
+    trainer = spec.build(engine.build(settings.model), settings.training, device, runtime=runtime)
     trainer.attach_dataset(data.dataset)  # for trainers that draw images themselves (StEP's triplet pools)
     return engine, kind, data, trainer
 

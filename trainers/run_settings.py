@@ -19,6 +19,7 @@ from typing import Any
 
 from napari_i2i.contract.registry import EngineRegistry, default_registry
 from napari_i2i.contract.trainer_api import DataKind, TrainerSpec
+from napari_i2i.core.constants import COMPILE_CHOICES, PRECISION_CHOICES
 
 RUN_FILE = "run.json"
 # Top-level run.json fields of runs written before inputs were one mapping; read into `inputs`.
@@ -46,12 +47,16 @@ class RunSettings:
     seed: int = 0
     resize: int | None = None  # short side resized to this before cropping; None: never resized
     flip: bool = True  # random horizontal flips (off where a mirror image is another thing: glyphs)
+    # Arithmetic of the steps (PRECISION_CHOICES): a new run stores what ``auto`` resolved to, so a
+    # resumed run computes as the first did. Runs written before the setting trained in fp32.
+    precision: str = "auto"
+    compile: str = "auto"  # torch.compile the networks (COMPILE_CHOICES; core.device.training_compile_pays)
 
 
 # RunSettings fields that say what the run is: set by make_settings, not by config files or flags.
 _DATA_FIELDS = {"engine", "preset", "data", "inputs", "inputs_relative", "model", "training"}
 # Loop settings a resumed run may change: they decide when checkpoints are written, not what is learnt.
-RESUME_CHANGES = ("iterations", "checkpoint_every", "checkpoint_minutes")
+RESUME_CHANGES = ("iterations", "checkpoint_every", "checkpoint_minutes", "compile")
 
 
 def check_global_batch(batch: int, processes: int) -> None:
@@ -71,6 +76,7 @@ def read_run_file(path: Path, registry: EngineRegistry | None = None) -> RunSett
     if "inputs" not in values:
         kind = (registry or default_registry()).data_kind(values.get("data", "unpaired"))
         values["inputs"] = {role.key: legacy[role.key] for role in kind.roles if role.key in legacy}
+    values.setdefault("precision", "fp32")  # written before runs had a precision: they trained in fp32
     return RunSettings(**values)
 
 
@@ -195,4 +201,7 @@ def _loop_settings(preset: Mapping[str, Any], chosen: Mapping[str, Any]) -> dict
     unknown = set(loop) - (set(RunSettings.__dataclass_fields__) - _DATA_FIELDS)
     if unknown:
         raise ValueError(f"unknown settings: {sorted(unknown)}")
+    for key, choices in (("precision", PRECISION_CHOICES), ("compile", COMPILE_CHOICES)):
+        if key in loop and loop[key] not in choices:
+            raise ValueError(f"unknown {key} {loop[key]!r}; use one of {', '.join(choices)}")
     return loop

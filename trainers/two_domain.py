@@ -18,11 +18,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from napari_i2i.core.device import autocast
 from trainers.discriminators import MultiScaleDiscriminator
-from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer
-from trainers.loop import make_grad_scaler
+from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer, ScoringTranslation
 from trainers.losses import lsgan_discriminator, lsgan_generator
+from trainers.precision import TrainingRuntime
 
 # The CPU-sized optimisation of the `small` presets: narrow discriminators, the
 # Adam betas and higher learning rate of later GAN work (benchmarks/NOTES.md: the
@@ -54,10 +53,12 @@ def displayable(images: torch.Tensor) -> torch.Tensor:
 
 
 class TwoDomainTrainer(MethodTrainer):
-    def __init__(self, model: nn.Module, config: AdversarialSettings, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, config: AdversarialSettings, device: torch.device,
+                 runtime: TrainingRuntime | None = None) -> None:
         self.model = model.to(device).train()
         self.config = config
         self.device = device
+        self.runtime = runtime or TrainingRuntime(device)
         channels = (model.config["channels_a"], model.config["channels_b"])
         self.dis_a, self.dis_b = (
             MultiScaleDiscriminator(c, config.dis_dim, config.dis_layers, config.dis_scales).to(device)
@@ -72,7 +73,8 @@ class TwoDomainTrainer(MethodTrainer):
             name: torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, gamma=0.5)
             for name, optimizer in self.optimizers().items()
         }
-        self.scaler = make_grad_scaler(device)  # fp16 on CUDA only; a pass-through otherwise
+        self.scaler = self.runtime.grad_scaler()  # fp16 only; a pass-through otherwise
+        self.runtime.compile_networks(self.model, self.dis_a, self.dis_b)
 
     def modules(self) -> Mapping[str, nn.Module]:
         return {"generator": self.model, "dis_a": self.dis_a, "dis_b": self.dis_b}
@@ -103,7 +105,7 @@ class TwoDomainTrainer(MethodTrainer):
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor], iteration: int) -> dict[str, float]:
         x_a, x_b = (x.to(self.device, non_blocking=True) for x in batch)
-        with autocast(self.device):
+        with self.runtime.autocast():
             forward = self.translate(x_a, x_b)
             x_ab, x_ba = forward["x_ab"], forward["x_ba"]
             dis_loss = lsgan_discriminator(self.dis_a(x_a), self.dis_a(x_ba.detach()))
@@ -114,7 +116,7 @@ class TwoDomainTrainer(MethodTrainer):
 
         for discriminator in (self.dis_a, self.dis_b):
             discriminator.requires_grad_(False)
-        with autocast(self.device):
+        with self.runtime.autocast():
             losses, weights = self.generator_losses(x_a, x_b, forward)
             losses["gan"] = lsgan_generator(self.dis_a(x_ba)) + lsgan_generator(self.dis_b(x_ab))
             weights["gan"] = self.config.gan_weight
@@ -132,6 +134,30 @@ class TwoDomainTrainer(MethodTrainer):
             "gen": gen_loss.item(),
             **{name: value.item() for name, value in losses.items()},
         }
+
+    def translate_back(self, x_ab: torch.Tensor, x_ba: torch.Tensor, x_a: torch.Tensor,
+                       x_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The display translations taken back to their own domains (``x_aba``, ``x_bab``); the
+        inputs are given for methods that decode back in the input's own style."""
+        return self.translate_for_display(x_ba, x_ab)[::-1]
+
+    def second_styles(self, x_a: torch.Tensor, x_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """a→b and b→a in other sampled styles than the display's (multimodal methods), else None."""
+        return None
+
+    @torch.no_grad()
+    def scoring_translations(self, batch: tuple[torch.Tensor, torch.Tensor]) -> list[ScoringTranslation]:
+        """Both directions of the validation batch, translated back, in eval mode."""
+        self.model.eval()
+        x_a, x_b = (x.to(self.device) for x in batch)
+        with self.runtime.autocast():
+            x_ab, x_ba = self.translate_for_display(x_a, x_b)
+            x_aba, x_bab = self.translate_back(x_ab, x_ba, x_a, x_b)
+            others = self.second_styles(x_a, x_b)
+        self.model.train()
+        other_ab, other_ba = others if others is not None else (None, None)
+        return [ScoringTranslation(x_a, x_ab, x_b, x_aba, other_ab, "a→b"),
+                ScoringTranslation(x_b, x_ba, x_a, x_bab, other_ba, "b→a")]
 
     @torch.no_grad()
     def validation_images(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

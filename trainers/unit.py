@@ -21,6 +21,7 @@ from engines.unit.networks import sample_latent
 from napari_i2i import hookimpl
 from napari_i2i.contract.trainer_api import TrainerSpec
 from trainers.losses import l1
+from trainers.precision import TrainingRuntime
 from trainers.two_domain import SMALL_OPTIMISATION, AdversarialSettings, TwoDomainTrainer
 
 
@@ -83,8 +84,9 @@ class UnitTrainer(TwoDomainTrainer):
         return gen_b.decode(gen_a.encode(x_a)), gen_a.decode(gen_b.encode(x_b))
 
 
-def build_trainer(model: UnitModel, settings: Mapping[str, Any], device: torch.device) -> UnitTrainer:
-    return UnitTrainer(model, UnitTrainConfig.from_mapping(settings), device)
+def build_trainer(model: UnitModel, settings: Mapping[str, Any], device: torch.device,
+                  runtime: TrainingRuntime | None = None) -> UnitTrainer:
+    return UnitTrainer(model, UnitTrainConfig.from_mapping(settings), device, runtime)
 
 
 @hookimpl

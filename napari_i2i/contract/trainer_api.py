@@ -50,10 +50,28 @@ class TrainerSpec:
     engine: str
     data: str  # the name of the DataKind it trains on, e.g. "unpaired" (two domain folders)
     presets: Mapping[str, Mapping[str, Any]]  # training settings per preset
-    build: Callable[[nn.Module, Mapping[str, Any], torch.device], MethodTrainer]
+    # build(model, settings, device, runtime=TrainingRuntime): ``runtime`` (trainers.precision) says
+    # the precision and compilation the trainer's steps use; trainers.run always passes it.
+    build: Callable[..., MethodTrainer]
     # For trainers that run in stages: the loop's iterations for given training settings,
     # used unless the user sets a number; None: the data kind's preset decides.
     total_iterations: Callable[[Mapping[str, Any]], int] | None = None
+
+
+@dataclass(frozen=True)
+class ScoringTranslation:
+    """One direction of the validation batch translated, for a score that needs no ground truth.
+
+    Every image is ``(N, C, H, W)`` in [-1, 1], made by the networks a user would translate with
+    (eval mode where that matters). What a method cannot make is None; the score leaves it out.
+    """
+
+    source: torch.Tensor
+    translated: torch.Tensor  # source in the other domain (or class, or reference style)
+    target_examples: torch.Tensor  # real images of the target domain (not paired with source)
+    reconstructed: torch.Tensor | None = None  # translated back (a cycle), or re-made in the source's own style
+    second_style: torch.Tensor | None = None  # source translated with another sampled style (multimodal engines)
+    direction: str = "a→b"  # for messages
 
 
 class MethodTrainer(ABC):
@@ -87,6 +105,11 @@ class MethodTrainer(ABC):
     def validation_images(self, batch: Any) -> torch.Tensor | None:
         """A ``(N, C, H, W)`` image grid in [-1, 1] showing progress, or None."""
         return None
+
+    def scoring_translations(self, batch: Any) -> list[ScoringTranslation]:
+        """The validation *batch* translated for the run score (``trainers.run_score``), one entry
+        per direction; the default, none: such a run has no score."""
+        return []
 
     def attach_dataset(self, dataset: Any) -> None:
         """Called with the training dataset before the loop starts, for trainers that draw

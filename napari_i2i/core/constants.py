@@ -9,7 +9,8 @@ from __future__ import annotations
 
 TIFF_SUFFIXES = {".tif", ".tiff"}
 PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg"}
-SUFFIXES = TIFF_SUFFIXES | PILLOW_SUFFIXES
+STORE_SUFFIXES = {".zarr"}  # zarr / OME-Zarr stores (folders; .ome.zarr too), read and written lazily
+SUFFIXES = TIFF_SUFFIXES | PILLOW_SUFFIXES | STORE_SUFFIXES
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # core.device resolves them
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")  # of inference; core.device resolves them

@@ -61,7 +61,7 @@ def autocast(device: torch.device) -> AbstractContextManager[object]:
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-# --- inference precision and compilation (training keeps ``autocast`` above for now) ---
+# --- precision and compilation (inference; training through trainers.precision) ---
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # CPU flags (Linux /proc/cpuinfo) of units that run bf16 at more than fp32 speed.
@@ -136,6 +136,24 @@ def compile_pays(choice: str, window_pixels: int, device: torch.device) -> bool:
         return choice == "on"
     per_pixel = CPU_SECONDS_PER_PIXEL if device.type == "cpu" else GPU_SECONDS_PER_PIXEL
     return window_pixels * per_pixel * COMPILE_SAVING > COMPILE_SECONDS_GUESS
+
+
+# Training compiles the forward and backward graphs of every network a step calls: 5-8 minutes on
+# this project's CPU, needing a C++ compiler (docs/benchmarks.md: it repays after 300-4000
+# iterations there, so ``--compile on`` suits long CPU runs); ``auto`` compiles training on CUDA
+# only, for runs of this many iterations.
+TRAIN_COMPILE_MIN_ITERATIONS = 2_000
+
+
+def training_compile_pays(choice: str, device: torch.device, iterations: int) -> bool:
+    """Whether to compile a training run's networks: ``on``/``off`` as said; ``auto`` on CUDA for runs
+    of :data:`TRAIN_COMPILE_MIN_ITERATIONS` or more, never on the CPU or MPS."""
+    choice = choice.strip().lower()
+    if choice not in COMPILE_CHOICES:
+        raise DeviceError(f"unknown compile choice {choice!r}; use one of {', '.join(COMPILE_CHOICES)}")
+    if choice != "auto":
+        return choice == "on"
+    return device.type == "cuda" and iterations >= TRAIN_COMPILE_MIN_ITERATIONS
 
 
 def compile_cache_dir() -> Path:

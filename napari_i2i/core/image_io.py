@@ -1,4 +1,4 @@
-"""Reading and writing image files: TIFF via tifffile, PNG/JPEG via Pillow.
+"""Reading and writing image files: TIFF via tifffile, PNG/JPEG via Pillow, zarr stores via zarr.
 
 Reading gives the array and RGB flag that the rules of
 :mod:`napari_i2i.core.layer_data` expect, for inference and training alike:
@@ -13,11 +13,18 @@ Every read checks the header against a pixel limit before decoding
 decompression-bomb check and its warning are replaced by this one. Writing
 goes to a temporary name in the output's folder, renamed when every file of
 the call is complete: a failed or interrupted write leaves no partial file.
+
+TIFFs over :data:`~napari_i2i.core.lazy_images.LAZY_ABOVE_PIXELS` and zarr /
+OME-Zarr stores (``.zarr`` folders) are opened lazily
+(:mod:`napari_i2i.core.lazy_images`), read window by window by the translation.
+A TIFF's or store's pixel size is read with the image and written with the
+result (TIFF resolution tags, OME-XML for ``.ome.tif``, OME-Zarr scale).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -31,7 +38,9 @@ from PIL import Image, UnidentifiedImageError
 
 from napari_i2i.core.constants import DEFAULT_MAX_PIXELS, PILLOW_SUFFIXES, SUFFIXES, TIFF_SUFFIXES
 from napari_i2i.core.errors import ImageFileError, TooManyPixelsError  # noqa: F401 (re-exported)
-from napari_i2i.core.layer_data import ImageData
+from napari_i2i.core.layer_data import ImageData, PixelSize
+from napari_i2i.core.lazy_images import LAZY_ABOVE_PIXELS, open_tiff, open_zarr, tiff_pixel_size
+from napari_i2i.core.stores import is_store, tiff_keywords, write_ome_zarr
 
 __all__ = ["PILLOW_SUFFIXES", "SUFFIXES", "TIFF_SUFFIXES", "ImageFileError", "ImageHeader", "TooManyPixelsError",
            "check_writable", "image_header", "output_files", "read_header", "read_image", "write_image",
@@ -39,7 +48,7 @@ __all__ = ["PILLOW_SUFFIXES", "SUFFIXES", "TIFF_SUFFIXES", "ImageFileError", "Im
 
 _PILLOW_GRAY = ("L", "I", "F")  # single-band modes after _pillow_mode ("I;16" and kin too)
 _PILLOW_DTYPES = {"I": np.int32, "F": np.float32}  # others: uint8, and uint16 for "I;16…"
-_DECODER_ERRORS = (OSError, ValueError, UnidentifiedImageError, tifffile.TiffFileError)
+_DECODER_ERRORS = (OSError, ValueError, KeyError, UnidentifiedImageError, tifffile.TiffFileError)
 _PILLOW_LIMIT = threading.Lock()  # guards Pillow's global MAX_IMAGE_PIXELS while we open a file
 
 
@@ -64,6 +73,10 @@ def megapixels(pixels: int) -> str:
 
 def _checked_path(path: str | Path) -> Path:
     path = Path(path)
+    if is_store(path):
+        if not path.is_dir():
+            raise ImageFileError(f"{path}: no such zarr store")
+        return path
     if path.is_dir():
         raise ImageFileError(f"{path}: is a folder; give the image files in it (e.g. {path / '*.tif'})")
     if path.suffix.lower() not in SUFFIXES:
@@ -136,7 +149,10 @@ def image_header(path: str | Path, max_pixels: int | None = None) -> ImageHeader
     gives them; over ``max_pixels`` (None: no limit) it raises :class:`TooManyPixelsError`."""
     path = _checked_path(path)
     try:
-        if _is_tiff(path):
+        if is_store(path):
+            image = open_zarr(path)
+            header = ImageHeader(tuple(image.data.shape), False, np.dtype(image.data.dtype))
+        elif _is_tiff(path):
             with tifffile.TiffFile(path) as tif:
                 header = _tiff_header(tif)
         else:
@@ -153,16 +169,26 @@ def read_header(path: str | Path) -> tuple[tuple[int, ...], bool]:
     return header.shape, header.rgb
 
 
-def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               lazy: bool | None = None) -> ImageData:
     """An image file as :class:`ImageData`, colours or channels placed as the module says;
-    refused from its header, before decoding, over ``max_pixels`` (None: no limit)."""
+    refused from its header, before decoding, over ``max_pixels`` (None: no limit).
+    ``lazy``: open a TIFF lazily (None: above LAZY_ABOVE_PIXELS); stores always are."""
     path = _checked_path(path)
+    pixel_size = None
     try:
+        if is_store(path):
+            image = open_zarr(path)
+            _within_limit(path, ImageHeader(tuple(image.data.shape), False, image.data.dtype), max_pixels)
+            return image
         if _is_tiff(path):
             with tifffile.TiffFile(path) as tif:
-                _within_limit(path, _tiff_header(tif), max_pixels)
+                header = _within_limit(path, _tiff_header(tif), max_pixels)
                 source, target, rgb = _samples_move(tif)
+                if lazy or (lazy is None and header.pixels > LAZY_ABOVE_PIXELS):
+                    return open_tiff(path, tif, (source, target), rgb)
                 data = np.moveaxis(tif.asarray(), source, target)
+                pixel_size = tiff_pixel_size(tif)
         else:
             with _open_pillow(path) as image:
                 _within_limit(path, _pillow_header(image), max_pixels)
@@ -171,7 +197,7 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             rgb = data.ndim == 3
     except _DECODER_ERRORS as error:
         raise ImageFileError(f"{path}: cannot read image: {error}") from None
-    return ImageData(data=data, name=path.stem, rgb=rgb)
+    return ImageData(data=data, name=path.stem, rgb=rgb, pixel_size=pixel_size)
 
 
 def check_writable(path: str | Path, dtype: np.dtype, rgb: bool) -> None:
@@ -180,7 +206,7 @@ def check_writable(path: str | Path, dtype: np.dtype, rgb: bool) -> None:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ImageFileError(f"{path}: unsupported output type; use one of {sorted(SUFFIXES)}")
-    if suffix in TIFF_SUFFIXES:
+    if suffix in TIFF_SUFFIXES or is_store(path):
         return
     if suffix in {".jpg", ".jpeg"} and dtype != np.uint8:
         instead = "a .tif or .png" if dtype == np.uint16 and not rgb else "a .tif"
@@ -195,13 +221,13 @@ def output_files(path: str | Path, leading_shape: tuple[int, ...]) -> list[Path]
     ``leading_shape``: PNG/JPEG hold one 2-D image, so a stack is one file per plane
     (``NAME_i_j.png``); a TIFF holds it all."""
     path = Path(path)
-    if path.suffix.lower() in TIFF_SUFFIXES or not leading_shape:
+    if path.suffix.lower() in TIFF_SUFFIXES or is_store(path) or not leading_shape:
         return [path]
     return [path.with_stem(path.stem + "".join(f"_{i}" for i in index)) for index in np.ndindex(*leading_shape)]
 
 
 def _planes(path: Path, data: np.ndarray, rgb: bool) -> Iterator[tuple[Path, np.ndarray, bool]]:
-    if path.suffix.lower() in TIFF_SUFFIXES:
+    if path.suffix.lower() in TIFF_SUFFIXES or is_store(path):
         yield path, data, rgb
         return
     leading = data.shape[: data.ndim - (3 if rgb else 2)]
@@ -209,9 +235,11 @@ def _planes(path: Path, data: np.ndarray, rgb: bool) -> Iterator[tuple[Path, np.
         yield target, data[index], rgb
 
 
-def _save(path: Path, data: np.ndarray, rgb: bool) -> None:
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        tifffile.imwrite(path, data, photometric="rgb" if rgb else "minisblack")
+def _save(path: Path, data: np.ndarray, rgb: bool, pixel_size: PixelSize | None = None) -> None:
+    if is_store(path):
+        write_ome_zarr(path, data, rgb, pixel_size)
+    elif path.suffix.lower() in TIFF_SUFFIXES:
+        tifffile.imwrite(path, data, **tiff_keywords(path, data.shape, rgb, pixel_size))
     else:
         Image.fromarray(data).save(path, format="JPEG" if path.suffix.lower() in {".jpg", ".jpeg"} else "PNG")
 
@@ -222,24 +250,36 @@ def _removed_on_failure(paths: list[Path]) -> Iterator[None]:
         yield
     except BaseException:  # also Ctrl-C: no half-written file stays behind
         for path in paths:
-            path.unlink(missing_ok=True)
+            if path.is_dir():  # a store
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         raise
 
 
-def write_images(items: Sequence[tuple[str | Path, np.ndarray, bool]]) -> list[Path]:
+def write_images(items: Sequence[tuple[str | Path, np.ndarray, bool]],
+                 pixel_sizes: Sequence[PixelSize | None] = ()) -> list[Path]:
     """Write each ``(path, data, rgb)``; all files are written under temporary names first and
-    renamed once every one is complete. Returns the files written (see :func:`output_files`)."""
-    planned = []
-    for path, data, rgb in items:
+    renamed once every one is complete. Returns the files written (see :func:`output_files`).
+    ``pixel_sizes``: per item, kept in TIFF and OME-Zarr outputs (missing or None: none)."""
+    planned, sizes = [], []
+    for number, (path, data, rgb) in enumerate(items):
         check_writable(path, data.dtype, rgb)
-        planned += list(_planes(Path(path), data, rgb))
+        planes = list(_planes(Path(path), data, rgb))
+        planned += planes
+        sizes += [pixel_sizes[number] if number < len(pixel_sizes) else None] * len(planes)
     temporary = [target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.partial{target.suffix}")
                  for target, _, _ in planned]
     with _removed_on_failure(temporary):
-        for (target, plane, rgb), temp in zip(planned, temporary):
+        for (target, plane, rgb), temp, pixel_size in zip(planned, temporary, sizes):
             target.parent.mkdir(parents=True, exist_ok=True)
-            _save(temp, plane, rgb)
+            if pixel_size is None:  # the plain call, as before pixel sizes were kept
+                _save(temp, plane, rgb)
+            else:
+                _save(temp, plane, rgb, pixel_size)
         for (target, _, _), temp in zip(planned, temporary):
+            if target.is_dir():  # a store being replaced (--overwrite)
+                shutil.rmtree(target)
             os.replace(temp, target)
     return [target for target, _, _ in planned]
 

@@ -21,6 +21,9 @@ too), documented in ``docs/usage.md``:
   infinite values then make the range unusable and are refused. Outputs go
   back through the image's range (across channels) and keep integer dtypes;
   float inputs give float32.
+- Lazy images (not a numpy array: dask, zarr, a pyramid level) estimate those
+  percentiles from ``ImageData.overview`` (a coarse pyramid level) when there is
+  one, else from a subsample strided to at most :data:`RANGE_SAMPLES` pixels.
 """
 
 from __future__ import annotations
@@ -38,6 +41,17 @@ LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 PERCENTILES = (0.1, 99.9)
 # The longest axis before Y/X that an image's own channel count is read from (see data_channels).
 MAX_CHANNELS = 8
+# Pixels a lazy image without an overview samples (strided) to estimate its intensity range.
+RANGE_SAMPLES = 2**22
+
+
+@dataclass(frozen=True)
+class PixelSize:
+    """Physical size of one pixel along Y and X, e.g. ``PixelSize(0.5, 0.5, "micrometer")``."""
+
+    y: float
+    x: float
+    unit: str = "micrometer"  # an OME-NGFF / UDUNITS name
 
 
 @dataclass
@@ -48,6 +62,27 @@ class ImageData:
     name: str = "image"
     rgb: bool = False
     contrast_limits: tuple[float, float] | None = None
+    overview: object | None = None  # a coarse level of ``data`` (same axes), for intensity estimates
+    pixel_size: PixelSize | None = None
+
+    @property
+    def lazy(self) -> bool:
+        """Read window by window (dask, zarr, …) rather than as one array."""
+        return not isinstance(self.data, np.ndarray)
+
+    def range_sample(self) -> np.ndarray:
+        """The pixels intensity percentiles are taken from: all of an array in memory, else the
+        overview or a strided subsample (the module docstring)."""
+        if not self.lazy:
+            return np.asarray(self.data)
+        if self.overview is not None:
+            return np.asarray(self.overview)
+        shape = self.data.shape
+        spatial = shape[-3:-1] if self.rgb else shape[-2:]
+        pixels = int(np.prod(shape, dtype=np.int64)) // (shape[-1] if self.rgb else 1)
+        step = max(1, int(np.ceil(np.sqrt(pixels / RANGE_SAMPLES)))) if min(spatial) > 1 else 1
+        strided = (..., slice(None, None, step), slice(None, None, step))
+        return np.asarray(self.data[strided + ((slice(None),) if self.rgb else ())])
 
 
 @dataclass(frozen=True)
@@ -142,7 +177,8 @@ def _intensity_range(image: ImageData, dtype: np.dtype) -> tuple[float, float]:
     elif dtype == np.bool_:
         low, high = 0.0, 1.0
     else:
-        colours = image.data[..., :3] if image.rgb else image.data  # alpha is no intensity
+        sample = image.range_sample()
+        colours = sample[..., :3] if image.rgb else sample  # alpha is no intensity
         low, high = (float(v) for v in _percentiles(image.name, np.asarray(colours, dtype=np.float32)))
     return _checked_range(image.name, low, high)
 
@@ -151,7 +187,7 @@ def _channel_ranges(image: ImageData, channel_axis: int, dtype: np.dtype) -> np.
     """Per-channel percentile ranges of a multichannel non-RGB image without contrast limits."""
     if image.rgb or image.contrast_limits is not None or dtype in (np.uint8, np.bool_):
         return None
-    values = np.moveaxis(np.asarray(image.data, dtype=np.float32), channel_axis, 0)
+    values = np.moveaxis(np.asarray(image.range_sample(), dtype=np.float32), channel_axis, 0)
     ranges = _percentiles(image.name, values.reshape(len(values), -1), axis=1).T
     return np.array([_checked_range(image.name, float(lo), float(hi)) for lo, hi in ranges], np.float32)
 
@@ -178,22 +214,32 @@ def iter_planes(
     image: ImageData, plan: PlaneLayout, model_channels: int
 ) -> Iterator[torch.Tensor]:
     """Yield each 2-D plane as a ``(1, model_channels, H, W)`` float32 tensor in [-1, 1]."""
+    for index in np.ndindex(*plan.stack_shape):
+        yield normalised(image.data[index], plan, model_channels)  # reads one plane of lazy data
+
+
+def spatial_index(plan: PlaneLayout, rows: slice, cols: slice) -> tuple:
+    """The index of ``rows × cols`` within one plane of an image of *plan* (after its stack index)."""
+    return (rows, cols, slice(None)) if plan.channel_axis == len(plan.shape) - 1 else (..., rows, cols)
+
+
+def normalised(plane: object, plan: PlaneLayout, model_channels: int) -> torch.Tensor:
+    """One plane, or a window of it, as a ``(1, model_channels, h, w)`` float32 tensor in [-1, 1]."""
     if plan.channel_ranges is None:
         low, high = plan.intensity_range
     else:
         low, high = (plan.channel_ranges[:, k, None, None] for k in (0, 1))
-    for index in np.ndindex(*plan.stack_shape):
-        plane = np.asarray(image.data[index], dtype=np.float32)  # reads one plane of lazy data
-        if plan.channel_axis is None:
-            plane = plane[None]
-        elif plan.channel_axis == len(plan.shape) - 1:
-            plane = np.moveaxis(plane[..., :3], -1, 0)
-        plane = (plane - low) / (high - low) * 2.0 - 1.0
-        if plan.channels == 3 and model_channels == 1:
-            plane = np.tensordot(LUMINANCE, plane, axes=1)[None]
-        elif plan.channels == 1 and model_channels == 3:
-            plane = np.repeat(plane, 3, axis=0)
-        yield torch.from_numpy(np.clip(plane, -1.0, 1.0, out=plane))[None]
+    plane = np.asarray(plane, dtype=np.float32)
+    if plan.channel_axis is None:
+        plane = plane[None]
+    elif plan.channel_axis == len(plan.shape) - 1:
+        plane = np.moveaxis(plane[..., :3], -1, 0)
+    plane = (plane - low) / (high - low) * 2.0 - 1.0
+    if plan.channels == 3 and model_channels == 1:
+        plane = np.tensordot(LUMINANCE, plane, axes=1)[None]
+    elif plan.channels == 1 and model_channels == 3:
+        plane = np.repeat(plane, 3, axis=0)
+    return torch.from_numpy(np.clip(plane, -1.0, 1.0, out=plane))[None]
 
 
 def to_image_array(
@@ -213,15 +259,50 @@ def to_image_array(
         out = out.movedim(-3, -1)
     elif channels == 1:
         out = out.squeeze(-3)
-    array = out.numpy()
+    array = output_values(out.numpy(), plan)
+    return (array if samples_axis else array[0]), rgb
+
+
+def output_values(array: np.ndarray, plan: PlaneLayout) -> np.ndarray:
+    """Model outputs in [-1, 1] back through the image's range, in its dtype (module docstring)."""
     low, high = plan.intensity_range
     array = (array + 1.0) / 2.0 * (high - low) + low
     if np.issubdtype(plan.dtype, np.integer):
         info = np.iinfo(plan.dtype)
-        array = np.clip(np.rint(array), info.min, info.max).astype(plan.dtype)
-    else:
-        array = array.astype(np.float32)
-    return (array if samples_axis else array[0]), rgb
+        return np.clip(np.rint(array), info.min, info.max).astype(plan.dtype)
+    return array.astype(np.float32)
+
+
+def output_block(block: torch.Tensor, plan: PlaneLayout, samples_axis: bool) -> np.ndarray:
+    """A band ``(S, C, rows, W)`` of one translated plane laid out and converted as
+    :func:`to_image_array` does the whole result."""
+    channels = block.shape[1]
+    if channels == 3:
+        block = block.movedim(1, -1)
+    elif channels == 1:
+        block = block[:, 0]
+    array = output_values(block.numpy(), plan)
+    return array if samples_axis else array[0]
+
+
+def output_index(plane: tuple[int, ...], top: int, rows: int, channels: int, samples_axis: bool) -> tuple:
+    """Where :func:`output_block`'s band of rows ``top…top + rows`` of stack plane *plane* goes in
+    the whole result."""
+    band = slice(top, top + rows)
+    inner = {3: (band, slice(None), slice(None)), 1: (band, slice(None))}.get(
+        channels, (slice(None), band, slice(None)))
+    return ((slice(None),) if samples_axis else ()) + tuple(plane) + inner
+
+
+def band_writer(target: object, plan: PlaneLayout, plane: tuple[int, ...], samples_axis: bool):
+    """A ``translate_tiled`` output for stack plane *plane*: each band converted (:func:`output_block`)
+    and assigned into *target*, an array-like of the whole result's shape."""
+
+    def write(top: int, block: torch.Tensor) -> None:
+        index = output_index(plane, top, block.shape[2], block.shape[1], samples_axis)
+        target[index] = output_block(block, plan, samples_axis)
+
+    return write
 
 
 def output_axes(plan: PlaneLayout, output_channels: int, samples_axis: bool) -> list[int | None]:

@@ -23,6 +23,14 @@ minutes on cpu").
 ``TranslateOptions.precision`` and ``.compile`` choose the arithmetic and whether the model
 runs compiled (:mod:`napari_i2i.core.device` decides, :mod:`napari_i2i.core.tiling` applies);
 each result's metadata records both.
+
+Lazy sources (``ImageData.lazy``: dask, zarr, a lazily opened file) are read
+window by window (:mod:`napari_i2i.core.lazy_images`). With ``outputs``, a
+result is written band by band into the array-like given for its source (e.g.
+a :class:`napari_i2i.core.stores.PendingOutput`) instead of one array in memory;
+the result's ``data`` is then that array-like. Host memory so stays bounded by
+the tile, not the image (activations of large jobs go to disk, see
+:func:`napari_i2i.core.tiling.translate_tiled`).
 """
 
 from __future__ import annotations
@@ -40,8 +48,9 @@ from napari_i2i.core.device import compile_pays, precision_autocast, resolve_pre
 from napari_i2i.core.image_io import megapixels
 from napari_i2i.core.job_progress import run_to_completion, throttled  # noqa: F401 (re-exported)
 from napari_i2i.core.layer_data import (
-    ImageData, PlaneLayout, arrange, iter_planes, layout, output_axes, to_image_array,
+    ImageData, PlaneLayout, arrange, band_writer, layout, output_axes, to_image_array,
 )
+from napari_i2i.core.lazy_images import LazyPlane, planes_of
 from napari_i2i.core.model_file import LoadedModel
 from napari_i2i.core.style_request import PreparedStyle, condition, prepare_style
 from napari_i2i.core.tiling import (
@@ -90,7 +99,7 @@ class PlannedOutput:
 @dataclass
 class TranslationResult:
     source: str
-    data: np.ndarray
+    data: np.ndarray  # or the array-like of run_translation's ``outputs``
     rgb: bool
     # for each non-RGB output axis, the source axis it comes from (None: new)
     axes: list[int | None]
@@ -246,6 +255,8 @@ class PlaneStages:
         name of the chosen reference."""
         if self._shared is not None:
             return *self._shared, None
+        if isinstance(plane, LazyPlane):
+            plane = plane.whole()
         with torch.inference_mode(), precision_autocast(self._precision, self._device):
             matched, position = self._model.match(self._conditioning, reference_crops(plane, self._tile))
         return *self._prepare(self._model.stages(matched)), self._names[position - 1]
@@ -301,7 +312,9 @@ def long_job_notice(model: TranslationModel, plane_stages: PlaneStages, sources:
     if pixels <= TIMED_ABOVE_PIXELS:
         return None
     in_channels = model.capabilities.directions[options.direction][0]
-    first = next(iter_planes(sources[0], layouts[0], in_channels))
+    first = next(planes_of(sources[0], layouts[0], in_channels))
+    if isinstance(first, LazyPlane):
+        first = first.crop(WARMUP_SIDE, WARMUP_SIDE)
     stages = plane_stages(first)[0]  # eager: timing a crop must not compile its size
     seconds = estimate_seconds(model, stages, first, sizes, options.tile, device)
     if seconds < LONG_JOB_SECONDS:
@@ -323,14 +336,14 @@ def compilable_pixels(model: TranslationModel, layouts: Sequence[PlaneLayout], t
 
 
 def translate_plane(
-    model: TranslationModel, stages: list[Stage], whole: Stage | None, plane: torch.Tensor, tile: int,
-    device: torch.device, where: str, planes_done: int, total_planes: int,
-) -> Generator[Progress, None, torch.Tensor]:
+    model: TranslationModel, stages: list[Stage], whole: Stage | None, plane: torch.Tensor | LazyPlane, tile: int,
+    device: torch.device, where: str, planes_done: int, total_planes: int, output=None,
+) -> Generator[Progress, None, torch.Tensor | None]:
     """One plane through the model tile by tile, reporting progress over the whole job
     (``whole``: the compiled stages or None; ``where`` names the plane; ``planes_done`` of the
-    job's ``total_planes`` came before it)."""
+    job's ``total_planes`` came before it; ``output``: where bands go, as translate_tiled's)."""
     tile_plan = _tile_plan(model, plane.shape[-2], plane.shape[-1], tile)
-    steps = translate_tiled(stages, plane, tile_plan, model.shared_statistics(), device, whole)
+    steps = translate_tiled(stages, plane, tile_plan, model.shared_statistics(), device, whole, output)
     while True:
         try:
             done = next(steps)
@@ -344,8 +357,13 @@ def run_translation(
     sources: Sequence[ImageData],
     options: TranslateOptions,
     references: Sequence[ImageData] = (),
+    conditioning: Any = None,
+    outputs: Sequence[Any] | None = None,
 ) -> Generator[Progress, None, list[TranslationResult]]:
-    """Translate every plane of every source; see the module docstring."""
+    """Translate every plane of every source; see the module docstring. ``conditioning``: what
+    ``model.condition`` made, already (e.g. a style moved along its axes), used instead of conditioning
+    the model on *options*' style. ``outputs``: per source, an array-like of the result's shape
+    to write into, or None."""
     model = loaded.model
     check_request(loaded, sources, options)
     in_channels, out_channels = model.capabilities.directions[options.direction]
@@ -358,25 +376,29 @@ def run_translation(
     precision = resolve_precision(options.precision, device)
     pixels = compilable_pixels(model, layouts, options.tile)
     compiled = pixels > 0 and compile_pays(options.compile, pixels, device)
-    plane_stages = PlaneStages(model, condition(model, request, style.labels, device), options, style, device,
-                               precision, compiled)
+    if conditioning is None:
+        conditioning = condition(model, request, style.labels, device)
+    plane_stages = PlaneStages(model, conditioning, options, style, device, precision, compiled)
     if (notice := long_job_notice(model, plane_stages, sources, layouts, options, device)) is not None:
         yield notice
     samples_axis = has_samples_axis(options)
     total_planes = sum(plan.n_planes for plan in layouts)
     done_planes = 0
     results = []
-    for source, plan in zip(sources, layouts):
+    for number, (source, plan) in enumerate(zip(sources, layouts)):
+        target = None if outputs is None else outputs[number]
         translated, matched = [], []
-        for plane in iter_planes(source, plan, in_channels):
+        for index, plane in zip(np.ndindex(*plan.stack_shape), planes_of(source, plan, in_channels)):
             stages, whole, matched_reference = plane_stages(plane)
             if matched_reference is not None:
                 matched.append(matched_reference)
             where = f"{source.name}: plane {len(translated) + 1}/{plan.n_planes}"
+            write = None if target is None else band_writer(target, plan, index, samples_axis)
             translated.append((yield from translate_plane(
-                model, stages, whole, plane, options.tile, device, where, done_planes, total_planes)))
+                model, stages, whole, plane, options.tile, device, where, done_planes, total_planes, write)))
             done_planes += 1
-        data, rgb = to_image_array(translated, plan, samples_axis)
+        data, rgb = (target, out_channels == 3) if target is not None else to_image_array(
+            translated, plan, samples_axis)
         results.append(TranslationResult(
             source=source.name, data=data, rgb=rgb, axes=output_axes(plan, out_channels, samples_axis),
             description=describe_style(options, references, len(style.tensors), matched),

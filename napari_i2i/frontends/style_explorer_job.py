@@ -27,11 +27,14 @@ from napari.qt.threading import GeneratorWorker, thread_worker
 
 from napari_i2i.contract.engine_api import EngineError, StyleAxes, StyleRequest, TranslationModel
 from napari_i2i.core.device import precision_autocast, resolve_device, resolve_precision
-from napari_i2i.core.layer_data import ImageData, iter_planes, layout, output_axes, to_image_array
+from napari_i2i.core.layer_data import ImageData, iter_planes, layout, to_image_array
 from napari_i2i.core.model_file import LoadedModel, load_model
+from napari_i2i.core.style_edits import one_style_options
 from napari_i2i.core.style_request import condition, prepare_style
-from napari_i2i.core.tiling import DEFAULT_BLEND, TilePlan, on_device, translate_tiled
-from napari_i2i.core.translate import Progress, TranslateOptions, TranslationResult, describe_style
+from napari_i2i.core.tiling import DEFAULT_BLEND, TilePlan, translate_tiled
+from napari_i2i.core.translate import (
+    Progress, TranslateOptions, TranslationResult, describe_style, run_translation,
+)
 
 
 @dataclass(frozen=True)
@@ -116,34 +119,6 @@ def _finish(steps: Generator[Any, None, Any]) -> Any:
             return finished.value
 
 
-def _translate_image(exploration: Exploration, values: torch.Tensor, image: ImageData
-                     ) -> Generator[float, None, tuple[np.ndarray, bool, list[int | None], Any]]:
-    """Every plane of *image* at the style at *values*, tiled with shared statistics, so the
-    result equals a whole-image pass; yields the fraction done."""
-    model, tile = exploration.model, exploration.options.tile
-    in_channels, out_channels = exploration.channels
-    with torch.inference_mode():
-        conditioning = exploration.axes.place(values)
-    device = exploration.device
-    stages = [on_device(stage, device, exploration.precision) for stage in model.stages(conditioning)]
-    plan = layout(image, in_channels)
-    capabilities = model.capabilities
-    planes = []
-    for number, plane in enumerate(iter_planes(image, plan, in_channels)):
-        tiles = TilePlan.make(plane.shape[-2], plane.shape[-1], tile=tile, context=capabilities.context,
-                              multiple=capabilities.size_multiple)
-        steps = translate_tiled(stages, plane, tiles, model.shared_statistics(), device)
-        while True:
-            try:
-                done = next(steps)
-            except StopIteration as finished:
-                planes.append(finished.value)
-                break
-            yield (number + done) / plan.n_planes
-    data, rgb = to_image_array(planes, plan, samples_axis=False)
-    return data, rgb, output_axes(plan, out_channels, samples_axis=False), plan
-
-
 @dataclass(frozen=True)
 class PreviewRequest:
     """One preview: the style at ``values`` over ``crop``, which starts at ``origin`` (data pixels)."""
@@ -196,29 +171,26 @@ def describe_values(axes: StyleAxes, values: torch.Tensor) -> str:
     return ", ".join(moved) or "unchanged"
 
 
+def apply_translation(exploration: Exploration, source: ImageData, values: torch.Tensor
+                      ) -> Generator[Progress, None, TranslationResult]:
+    """The whole source at the sliders' style: the conditioning the preview builds, translated by
+    :func:`run_translation` as the Translate widget's results are (tiled, shared statistics)."""
+    with torch.inference_mode():
+        conditioning = exploration.axes.place(values)
+    options = one_style_options(exploration.options)
+    result = (yield from run_translation(exploration.loaded, [source], options, conditioning=conditioning))[0]
+    moved = describe_values(exploration.axes, values)
+    result.description = f"{exploration.start}, explored: {moved}"
+    result.metadata |= {"style_mode": exploration.options.mode.value,
+                        "style_axes": dict(zip(exploration.axes.labels, (float(v) for v in values)))}
+    return result
+
+
 @thread_worker(start_thread=False, ignore_errors=True)
 def apply_worker(exploration: Exploration, source: ImageData, values: torch.Tensor
                  ) -> Generator[Progress, None, TranslationResult]:
-    """The whole source at the sliders' style, as the Translate widget's results are made."""
-    steps = _translate_image(exploration, values, source)
-    while True:
-        try:
-            fraction = next(steps)
-        except StopIteration as finished:
-            data, rgb, axes, plan = finished.value
-            break
-        yield Progress(fraction, f"{source.name}: {fraction:.0%}")
-    options, loaded = exploration.options, exploration.loaded
-    moved = describe_values(exploration.axes, values)
-    return TranslationResult(
-        source=source.name, data=data, rgb=rgb, axes=axes,
-        description=f"{exploration.start}, explored: {moved}",
-        contrast_limits=plan.intensity_range,
-        metadata={"model": str(loaded.path), "engine": loaded.info.engine, "trained": loaded.info.trained,
-                  "direction": options.direction, "style_mode": options.mode.value,
-                  "style_axes": dict(zip(exploration.axes.labels, (float(v) for v in values))),
-                  "tile": options.tile},
-    )
+    """:func:`apply_translation` in a napari thread worker."""
+    return (yield from apply_translation(exploration, source, values))
 
 
 class LatestOnly:

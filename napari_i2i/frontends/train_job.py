@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +73,7 @@ class TrainRequest:
     preset: str = "small"
     size: int = 64  # crop size
     device: str = "auto"
+    precision: str = "auto"  # of a new run's steps (a resumed run keeps its own)
     resume: bool = False
     layers: dict[str, list[ImageData]] = field(default_factory=dict)
 
@@ -83,6 +84,8 @@ class TrainProgress:
     message: str
     preview: Path | None = None  # a validation image the run has just written
     losses: tuple[tuple[int, dict[str, float]], ...] = ()  # (iteration, {term: value}) points for a plot
+    run_score: dict | None = None  # a validation's run score record (trainers.run_score), just come
+    content_lost: str | None = None  # its content check's warning, when it failed
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,7 @@ def train_command(request: TrainRequest, folders: dict[str, Path] | None) -> lis
                "--stop-file", str(request.run_dir / STOP_FILE)]
     if request.resume:
         return command + ["--resume"]
-    command += ["--preset", request.preset, "--size", str(request.size)]
+    command += ["--preset", request.preset, "--size", str(request.size), "--precision", request.precision]
     for role in request.data.layer_roles():
         command += [role.flag, str(folders[role.key])]
     return command
@@ -232,6 +235,7 @@ def _follow(process: subprocess.Popen, run_dir: Path) -> Generator[TrainProgress
     """Yield the progress records of the child's JSON lines (``--progress-json``) as they come;
     return its other records (warnings, an error, the model)."""
     others, started, first = [], time.monotonic(), None
+    latest = TrainProgress(0.0, "starting")
     shown = None  # the newest validation image passed on
     for line in process.stdout:
         try:
@@ -239,6 +243,11 @@ def _follow(process: subprocess.Popen, run_dir: Path) -> Generator[TrainProgress
         except ValueError:  # something else printed to standard output
             continue
         if not isinstance(record, dict):
+            continue
+        if "run_score" in record:  # the fraction and message stay as they were
+            latest = replace(latest, preview=None, losses=(), run_score=record["run_score"],
+                             content_lost=record.get("content_lost"))
+            yield latest
             continue
         if "iteration" not in record:
             others.append(record)
@@ -248,9 +257,18 @@ def _follow(process: subprocess.Popen, run_dir: Path) -> Generator[TrainProgress
             first, started = iteration, time.monotonic()
         newest = _newest_validation_image(run_dir)
         preview, shown = (newest, newest) if newest != shown else (None, shown)
-        yield TrainProgress(iteration / total, _progress_message(record, first, started), preview,
-                            ((iteration, record["losses"]),))
+        latest = TrainProgress(iteration / total, _progress_message(record, first, started), preview,
+                               ((iteration, record["losses"]),))
+        yield latest
     return others
+
+
+def score_summary(record: dict) -> str:
+    """A run score record as the Train widget shows it: score, then its terms."""
+    terms = ", ".join(f"{name.replace('_', ' ')} {value:.2f}" for name, value in record.items()
+                      if name not in ("run_score", "iteration") and isinstance(value, float))
+    lost = f" · content lost: {record['content_lost']}" if record.get("content_lost") else ""
+    return f"run score {record['run_score']:.3f} at iteration {record['iteration']} (higher is better; {terms}){lost}"
 
 
 def logged_losses(run_dir: Path, most: int = LOGGED_POINTS) -> tuple[tuple[int, dict[str, float]], ...]:

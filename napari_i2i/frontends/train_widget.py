@@ -38,7 +38,7 @@ from PIL import Image as PILImage
 
 from napari_i2i.contract.registry import default_registry
 from napari_i2i.contract.trainer_api import DataKind, DataRole, LayerChoice
-from napari_i2i.core.device import DEVICE_CHOICES
+from napari_i2i.core.device import DEVICE_CHOICES, PRECISION_CHOICES
 from napari_i2i.frontends.layer_choosers import PROGRESS_STEPS, LayerChoosersWidget, snapshot
 from napari_i2i.frontends.loss_plot import LossPlot
 from napari_i2i.frontends.train_job import (
@@ -50,6 +50,7 @@ from napari_i2i.frontends.train_job import (
     logged_losses,
     request_stop,
     run_training,
+    score_summary,
 )
 from napari_i2i.frontends.trained_models import TRAINED_MODELS
 from trainers.run import preset_loop_settings
@@ -91,6 +92,8 @@ class TrainWidget(LayerChoosersWidget):
         self.iterations = SpinBox(label="Iterations", min=1, max=10_000_000, step=100)
         self.size = SpinBox(label="Crop size", min=8, max=4096, step=8, tooltip="training crops, pixels")
         self.device = ComboBox(label="Device", choices=DEVICE_CHOICES, value="auto")
+        self.precision = ComboBox(label="Precision", choices=PRECISION_CHOICES, value="auto",
+                                  tooltip="auto: bf16 where the hardware runs it fast, else fp32; fp16: GPUs only")
         self.run_folder = FileEdit(label="Run folder", mode="d",
                                    tooltip="a new or empty folder for the layers, checkpoints, log and model")
         self.resume = CheckBox(label="Resume the run in this folder", value=False)
@@ -99,11 +102,16 @@ class TrainWidget(LayerChoosersWidget):
                                         tooltip="save a checkpoint and stop; Resume continues")
         self.progress = ProgressBar(value=0, min=0, max=PROGRESS_STEPS)
         self.status = Label(value="choose layers and a run folder")
+        self.run_score = Label(value="run score: after the first validation",
+                               tooltip="how good the run looks on its validation images, without ground truth "
+                               "(docs/training.md): compare runs by it")
+        self._notified: set[str] = set()  # content-lost warnings already shown while training
         self.loss_plot = LossPlot()
         self._plotted_run: Path | None = None  # whose losses the plot shows
         self.extend([
-            self.engine, self.preset, *self.layer_choosers(), self.iterations, self.size, self.device,
+            self.engine, self.preset, *self.layer_choosers(), self.iterations, self.size, self.device, self.precision,
             self.run_folder, self.resume, self.train_button, self.cancel_button, self.progress, self.status,
+            self.run_score,
         ])
         self.native.layout().addWidget(self.loss_plot.native)
         self.fit_dock()
@@ -188,7 +196,7 @@ class TrainWidget(LayerChoosersWidget):
         return TrainRequest(
             engine=engine, data=data, run_dir=run_dir, iterations=self.iterations.value,
             preset=self.preset.value, size=self.size.value, device=self.device.value,
-            resume=self.resume.value, layers=layers,
+            precision=self.precision.value, resume=self.resume.value, layers=layers,
         )
 
     def train(self) -> None:
@@ -216,6 +224,8 @@ class TrainWidget(LayerChoosersWidget):
         self.cancel_button.enabled = True
         self.progress.value = 0
         self.status.value = "starting…"
+        self.run_score.value = "run score: after the first validation"
+        self._notified.clear()
         worker.start()
 
     def cancel(self) -> None:
@@ -233,6 +243,11 @@ class TrainWidget(LayerChoosersWidget):
             self.status.value = progress.message
         if progress.preview is not None:
             self._show_preview(progress.preview)
+        if progress.run_score is not None:
+            self.run_score.value = score_summary(progress.run_score)
+        if progress.content_lost is not None:
+            self._notified.add(progress.content_lost)
+            show_warning(f"napari-i2i training: {progress.content_lost}")
 
     def _show_preview(self, path: Path) -> None:
         """The run's newest validation grid as one image layer, updated as training goes on."""
@@ -248,7 +263,9 @@ class TrainWidget(LayerChoosersWidget):
             self._preview = self._viewer.add_image(grid, name=name, rgb=True)
 
     def _show_outcome(self, outcome: TrainOutcome) -> None:
-        for warning in dict.fromkeys(outcome.warnings):  # each once
+        for warning in dict.fromkeys(outcome.warnings):  # each once, content-lost ones when they came
+            if warning in self._notified:
+                continue
             show_warning(f"napari-i2i training: {warning}")
         model = outcome.model
         if model is not None:

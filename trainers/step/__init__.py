@@ -34,6 +34,7 @@ import torch
 from engines.step import StepModel
 from napari_i2i import hookimpl
 from napari_i2i.contract.trainer_api import TrainerSpec
+from trainers.precision import TrainingRuntime
 from trainers.step.settings import GRAM_LAYERS, PERCEPTUAL_LAYERS, STAGES, TRAIN_PRESETS, StepTrainConfig
 from trainers.step.stages import lr_factor
 from trainers.step.style_metric import (
@@ -49,8 +50,9 @@ from trainers.step.style_metric import (
 from trainers.step.trainer import StepTrainer
 
 
-def build_trainer(model: StepModel, settings: Mapping[str, Any], device: torch.device) -> StepTrainer:
-    return StepTrainer(model, StepTrainConfig.from_mapping(settings), device)
+def build_trainer(model: StepModel, settings: Mapping[str, Any], device: torch.device,
+                  runtime: TrainingRuntime | None = None) -> StepTrainer:
+    return StepTrainer(model, StepTrainConfig.from_mapping(settings), device, runtime)
 
 
 def planned_iterations(settings: Mapping[str, Any]) -> int:

@@ -2,7 +2,7 @@
 
 Every stage works on a shared :class:`StageContext` (the model, the
 discriminator, the checkpointed :class:`StageState`, the trainer's random
-stream, the gradient scaler, the VGG16 and the training set); the trainer
+stream, the gradient scaler, the precision, the VGG16 and the training set); the trainer
 (``trainers.step.trainer``) says which stage owns an iteration and asks it
 for the step.
 """
@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from engines.step import StepModel
-from napari_i2i.core.device import autocast
 from trainers.discriminators import MultiScaleDiscriminator
 from trainers.losses import l1, lsgan_discriminator, lsgan_generator
+from trainers.precision import TrainingRuntime
 from trainers.step.settings import STAGES, StepTrainConfig
 from trainers.step.style_metric import (
     code_l2,
@@ -65,6 +65,7 @@ class StageContext:
     rng: torch.Generator
     scaler: torch.amp.GradScaler
     device: torch.device
+    runtime: TrainingRuntime  # autocast to the run's precision
     vgg: Vgg16Features | None = None
     dataset: Any = None
 
@@ -156,7 +157,7 @@ class StyleStage(Stage):
         anchors = torch.randperm(len(images), generator=rng)[: cfg.style_batch]
         positives, negatives = select_triplets(distances.cpu(), anchors, cfg.positives_from, cfg.negatives_from, rng)
         chosen = torch.cat([anchors, positives, negatives]).to(context.device)
-        with autocast(context.device):
+        with context.runtime.autocast():
             codes = encoder(images[chosen]).float()
             z_a, z_p, z_n = codes.split(len(anchors))
             triplet = triplet_loss(z_a, z_p, z_n, cfg.triplet_margin)
@@ -214,7 +215,7 @@ class GeneratorStage(Stage):
         for optimizer, base_lr in (*self.trained(), (self.dis_optimizer, context.config.lr)):
             for group in optimizer.param_groups:
                 group["lr"] = base_lr * factor
-        with autocast(context.device):
+        with context.runtime.autocast():
             codes = model.style_encoder(x_b)
             output = generator(x_a, codes)
             dis_loss = lsgan_discriminator(dis(torch.cat([x_a, x_b], 1)), dis(torch.cat([x_a, output.detach()], 1)))
@@ -223,7 +224,7 @@ class GeneratorStage(Stage):
         scaler.step(self.dis_optimizer)
 
         dis.requires_grad_(False)
-        with autocast(context.device):
+        with context.runtime.autocast():
             losses = self.generator_losses(x_a, x_b, codes, output)
         gen_loss = losses.pop("gen")
         optimizers = [optimizer for optimizer, _ in self.trained()]

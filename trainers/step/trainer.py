@@ -21,10 +21,9 @@ import torch
 from torch import nn
 
 from engines.step import StepModel
-from napari_i2i.contract.trainer_api import MethodTrainer
-from napari_i2i.core.device import autocast
+from napari_i2i.contract.trainer_api import MethodTrainer, ScoringTranslation
 from trainers.discriminators import MultiScaleDiscriminator
-from trainers.loop import make_grad_scaler
+from trainers.precision import TrainingRuntime
 from trainers.step.settings import STAGES, StepTrainConfig
 from trainers.step.stages import (
     FinetuneStage,
@@ -44,9 +43,11 @@ class StepTrainer(MethodTrainer):
 
     model: StepModel
 
-    def __init__(self, model: StepModel, config: StepTrainConfig, device: torch.device) -> None:
+    def __init__(self, model: StepModel, config: StepTrainConfig, device: torch.device,
+                 runtime: TrainingRuntime | None = None) -> None:
         self.config = config
         self.device = device
+        self.runtime = runtime or TrainingRuntime(device)
         self.model = model.to(device).train()
         c = model.config
         self.dis = MultiScaleDiscriminator(c["channels_a"] + c["channels_b"], config.dis_dim, config.dis_layers,
@@ -56,8 +57,10 @@ class StepTrainer(MethodTrainer):
         self.rng = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         self.state = StageState(config.style_pool, self.rng).to(device)
         self.state.register_load_state_dict_post_hook(self._restore_rng)
-        self.scaler = make_grad_scaler(device)  # fp16 on CUDA only; a pass-through otherwise
-        self.context = StageContext(config, self.model, self.dis, self.state, self.rng, self.scaler, device)
+        self.scaler = self.runtime.grad_scaler()  # fp16 only; a pass-through otherwise
+        self.context = StageContext(config, self.model, self.dis, self.state, self.rng, self.scaler, device,
+                                    self.runtime)
+        self.runtime.compile_networks(self.model, self.dis)
         # Every stage exists, chosen or not, so a checkpoint holds the same optimisers whatever the choice.
         generator_stage = GeneratorStage(self.context)
         self.stages: dict[str, Stage] = {
@@ -167,14 +170,26 @@ class StepTrainer(MethodTrainer):
     def validation_images(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Rows: inputs A, targets B, A→B in its own target's style, A→B in the next pair's style
         (and, once the mapper is fitted, A→B in a sampled style)."""
+        [scored] = self.scoring_translations(batch)
+        rows = [scored.source, scored.target_examples, scored.translated, scored.second_style]
+        model = self.model
+        if model.mapper_trained:
+            was_training = model.training
+            model.eval()
+            with self.runtime.autocast():
+                rows.append(model.generator(scored.source, model.sample_styles(len(scored.source), seed=0)))
+            model.train(was_training)
+        return torch.cat([displayable(row.float()) for row in rows])
+
+    @torch.no_grad()
+    def scoring_translations(self, batch: tuple[torch.Tensor, torch.Tensor]) -> list[ScoringTranslation]:
+        """A→B in each target's style, and in the next pair's (diversity); no way back: no reconstruction."""
         x_a, x_b = (x.to(self.device) for x in batch)
         model = self.model
         was_training = model.training
         model.eval()
-        with autocast(self.device):
+        with self.runtime.autocast():
             codes = model.style_encoder(x_b).float()
-            rows = [x_a, x_b, model.generator(x_a, codes), model.generator(x_a, codes.roll(1, 0))]
-            if model.mapper_trained:
-                rows.append(model.generator(x_a, model.sample_styles(len(x_a), seed=0)))
+            own, other = model.generator(x_a, codes), model.generator(x_a, codes.roll(1, 0))
         model.train(was_training)
-        return torch.cat([displayable(row.float()) for row in rows])
+        return [ScoringTranslation(x_a, own.float(), x_b, second_style=other.float())]

@@ -25,11 +25,10 @@ import torch
 from torch import nn
 
 from engines.unified import UnifiedModel
-from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer
-from napari_i2i.core.device import autocast
+from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer, ScoringTranslation
 from trainers.discriminators import MultiTaskDiscriminator
-from trainers.loop import make_grad_scaler
 from trainers.losses import l1, r1_penalty
+from trainers.precision import TrainingRuntime
 from trainers.two_domain import displayable
 from trainers.ema import ema_beta, update_average
 from trainers.unified.losses import (
@@ -107,8 +106,10 @@ class UnifiedTrainer(MethodTrainer):
 
     model: UnifiedModel
 
-    def __init__(self, model: UnifiedModel, config: UnifiedTrainConfig, device: torch.device) -> None:
+    def __init__(self, model: UnifiedModel, config: UnifiedTrainConfig, device: torch.device,
+                 runtime: TrainingRuntime | None = None) -> None:
         self.config, self.device = config, device
+        self.runtime = runtime or TrainingRuntime(device)
         self.network = model.to(device).train()
         self.model = copy.deepcopy(self.network).requires_grad_(False)
         domains, c = len(model.domains), model.config
@@ -122,7 +123,9 @@ class UnifiedTrainer(MethodTrainer):
         ], lr=config.lr, betas=betas, weight_decay=config.weight_decay)
         self.dis_optimizer = torch.optim.Adam([*self.dis.parameters(), *self.style_dis.parameters()],
                                               lr=config.lr, betas=betas, weight_decay=config.weight_decay)
-        self.scaler = make_grad_scaler(device)  # fp16 on CUDA only; a pass-through otherwise
+        self.scaler = self.runtime.grad_scaler()  # fp16 only; a pass-through otherwise
+        # the style flow stays eager: its splines run in float32 outside autocast
+        self.runtime.compile_networks(self.network.generator, self.network.style_encoder, self.dis, self.style_dis)
 
     def modules(self) -> Mapping[str, nn.Module]:
         return {"network": self.network, "network_ema": self.model, "discriminator": self.dis,
@@ -154,7 +157,7 @@ class UnifiedTrainer(MethodTrainer):
         net = self.network
         latents = torch.randn(len(x), net.config["latent_dim"]).to(self.device)  # CPU draws: the loop saves them
         latent_styles = net.style_flow(latents, target)  # float32: splines outside autocast
-        with autocast(self.device):
+        with self.runtime.autocast():
             reference_styles = net.style_encoder(y, target)
             target_style = latent_styles if latent else reference_styles
             fake = net.generator(x, target_style)
@@ -166,7 +169,7 @@ class UnifiedTrainer(MethodTrainer):
         Styles: latent ones real, reference ones fake."""
         cfg = self.config
         real = x.detach().requires_grad_(cfg.r1_weight > 0)
-        with autocast(self.device):
+        with self.runtime.autocast():
             real_logits = self.dis(real, source)
             adversarial = nonsaturating_discriminator(real_logits, self.dis(forward.fake.detach(), target))
             unification = nonsaturating_discriminator(
@@ -191,7 +194,7 @@ class UnifiedTrainer(MethodTrainer):
         self.dis.requires_grad_(False)
         self.style_dis.requires_grad_(False)
         views = dihedral_views(x.detach().cpu()).to(self.device)
-        with autocast(self.device):
+        with self.runtime.autocast():
             terms = {"adversarial": nonsaturating_generator(self.dis(forward.fake, target)),
                      "style": l1(net.style_encoder(forward.fake, target), forward.target_style)}
             all_heads = net.style_encoder.heads(net.style_encoder.trunk(x))
@@ -229,16 +232,25 @@ class UnifiedTrainer(MethodTrainer):
     @torch.no_grad()
     def validation_images(self, batch: Any) -> torch.Tensor:
         """Rows: sources, references, reference-guided and latent-guided translations (by the average)."""
-        (x, _), (y, target) = ((t.to(self.device) for t in pair) for pair in batch)
+        [scored] = self.scoring_translations(batch)
+        rows = (scored.source, scored.target_examples, scored.translated, scored.second_style)
+        return torch.cat([displayable(t.float()) for t in rows])
+
+    @torch.no_grad()
+    def scoring_translations(self, batch: Any) -> list[ScoringTranslation]:
+        """Sources in their references' styles, back in their own (the cycle), and in a latent style."""
+        (x, source), (y, target) = ((t.to(self.device) for t in pair) for pair in batch)
         average = self.model
         latents = torch.randn(len(x), average.config["latent_dim"],
                               generator=torch.Generator().manual_seed(VALIDATION_SEED)).to(self.device)
         latent_styles = average.style_flow(latents, target)
-        with autocast(self.device):
+        with self.runtime.autocast():
             by_reference = average.generator(x, average.style_encoder(y, target))
+            back = average.generator(by_reference, average.style_encoder(x, source))
             by_latent = average.generator(x, latent_styles)
-        return torch.cat([displayable(t.float()) for t in (x, y, by_reference, by_latent)])
+        return [ScoringTranslation(x, by_reference.float(), y, back.float(), by_latent.float(), "source→reference")]
 
 
-def build_trainer(model: UnifiedModel, settings: Mapping[str, Any], device: torch.device) -> UnifiedTrainer:
-    return UnifiedTrainer(model, UnifiedTrainConfig.from_mapping(settings), device)
+def build_trainer(model: UnifiedModel, settings: Mapping[str, Any], device: torch.device,
+                  runtime: TrainingRuntime | None = None) -> UnifiedTrainer:
+    return UnifiedTrainer(model, UnifiedTrainConfig.from_mapping(settings), device, runtime)

@@ -41,6 +41,21 @@ class TrainingProgress:
         else:
             self._line(iteration, terms)
 
+    def score(self, iteration: int, record: dict, warning: str | None) -> None:
+        """The run score of a validation (``trainers.run_score``) on a line of its own, and the
+        content check's warning when it failed; shown even without a progress display."""
+        terms = ", ".join(f"{name.replace('_', ' ')} {value:.3f}" for name, value in record.items()
+                          if name != "run_score" and isinstance(value, float))
+        self._write(f"run score at iteration {iteration}: {record['run_score']:.3f} (higher is better; {terms})")
+        if warning is not None:
+            self._write(f"warning: {warning}")
+
+    def _write(self, line: str) -> None:
+        if self.bar is not None:  # above the bar, which is redrawn below
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
     def _redraw(self, iteration: int, terms: dict[str, str]) -> None:
         if self.bar is None:
             from tqdm import tqdm

@@ -8,6 +8,9 @@ line on standard output (the Train widget reads nothing else):
 
 - ``{"iteration": i, "iterations": n, "losses": {name: value}}`` after every iteration;
 - ``{"warning": message}`` for each Python warning raised during the run;
+- ``{"run_score": {"iteration": i, "run_score": s, TERM: value, "content_lost": reason}}`` at each
+  validation and at the end (``trainers.run_score``), with ``"content_lost": message`` beside it
+  when the content check failed (that message also comes as a warning);
 - ``{"error": message}`` when the run fails, just before the process ends: exit status 2
   for a user error (the message says it all), another for a crash;
 - ``{"model": path}`` at the end of a finished run; ``{"model": path, "stopped_at": i,
@@ -34,6 +37,7 @@ import warnings
 from pathlib import Path
 
 from napari_i2i.contract.registry import data_kind_registry, default_registry
+from napari_i2i.core.constants import COMPILE_CHOICES, PRECISION_CHOICES
 from napari_i2i.frontends.cli.arguments import positive
 from napari_i2i.frontends.cli.progress import TrainingProgress
 
@@ -42,7 +46,7 @@ DEVICE_HELP = "auto (default: CUDA, then MPS, then the CPU), cpu, cuda, mps or c
 PROGRESS_JSON_HELP = (
     "instead of the progress bar, one JSON object per line on standard output, for front ends: "
     '{"iteration": i, "iterations": n, "losses": {...}} per iteration, {"warning": MESSAGE} per '
-    'Python warning, {"error": MESSAGE} when the run fails (exit status 2: a user error) and '
+    'Python warning, {"run_score": {...}} per validation, {"error": MESSAGE} when the run fails (exit status 2: a user error) and '
     '{"model": PATH} at the end (with "stopped_at" when stopped); once nothing reads them any more '
     "(the front end closed), the run stops as on Ctrl-C"
 )
@@ -51,11 +55,20 @@ NPROC_HELP = (
     "-m napari_i2i train …` with the other arguments; --batch is then the global batch, a multiple of N; "
     "the CPU (gloo) or one CUDA GPU per process (nccl)"
 )
+PRECISION_HELP = (
+    "arithmetic of the training steps: auto (default) = bf16 where the hardware runs it fast (CPUs with "
+    "AVX512-BF16 or AMX, GPUs with bf16), else fp32; fp16 on GPUs only (with loss scaling); a resumed run "
+    "keeps the precision it started with"
+)
+COMPILE_HELP = (
+    "torch.compile the networks: on, off, or auto (default: on CUDA for runs of 2000 iterations or more, "
+    "never on the CPU, where the first compile takes minutes: use on for long CPU runs); may change on --resume"
+)
 STATUS_FILE_VARIABLE = "NAPARI_I2I_STATUS_FILE"  # rank 0 writes its exit status there, for --nproc
 SHUTDOWN_SECONDS = 600  # --nproc: how long torchrun lets the ranks finish a stop before it kills them
 # Flags of settings a resumed run keeps from RUN_DIR/run.json (dest: flag).
 FIXED_ON_RESUME = {"preset": "--preset", "config": "--config", "size": "--size", "batch": "--batch",
-                   "seed": "--seed", "resize": "--resize", "flip": "--flip/--no-flip"}
+                   "seed": "--seed", "resize": "--resize", "flip": "--flip/--no-flip", "precision": "--precision"}
 
 
 def add_parser(commands) -> None:
@@ -79,6 +92,7 @@ def add_parser(commands) -> None:
                      help="iterations to train in all (default: the preset's); with --resume the new target")
     run.add_argument("--device", default="auto", help=DEVICE_HELP)
     run.add_argument("--nproc", type=positive, metavar="N", help=NPROC_HELP)
+    run.add_argument("--compile", choices=COMPILE_CHOICES, help=COMPILE_HELP)
     settings = train.add_argument_group("settings (a new run; preset, then --config, then these flags)")
     settings.add_argument("--preset", help="small (CPU, minutes; default) or paper (published sizes)")
     settings.add_argument("--config", type=Path, metavar="FILE",
@@ -91,6 +105,7 @@ def add_parser(commands) -> None:
                           help="random horizontal flips (default: on); --no-flip where a mirror image is "
                           "another thing (text, glyphs, chiral structures)")
     settings.add_argument("--batch", type=positive, metavar="B", help="images per iteration (default: the preset's)")
+    settings.add_argument("--precision", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     settings.add_argument("--seed", type=int, metavar="S",
                           help="seed of the initial weights, crops and styles (default 0): equal seeds, equal runs")
     saving = train.add_argument_group("checkpoints (may change on --resume)")
@@ -187,6 +202,7 @@ def _speaking_rank(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, speaking: bool = True) -> int:
     from napari_i2i.core.device import resolve_device
+    from trainers.loop import ContentLostWarning
     from trainers.run import train
 
     device = resolve_device(args.device)
@@ -202,15 +218,29 @@ def _train(args: argparse.Namespace, speaking: bool = True) -> int:
         if not reader_gone:
             reader_gone = not _print_json({"iteration": iteration, "iterations": total, "losses": losses})
 
+    def scored(iteration: int, result) -> None:  # a trainers.run_score.RunScore
+        nonlocal reader_gone
+        warning = result.warning(iteration)
+        if args.progress_json:  # the content check's warning also comes as {"warning": …}
+            if not reader_gone:
+                record = {"run_score": {"iteration": iteration, **result.record()}}
+                reader_gone = not _print_json({**record, "content_lost": warning} if warning else record)
+        elif not args.quiet:
+            progress.score(iteration, result.record(), warning)
+
     def should_stop() -> bool:  # the front end's Cancel, or the front end gone (e.g. napari closed)
         return reader_gone or (args.stop_file is not None and args.stop_file.exists())
 
     started = time.time()
-    with TrainingProgress(f"training {args.engine}", total, off=args.quiet or args.progress_json) as progress:
-        path = train(args.out, settings, device=device, resume=args.resume,
+    with TrainingProgress(f"training {args.engine}", total, off=args.quiet or args.progress_json) as progress, \
+            warnings.catch_warnings():
+        if not args.progress_json:  # scored() says it in a line of its own
+            warnings.filterwarnings("ignore", category=ContentLostWarning)
+        path = train(args.out, settings, device=device, resume=args.resume, on_score=scored,
                      on_progress=report if args.progress_json else progress,
                      iterations=args.iters if args.resume else None, should_stop=should_stop,
-                     checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes)
+                     checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
+                     compile_choice=args.compile if args.resume else None)
     if path is None:
         return _stopped(args, started, reader_gone) if speaking else 130
     if not speaking:
@@ -272,7 +302,7 @@ def _new_settings(args: argparse.Namespace):
     inputs = {role.key: _flag_value(args, role.flag) for role in kind.roles}
     overrides = {"size": args.size, "batch": args.batch, "iterations": args.iters, "seed": args.seed,
                  "resize": args.resize, "flip": args.flip, "checkpoint_every": args.checkpoint_every,
-                 "checkpoint_minutes": args.checkpoint_minutes}
+                 "checkpoint_minutes": args.checkpoint_minutes, "precision": args.precision, "compile": args.compile}
     config = read_config_file(args.config) if args.config else None
     # Dataset problems are DatasetErrors, a kind of ValueError: reported in one message.
     return make_settings(args.engine, args.preset or DEFAULT_PRESET, inputs, config=config, overrides=overrides,

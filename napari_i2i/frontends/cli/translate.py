@@ -3,7 +3,9 @@
 Everything is checked before any work (inputs' headers and pixel limit, the
 model, every output file and its type); outputs are written only once the
 whole job is done, under temporary names renamed at the end, so a failed or
-interrupted run leaves no partial file and never touches an input. Importing
+interrupted run leaves no partial file and never touches an input. Outputs
+too large to hold (zarr stores, TIFFs of lazily read inputs; ``core.stores``)
+are written as the job goes under a temporary name, renamed at the end. Importing
 this module (``napari-i2i translate --help``) imports no torch: the core
 modules are imported in :func:`run`.
 """
@@ -18,11 +20,15 @@ from pathlib import Path
 from napari_i2i.core.constants import (
     COMPILE_CHOICES, DEFAULT_MAX_PIXELS, DEFAULT_TILE, DEVICE_CHOICES, PRECISION_CHOICES, SUFFIXES,
 )
-from napari_i2i.core.style_inputs import StyleInputs, StyleWords, Wording
 from napari_i2i.frontends.cli.arguments import positive
+from napari_i2i.frontends.cli.batch import add_batch_flags, expand_inputs, on_cluster
 from napari_i2i.frontends.cli.progress import TranslationProgressLines
 from napari_i2i.frontends.cli.translate_outputs import (
     DEFAULT_NAME_TEMPLATE, NAME_FIELDS, check_name_template, check_output_files, folders_to_create, output_paths,
+    stored_outputs, written_as_made,
+)
+from napari_i2i.frontends.cli.translate_request import (  # noqa: F401 (CLI_WORDS re-exported)
+    CLI_WORDS, direction_for as _direction, pixel_hint as _pixel_hint, style_inputs as _style_inputs,
 )
 
 
@@ -32,8 +38,8 @@ def add_parser(commands) -> None:
     translate = commands.add_parser(
         "translate",
         help="translate image files with a model file",
-        description="Translate TIFF/PNG/JPEG images. With one input, OUT may be a file; otherwise OUT is "
-        f"a folder and outputs are named by --name-template ({DEFAULT_NAME_TEMPLATE}). No input is ever "
+        description="Translate TIFF/PNG/JPEG images and zarr/OME-Zarr stores. With one input, OUT may be a "
+        f"file; otherwise OUT is a folder and outputs are named by --name-template ({DEFAULT_NAME_TEMPLATE}). No input is ever "
         "written over, an existing output only with --overwrite.",
     )
     translate.add_argument("model", type=Path, help="model file (.safetensors)")
@@ -69,6 +75,12 @@ def add_parser(commands) -> None:
                            help="models whose directions are target domains (unified): translate into "
                            "domain NAME (the direction to_NAME)")
     translate.add_argument(
+        "--style-edit", action="append", default=[], metavar="AXIS=VALUE",
+        help="models with style axes (munit, step, unified): set style axis AXIS (counted from 0, as the "
+        "style explorer's sliders) to VALUE in standard units (training styles: mean 0, sd 1), starting "
+        "from the style of --seed or of the --reference images; repeat for more axes",
+    )
+    translate.add_argument(
         "--diversity-map", type=Path, default=None, metavar="OUT.tif",
         help="with one input and --samples N >= 2 (random styles): also write the per-pixel standard "
         "deviation over the samples, averaged over channels (float32 TIFF)",
@@ -89,6 +101,7 @@ def add_parser(commands) -> None:
         f"(default {DEFAULT_MAX_PIXELS}, 2**28)",
     )
     translate.add_argument("--quiet", action="store_true", help="no progress")
+    add_batch_flags(translate)
 
 
 @cache
@@ -106,30 +119,6 @@ def _add_run_flags(translate: argparse.ArgumentParser) -> None:
         "--compile", default="auto", choices=COMPILE_CHOICES,
         help="compile the model with torch.compile: faster per pixel after a first compile of tens of "
         "seconds (cached on disk for later runs); auto compiles only jobs large enough to repay it",
-    )
-
-
-# The style inputs as the command line names them, for the style rule's messages.
-CLI_WORDS = StyleWords(
-    references=Wording("--reference", "--reference IMG..."),
-    match=Wording("--match", "--match"),
-    class_examples=Wording("--class-images", "--class-images IMG..."),
-    interpolate=Wording("--interpolate", "--interpolate REF1 REF2"),
-    steps=Wording("--steps", "--steps N"),
-    samples=Wording("--samples", "--samples"),
-    front_end="the command line",
-)
-
-
-def _style_inputs(args: argparse.Namespace) -> StyleInputs:
-    """The style flags as the style rule counts them (an absent flag: None)."""
-    return StyleInputs(
-        references=len(args.reference) or None,
-        match=args.match,
-        class_examples=len(args.class_images) or None,
-        interpolation_ends=len(args.interpolate) if args.interpolate else None,
-        steps=args.steps,
-        n_samples=args.samples,
     )
 
 
@@ -156,28 +145,13 @@ def _translate(steps, quiet: bool) -> list:
     return results
 
 
-def _pixel_hint(read, *args):
-    """*read* with a hint at ``--max-pixels`` added to a refusal over the pixel limit."""
-    from napari_i2i.core.image_io import TooManyPixelsError
+def _style_edits(texts: list[str]) -> dict[int, float]:
+    """``--style-edit`` values, their syntax checked before the model loads."""
+    if not texts:
+        return {}
+    from napari_i2i.core.style_edits import parse_style_edits
 
-    try:
-        return read(*args)
-    except TooManyPixelsError as error:
-        raise TooManyPixelsError(f"{error}; --max-pixels N raises the limit") from None
-
-
-def _direction(args: argparse.Namespace, capabilities) -> str:
-    """``--direction``, or ``to_NAME`` for ``--domain NAME``, or the model's first direction."""
-    if args.domain is None:
-        return args.direction or next(iter(capabilities.directions))
-    targets = {name: f"to_{name}" for name in capabilities.domains
-               if f"to_{name}" in capabilities.directions}
-    if not targets:
-        raise ValueError(f"--domain is for models whose directions are target domains; this one translates "
-                         f"{', '.join(capabilities.directions)}: use --direction")
-    if args.domain not in targets:
-        raise ValueError(f"--domain {args.domain!r}: this model's domains are {', '.join(targets)}")
-    return targets[args.domain]
+    return parse_style_edits(texts)
 
 
 def _diversity_files(args: argparse.Namespace, options, plan, out_channels: int) -> list[Path]:
@@ -199,6 +173,12 @@ def _diversity_files(args: argparse.Namespace, options, plan, out_channels: int)
     return output_files(args.diversity_map, leading)
 
 
+def _make_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"napari-i2i: made the output folder {folder}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from napari_i2i.contract.engine_api import StyleMode
     from napari_i2i.core.device import resolve_device, resolve_precision
@@ -207,9 +187,15 @@ def run(args: argparse.Namespace) -> int:
     from napari_i2i.core.style_choice import choose_style_mode
     from napari_i2i.core.translate import TranslateOptions, check_options, planned_output, run_translation
 
+    args.inputs = expand_inputs(args.inputs)
+    if on_cluster(args):
+        from napari_i2i.frontends.cli.batch_run import run_batch
+
+        return run_batch(args)
     if args.domain is not None and args.direction is not None:
         raise ValueError("give --domain NAME or --direction, not both (--domain NAME is --direction to_NAME)")
     template = None if args.name_template is None else check_name_template(args.name_template)
+    style_edits = _style_edits(args.style_edit)
     style_files = [*args.reference, *args.class_images, *(args.interpolate or [])]
     headers = [_pixel_hint(image_header, path, args.max_pixels) for path in [*args.inputs, *style_files]]
     loaded = load_model(args.model, device=resolve_device(args.device))
@@ -222,6 +208,10 @@ def run(args: argparse.Namespace) -> int:
                                precision=args.precision, compile=args.compile,
                                n_samples=args.steps if mode is StyleMode.INTERPOLATE else args.samples)
     check_options(loaded, options)
+    if style_edits:
+        from napari_i2i.core.style_edits import check_editable
+
+        check_editable(options)
     resolve_precision(args.precision, next(loaded.model.parameters()).device)  # fp16 on a CPU: refused now
     outputs = output_paths(args.inputs, args.output, direction, args.format, template)
     planned = [planned_output(loaded, options, source.stem, header.shape, header.rgb, header.dtype)
@@ -237,16 +227,34 @@ def run(args: argparse.Namespace) -> int:
     sources = [_pixel_hint(read_image, path, args.max_pixels) for path in args.inputs]
     given = {StyleMode.FEW_SHOT: args.class_images, StyleMode.INTERPOLATE: args.interpolate}
     references = [_pixel_hint(read_image, path, args.max_pixels) for path in given.get(mode, args.reference)]
-    results = _translate(run_translation(loaded, sources, options, references), args.quiet)
-    for folder in new_folders:
-        folder.mkdir(parents=True, exist_ok=True)
-        print(f"napari-i2i: made the output folder {folder}", file=sys.stderr)
-    items = [(path, result.data, result.rgb) for result, path in zip(results, outputs)]
+    conditioning = None
+    if style_edits:
+        from napari_i2i.core.style_edits import edited_conditioning
+
+        conditioning = edited_conditioning(loaded.model, options, references, style_edits,
+                                           next(loaded.model.parameters()).device)
+    if any(written_as_made(path, source) for path, source in zip(outputs, sources)):
+        _make_folders(new_folders)  # those outputs are written into their folders as the job goes
+        new_folders = []
+    stored = stored_outputs(outputs, planned, headers, sources, args.diversity_map is not None)
+    try:
+        results = _translate(run_translation(loaded, sources, options, references, conditioning, stored),
+                             args.quiet)
+    except BaseException:  # also Ctrl-C: no partial store stays behind
+        for store in filter(None, stored):
+            store.discard()
+        raise
+    _make_folders(new_folders)
+    for store in filter(None, stored):
+        print(store.finish())
+    items = [(path, result.data, result.rgb)
+             for result, path, store in zip(results, outputs, stored) if store is None]
+    pixel_sizes = [source.pixel_size for source, store in zip(sources, stored) if store is None]
     if args.diversity_map is not None:
         from napari_i2i.core.diversity import diversity_result
 
         out_channels = loaded.model.capabilities.directions[direction][1]
         items.append((args.diversity_map, diversity_result(results[0], out_channels).data, False))
-    for written in write_images(items):
+    for written in write_images(items, pixel_sizes):
         print(written)
     return 0

@@ -6,7 +6,8 @@ and each output is named by ``--name-template`` (default
 output of a stack is one file per plane (``NAME_0.png``, …). No output may be
 an input (model, image, reference: paths compared after resolving links), two
 outputs may not share a file, and an existing file is replaced only with
-``--overwrite``. Nothing here imports torch.
+``--overwrite``. A zarr store (``.zarr``, ``.ome.zarr``, a folder) counts as one
+file. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import string
 from collections.abc import Sequence
 from pathlib import Path
 
-from napari_i2i.core.constants import SUFFIXES
+from napari_i2i.core.constants import STORE_SUFFIXES, SUFFIXES, TIFF_SUFFIXES
 
 DEFAULT_NAME_TEMPLATE = "{stem}_{direction}{suffix}"
 NAME_FIELDS = {
@@ -59,7 +60,7 @@ def output_paths(inputs: Sequence[Path], out: Path, direction: str, file_format:
     """The output path of each input (before PNG/JPEG stacks become one file per plane)."""
     if out.suffix and out.suffix.lower() not in SUFFIXES and not out.is_dir():
         raise ValueError(f"{out}: unsupported output type; use one of {sorted(SUFFIXES)}")
-    if out.suffix.lower() in SUFFIXES and not out.is_dir():
+    if out.suffix.lower() in SUFFIXES and (not out.is_dir() or out.suffix.lower() in STORE_SUFFIXES):
         if len(inputs) > 1:
             raise ValueError(f"{out}: with several inputs, -o must be a folder")
         if template is not None:
@@ -96,7 +97,7 @@ def check_output_files(files: Sequence[Path], inputs: Sequence[Path], overwrite:
         seen[key] = path
         if path.exists() and not overwrite:
             raise ValueError(f"{path}: exists; --overwrite replaces it")
-        if path.is_dir():
+        if path.is_dir() and path.suffix.lower() not in STORE_SUFFIXES:
             raise ValueError(f"{path}: is a folder, not an output file")
 
 
@@ -114,3 +115,44 @@ def folders_to_create(files: Sequence[Path]) -> list[Path]:
         if existing != folder:
             missing.append(folder)
     return missing
+
+
+def finished_inputs(files_per_input: Sequence[Sequence[Path]], overwrite: bool, skip_existing: bool) -> list[bool]:
+    """For each input, whether ``--skip-existing`` skips it (all its output files exist); any
+    other existing output is refused without ``--overwrite``, as :func:`check_output_files` does."""
+    finished = []
+    for files in files_per_input:
+        existing = [path for path in files if path.exists()]
+        finished.append(skip_existing and bool(files) and len(existing) == len(files))
+        if existing and not finished[-1] and not overwrite:
+            if skip_existing:
+                raise ValueError(f"{existing[0]}: exists but other outputs of its input do not; "
+                                 "remove it to translate that input again")
+            raise ValueError(f"{existing[0]}: exists; --overwrite replaces it, --skip-existing skips its input")
+    return finished
+
+
+def written_as_made(path: Path, source) -> bool:
+    """Whether the output *path* of *source* (an ``ImageData``) is written band by band as the job
+    goes, not whole at the end: a zarr store, or a TIFF of a lazily read input."""
+    return path.suffix.lower() in STORE_SUFFIXES or (source.lazy and path.suffix.lower() in TIFF_SUFFIXES)
+
+
+def stored_outputs(outputs: Sequence[Path], planned: Sequence, headers: Sequence, sources: Sequence,
+                   diversity_map: bool) -> list:
+    """Per output, a ``core.stores.PendingOutput`` that the job writes into band by band
+    (:func:`written_as_made`), or None for one written whole at the end."""
+    from napari_i2i.core.stores import PendingOutput
+
+    stored = []
+    for path, plan, header, source in zip(outputs, planned, headers, sources):
+        if not written_as_made(path, source):
+            stored.append(None)
+            continue
+        if diversity_map:
+            raise ValueError(f"{path}: --diversity-map needs the result in memory; it is written to disk "
+                             "as it is made (a zarr store, or a TIFF of a large input)")
+        spatial = header.shape[-3:-1] if header.rgb else header.shape[-2:]
+        shape = (*plan.leading_shape, *spatial, *((3,) if plan.rgb else ()))
+        stored.append(PendingOutput(path, shape, plan.dtype, plan.rgb, source.pixel_size))
+    return stored

@@ -1,0 +1,118 @@
+"""Time and peak memory of ``napari-i2i translate`` on large RGB images: whole vs tiled vs store-backed.
+
+Each case runs ``napari-i2i translate`` in its own process (MUNIT ``small``, untrained, fp32,
+compile off) on a tiled RGB uint8 TIFF written beforehand:
+
+- ``whole``: one window the size of the image (``--tile SIZE``), TIFF output written at the end;
+- ``tiled``: ``--tile TILE``, the image, the activations between statistics passes and the
+  result in memory, TIFF output written at the end;
+- ``store``: ``--tile TILE``, the input read lazily window by window, activations between
+  statistics passes on disk and the result written band by band into an OME-Zarr store.
+
+Peak RSS is the child's ``ru_maxrss``; "before" is its peak once torch is imported and the
+model built (torch's own footprint), so "extra" is what the translation added.
+
+    OMP_NUM_THREADS=1 python benchmarks/large_images.py --sizes 1024 2048 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODES = ("whole", "tiled", "store")
+
+
+def write_input(path: Path, size: int, tile: int = 512) -> None:
+    """A random RGB uint8 ``size²`` TIFF, tile by tile (so this process never holds it whole)."""
+    import numpy as np
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    tiles = (rng.integers(0, 256, (min(tile, size - top), min(tile, size - left), 3), dtype=np.uint8)
+             for top in range(0, size, tile) for left in range(0, size, tile))
+    tifffile.imwrite(path, tiles, shape=(size, size, 3), dtype=np.uint8, tile=(tile, tile), photometric="rgb")
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """One case, in this (child) process."""
+    import torch  # noqa: F401  (its footprint counts as "before")
+
+    from engines.munit import MunitEngine
+    from napari_i2i.core import image_io, tiling
+    from napari_i2i.core.model_file import save_model
+    from napari_i2i.frontends.cli import main
+
+    folder = Path(args.folder)
+    model_file = folder / "munit_small.safetensors"
+    if not model_file.exists():
+        engine = MunitEngine()
+        torch.manual_seed(0)
+        save_model(model_file, engine, engine.build(engine.config("small")).eval())
+    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    store = args.mode == "store"
+    if store:  # read lazily and keep activations on disk at every size, as a whole slide would
+        image_io.LAZY_ABOVE_PIXELS = 0
+        tiling.SPILL_ABOVE_PIXELS = 0
+    else:  # everything in memory, as before stores existed
+        image_io.LAZY_ABOVE_PIXELS = tiling.SPILL_ABOVE_PIXELS = 2**62
+    output = folder / (f"out_{args.mode}_{args.one}" + (".ome.zarr" if store else ".tif"))
+    tile = args.one if args.mode == "whole" else args.tile
+    started = time.perf_counter()
+    code = main(["translate", str(model_file), str(folder / f"in_{args.one}.tif"), "-o", str(output), "--quiet",
+                 "--tile", str(tile), "--precision", "fp32", "--compile", "off", "--device", "cpu",
+                 "--overwrite", "--max-pixels", str(2**31)])
+    seconds = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit(f"translate exited with {code}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"size": args.one, "mode": args.mode, "seconds": seconds, "before_mb": before_mb, "peak_mb": peak_mb}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(measure(args)))
+        return
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="napari-i2i-large-") as folder:
+        for size in args.sizes:
+            write_input(Path(folder) / f"in_{size}.tif", size)
+            for mode in args.modes:
+                done = subprocess.run(
+                    [sys.executable, __file__, "--one", str(size), "--mode", mode, "--tile", str(args.tile),
+                     "--folder", folder], capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(f"{size}² {mode}: failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+                    continue
+                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                row = rows[-1]
+                print(f"{size}² {mode}: {row['seconds']:.1f} s, peak RSS {row['peak_mb']:.0f} MB", flush=True)
+            for output in Path(folder).glob(f"out_*_{size}*"):  # the disk they take
+                if output.is_dir():
+                    shutil.rmtree(output)
+                else:
+                    output.unlink()
+    print(f"\n| image | mode | seconds | peak RSS MB | before MB | extra MB |  (tile {args.tile})")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['size']}² | {row['mode']} | {row['seconds']:.1f} | {row['peak_mb']:.0f} | "
+              f"{row['before_mb']:.0f} | {row['peak_mb'] - row['before_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

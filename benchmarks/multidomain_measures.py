@@ -1,0 +1,141 @@
+"""What the multi-domain benchmark measures of trained models (:mod:`benchmarks.multidomain`).
+
+Translation quality per ordered pair of domains (unified with latent and reference styles, MUNIT
+trained per pair, identity, histogram matching), the unification claim (can a classifier tell
+latent from reference styles?) and the smoothness claim (how evenly the output changes along an
+interpolation between two styles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import permutations
+
+import numpy as np
+import torch
+
+from benchmarks.tasks.metrics import histogram_matching_baseline, score
+from benchmarks.tasks.multidomain import MultiDomainTask
+from benchmarks.tasks.task import Task
+from napari_i2i.contract.engine_api import StyleMode, StyleRequest, TranslationModel
+
+# Interpolation paths per target domain, and styles on each (both ends included).
+SMOOTHNESS_PATHS = 4
+SMOOTHNESS_STEPS = 9
+
+
+def to_tensor(tile: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(tile).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return [p.permute(1, 2, 0).numpy() for p in pixels]
+
+
+@torch.inference_mode()
+def translations(model: TranslationModel, task: MultiDomainTask, source: str, target: str, direction: str,
+                 samples: int) -> dict[str, dict]:
+    """Per test file of ``source``: latent samples and the output in the style of one reference
+    (the first training tile of ``target``)."""
+    reference = to_tensor(next(iter(task.train[target].values())))
+    by_reference = model.condition(StyleRequest(StyleMode.REFERENCE, direction, references=[reference]))
+    latent, guided = {}, {}
+    for index, (file, tile) in enumerate(sorted(task.test[source].items())):
+        styles = model.condition(StyleRequest(StyleMode.RANDOM, direction, n_samples=samples, seed=index))
+        latent[file] = to_uint8(model.translate(to_tensor(tile), styles))
+        guided[file] = to_uint8(model.translate(to_tensor(tile), by_reference))[0]
+    return {"latent": latent, "reference": guided}
+
+
+def score_pairs(unified: TranslationModel, per_pair: Mapping[tuple[str, str], tuple[TranslationModel, str]],
+                task: MultiDomainTask, samples: int) -> list[dict]:
+    """Rows ``{pair, method, l1, psnr, ssim, diversity}`` for every ordered pair of domains;
+    ``per_pair[(source, target)]`` is the MUNIT model of that pair and its direction (a2b/b2a)."""
+    rows = []
+    for source, target in permutations(task.train, 2):
+        baseline_task = Task("pair", {"test_a": task.test[source], "train_b": task.train[target]})
+        predictions = {"identity": dict(task.test[source]),
+                       "histogram matching": histogram_matching_baseline(baseline_task)}
+        for method, predicted in translations(unified, task, source, target, f"to_{target}", samples).items():
+            predictions[f"unified {method}"] = predicted
+        if (source, target) in per_pair:
+            munit, direction = per_pair[(source, target)]
+            for method, predicted in translations(munit, task, source, target, direction, samples).items():
+                predictions[f"MUNIT per pair, {method}"] = predicted
+        for method, predicted in predictions.items():
+            rows.append({"pair": f"{source}→{target}", "method": method, **score(task.test[target], predicted)})
+    return rows
+
+
+def held_out_accuracy(first: torch.Tensor, second: torch.Tensor, seed: int = 0) -> float:
+    """Logistic regression telling ``first`` (label 1) from ``second`` (0): accuracy on the held-out half."""
+    generator = torch.Generator().manual_seed(seed)
+    codes = torch.cat([first, second]).float()
+    labels = torch.cat([torch.ones(len(first)), torch.zeros(len(second))])
+    order = torch.randperm(len(codes), generator=generator)
+    train_rows, test_rows = order[: len(order) // 2], order[len(order) // 2:]
+    mean, std = codes[train_rows].mean(0), codes[train_rows].std(0) + 1e-6
+    codes = (codes - mean) / std
+    weight = torch.zeros(codes.shape[1], requires_grad=True)
+    bias = torch.zeros((), requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=200)
+
+    def closure():
+        optimizer.zero_grad()
+        logits = codes[train_rows] @ weight + bias
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[train_rows])
+        loss = loss + 1e-3 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        predicted = (codes[test_rows] @ weight + bias) > 0
+    return float((predicted == labels[test_rows].bool()).float().mean())
+
+
+def unification(model: TranslationModel, task: MultiDomainTask) -> dict[str, float]:
+    """Per domain: held-out accuracy of telling latent from reference styles (0.5: one space).
+    ``condition`` computes styles without gradients; the classifier needs them, so no inference mode."""
+    result = {}
+    for name, tiles in task.test.items():
+        direction = f"to_{name}"
+        references = [model.condition(StyleRequest(StyleMode.REFERENCE, direction, references=[to_tensor(t)])).styles
+                      for t in tiles.values()]
+        latent = model.condition(StyleRequest(StyleMode.RANDOM, direction, n_samples=len(references), seed=7)).styles
+        result[name] = held_out_accuracy(latent, torch.cat(references))
+    return result
+
+
+def path_changes(outputs: torch.Tensor, styles: torch.Tensor) -> tuple[float, float]:
+    """Along one interpolation: the mean output change (L1, 0-255) per unit of style distance, and
+    the coefficient of variation of the per-step changes (0: every step changes the output alike)."""
+    steps = ((outputs[1:] - outputs[:-1]).abs().mean(dim=(1, 2, 3)) * 127.5).double()
+    lengths = (styles[1:] - styles[:-1]).norm(dim=1).double()
+    per_unit = float((steps / lengths.clamp_min(1e-12)).mean())
+    spread = float(steps.std() / steps.mean().clamp_min(1e-12))
+    return per_unit, spread
+
+
+@torch.inference_mode()
+def smoothness(model: TranslationModel, task: MultiDomainTask) -> dict[str, dict[str, float]]:
+    """Per target domain, over :data:`SMOOTHNESS_PATHS` interpolations between the reference styles
+    of two test tiles of that domain, each translating a test tile of the next domain: the mean
+    change per unit style step and the mean coefficient of variation of the per-step changes."""
+    names = list(task.test)
+    result = {}
+    for position, target in enumerate(names):
+        tiles = [task.test[target][file] for file in sorted(task.test[target])]
+        sources = [task.test[names[(position + 1) % len(names)]][file] for file in sorted(task.test[target])]
+        per_unit, spread = [], []
+        for path in range(min(SMOOTHNESS_PATHS, len(tiles) - 1)):
+            ends = [to_tensor(tiles[path]), to_tensor(tiles[path + 1])]
+            conditioning = model.condition(StyleRequest(StyleMode.INTERPOLATE, f"to_{target}",
+                                                        n_samples=SMOOTHNESS_STEPS, references=ends))
+            outputs = model.translate(to_tensor(sources[path]), conditioning)
+            unit, variation = path_changes(outputs.float(), conditioning.styles.float())
+            per_unit.append(unit)
+            spread.append(variation)
+        result[target] = {"change_per_unit": float(np.mean(per_unit)), "step_cv": float(np.mean(spread))}
+    return result
