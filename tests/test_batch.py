@@ -201,6 +201,28 @@ def test_workers_and_scheduler_exclude_each_other(munit_file, folder, tmp_path, 
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+def test_style_edits_reach_the_workers_and_are_checked_before_work(munit_file, folder, tmp_path, scheduler,
+                                                                  capsys):
+    from napari_i2i.core.image_io import read_image
+
+    out, single = tmp_path / "out", tmp_path / "single.png"
+    edit = ["--style-edit", "0=2.5", "--seed", "4"]
+    assert main(["translate", str(munit_file), str(folder / "a.png"), str(folder / "b.png"), "-o", str(out),
+                 "--scheduler", scheduler, "--quiet", *edit, *PINNED]) == 0
+    assert main(["translate", str(munit_file), str(folder / "a.png"), "-o", str(single), "--quiet", *edit,
+                 *PINNED]) == 0
+    np.testing.assert_array_equal(read_image(out / "a_a2b.png").data, read_image(single).data)
+    plain = tmp_path / "plain.png"
+    assert main(["translate", str(munit_file), str(folder / "a.png"), "-o", str(plain), "--quiet", "--seed", "4",
+                 *PINNED]) == 0
+    assert not np.array_equal(read_image(plain).data, read_image(single).data)  # the edit did something
+    capsys.readouterr()
+    assert main(["translate", str(munit_file), str(folder / "a.png"), "-o", str(tmp_path / "refused"),
+                 "--scheduler", scheduler, "--style-edit", "99=1", *PINNED]) == 2
+    assert "style axis 99 is out of range" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+
 def test_store_outputs_are_written_by_the_workers(munit_file, folder, tmp_path, scheduler):
     """A zarr output goes through the same store path as a single-file run."""
     from napari_i2i.core.image_io import read_image

@@ -414,3 +414,18 @@ def test_files_that_are_not_images_are_named_in_one_warning_per_dataset(tmp_path
     with pytest.warns(UserWarning, match=r"image pairs in .*: 2 file\(s\) skipped.*: A/x.csv, B/x.csv$") as caught:
         assert len(PairedFolders(tmp_path / "A", tmp_path / "B", size=None)) == 1
     assert len(caught) == 1
+
+
+def test_zarr_stores_in_a_training_folder_are_neither_images_nor_skipped_files(tmp_path):
+    """Translation reads .zarr stores; training reads image files, and a store's chunks are no concern of it."""
+    import zarr
+
+    from trainers.datasets.sources import image_files
+
+    save(tmp_path / "a.png", noise((8, 8), np.uint8))
+    zarr.create_array(tmp_path / "result.ome.zarr", shape=(8, 8), dtype=np.uint8, chunks=(4, 4), fill_value=1)
+    (tmp_path / "result.ome.zarr" / "notes.txt").write_text("x")
+    for recursive in (False, True):
+        skipped = []
+        assert image_files(tmp_path, recursive, skipped) == [tmp_path / "a.png"]
+        assert skipped == []

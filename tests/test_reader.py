@@ -8,6 +8,7 @@ import zarr
 
 from napari_i2i.contract.engine_api import StyleMode
 from napari_i2i.core.layer_data import PixelSize
+from napari_i2i.core.lazy_images import open_zarr_levels
 from napari_i2i.core.stores import write_ome_zarr
 from napari_i2i.frontends.reader import get_reader, read_zarr
 from napari_i2i.frontends.translate_widget import TranslateWidget
@@ -74,6 +75,7 @@ def test_single_level_and_plain_zarr_array_are_plain_lazy_layers(tmp_path):
         assert not attributes["multiscale"] and attributes["scale"] == (1.0, 1.0)
     ((data, attributes, _),) = read_zarr(str(plain))
     assert "units" not in attributes and attributes["axis_labels"] == ("dim_0", "dim_1")
+    assert open_zarr_levels(small).pixel_size is None  # written without a pixel size: not read back as 1 µm
     assert np.asarray(data).max() == 3
 
 

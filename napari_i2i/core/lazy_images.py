@@ -97,7 +97,9 @@ def _zarr_pixel_size(multiscales: dict) -> PixelSize | None:
     scale = next((t["scale"] for t in transforms if t.get("type") == "scale"), None)
     if scale is None or len(axes) != len(scale) or [a["name"] for a in axes[-2:]] != ["y", "x"]:
         return None
-    return PixelSize(float(scale[-2]), float(scale[-1]), axes[-1].get("unit", "micrometer"))
+    if "unit" not in axes[-1]:  # a scale without a unit counts pixels (e.g. a store written without a size)
+        return None
+    return PixelSize(float(scale[-2]), float(scale[-1]), axes[-1]["unit"])
 
 
 @dataclass(frozen=True)

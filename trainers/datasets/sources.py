@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from napari_i2i.core.image_io import SUFFIXES, ImageFileError, read_header, read_image
+from napari_i2i.core.constants import PILLOW_SUFFIXES, TIFF_SUFFIXES
+from napari_i2i.core.image_io import ImageFileError, read_header, read_image
 from napari_i2i.core.layer_data import ImageData
 
 from trainers.datasets.problems import DatasetError, Problem
 
 Read = TypeVar("Read")
 SHOWN_SKIPPED = 10  # files named in the warning about skipped ones; the rest counted
+# Training reads image files; zarr stores (folders, read lazily by translation) are not training images.
+IMAGE_FILE_SUFFIXES = TIFF_SUFFIXES | PILLOW_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,10 @@ def image_files(folder: Path, recursive: bool, skipped: list[Path] | None = None
     candidates = folder.rglob("*") if recursive else folder.iterdir()
     images, others = [], []
     for path in candidates:
-        if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
-            continue
-        (images if path.suffix.lower() in SUFFIXES else others).append(path)
+        parts = path.relative_to(folder).parts
+        if any(part.startswith(".") or part.lower().endswith(".zarr") for part in parts) or not path.is_file():
+            continue  # hidden, or inside a zarr store
+        (images if path.suffix.lower() in IMAGE_FILE_SUFFIXES else others).append(path)
     if skipped is not None:
         skipped += others
     return sorted(images)
@@ -86,13 +90,14 @@ def warn_skipped(skipped: Sequence[Path], where: str, why: str = "") -> None:
         return
     names = [f"{path.parent.name}/{path.name}" for path in sorted(skipped)]
     more = f" and {len(names) - SHOWN_SKIPPED} more" if len(names) > SHOWN_SKIPPED else ""
-    warnings.warn(f"{where}: {len(names)} file(s) skipped, not {'/'.join(sorted(SUFFIXES))} images{why}: "
+    kinds = '/'.join(sorted(IMAGE_FILE_SUFFIXES))
+    warnings.warn(f"{where}: {len(names)} file(s) skipped, not {kinds} images{why}: "
                   f"{', '.join(names[:SHOWN_SKIPPED])}{more}", stacklevel=3)
 
 
 def nonempty(files: list[Path], folder: Path) -> list[Path]:
     if not files:
-        raise DatasetError(f"{folder}: no image files ({', '.join(sorted(SUFFIXES))})")
+        raise DatasetError(f"{folder}: no image files ({', '.join(sorted(IMAGE_FILE_SUFFIXES))})")
     return files
 
 

@@ -27,7 +27,6 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from napari_i2i.frontends.cli.batch import IN_PROCESS_MAX_FILES
 from napari_i2i.frontends.cli.batch_worker import (
     FAILED, GPU_BY_WORKER, OK, SKIPPED, BatchJob, FileResult, one_line, translate_file,
 )
@@ -162,6 +161,20 @@ def _output_files(loaded, options, sources: Sequence[Path], outputs: Sequence[Pa
     return files
 
 
+def _checked_style_edits(args: argparse.Namespace, loaded, options) -> dict[int, float]:
+    """``--style-edit`` values, checked against the model here, before any work (each worker
+    builds the edited style again from the same seed or references)."""
+    from napari_i2i.core.image_io import read_image
+    from napari_i2i.core.style_edits import check_editable, edited_conditioning, parse_style_edits
+
+    edits = parse_style_edits(args.style_edit)
+    if edits:
+        check_editable(options)
+        references = [read_image(path, args.max_pixels) for path in args.reference]
+        edited_conditioning(loaded.model, options, references, edits, next(loaded.model.parameters()).device)
+    return edits
+
+
 def run_batch(args: argparse.Namespace) -> int:
     """Translate ``args.inputs`` on dask.distributed (see the module); the exit status."""
     from napari_i2i.contract.engine_api import StyleMode
@@ -171,9 +184,6 @@ def run_batch(args: argparse.Namespace) -> int:
 
     if args.diversity_map is not None:
         raise ValueError("--diversity-map maps the samples of one input; not with many images or a cluster")
-    if args.style_edit:
-        raise ValueError("--style-edit is not supported with many images or a cluster yet; translate the "
-                         f"files in runs of up to {IN_PROCESS_MAX_FILES} without --workers/--scheduler")
     template = None if args.name_template is None else check_name_template(args.name_template)
     style_files = [*args.reference, *args.class_images, *(args.interpolate or [])]
     for path in style_files:
@@ -183,6 +193,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if not loaded.info.trained:
         print(f"warning: {args.model} holds untrained weights; its outputs are noise", file=sys.stderr)
     options = job_options(args, loaded)
+    edits = _checked_style_edits(args, loaded, options)
     outputs = output_paths(args.inputs, args.output, options.direction, args.format, template)
     files = _output_files(loaded, options, args.inputs, outputs, headers)
     check_output_files([path for paths in files.values() for path in paths],
@@ -201,7 +212,7 @@ def run_batch(args: argparse.Namespace) -> int:
     given = {StyleMode.FEW_SHOT: args.class_images, StyleMode.INTERPOLATE: args.interpolate}
     job = BatchJob(model=args.model.resolve(), device=GPU_BY_WORKER if gpus else args.device, options=options,
                    references=tuple(path.resolve() for path in given.get(options.mode, args.reference)),
-                   max_pixels=args.max_pixels, torch_threads=None)
+                   max_pixels=args.max_pixels, torch_threads=None, style_edits=tuple(edits.items()))
     del loaded  # the workers load their own
     for folder in folders_to_create([path for _, _, paths in todo.values() for path in paths]):
         folder.mkdir(parents=True, exist_ok=True)

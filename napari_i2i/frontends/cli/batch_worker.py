@@ -34,6 +34,7 @@ class BatchJob:
     references: tuple[Path, ...]  # style references or class examples, as the options' mode takes them
     max_pixels: int
     torch_threads: int | None  # None: the worker's own setting
+    style_edits: tuple[tuple[int, float], ...] = ()  # --style-edit: (axis, value) pairs
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def cached_model(path: Path, device: str):
         return _cache[key]
 
 
-def _translate_one(loaded, options: TranslateOptions, header, image, references, output: Path) -> list[Path]:
+def _translate_one(loaded, options: TranslateOptions, header, image, references, output: Path,
+                   style_edits: tuple[tuple[int, float], ...] = ()) -> list[Path]:
     """*image* through the model into *output*, as a single-file run writes it: into a store as
     the job goes (zarr, or a TIFF of a lazily read input), else whole at the end."""
     from napari_i2i.core.image_io import write_images
@@ -95,9 +97,15 @@ def _translate_one(loaded, options: TranslateOptions, header, image, references,
     from napari_i2i.frontends.cli.translate_outputs import stored_outputs
 
     plan = planned_output(loaded, options, image.name, header.shape, header.rgb, header.dtype)
+    conditioning = None
+    if style_edits:
+        from napari_i2i.core.style_edits import edited_conditioning
+
+        conditioning = edited_conditioning(loaded.model, options, references, dict(style_edits),
+                                           next(loaded.model.parameters()).device)
     [store] = stored_outputs([output], [plan], [header], [image], False)
     try:
-        [result] = run_to_completion(run_translation(loaded, [image], options, references, None, [store]))
+        [result] = run_to_completion(run_translation(loaded, [image], options, references, conditioning, [store]))
     except BaseException:  # also a cancelled task: no partial store stays behind
         if store is not None:
             store.discard()
@@ -120,7 +128,7 @@ def translate_file(job: BatchJob, source: Path, output: Path) -> FileResult:
         loaded = cached_model(job.model, worker_device(job.device))
         references = [read_image(path, job.max_pixels) for path in job.references]
         written = _translate_one(loaded, job.options, image_header(source, job.max_pixels),
-                                 read_image(source, job.max_pixels), references, output)
+                                 read_image(source, job.max_pixels), references, output, job.style_edits)
     except Exception as error:  # noqa: BLE001 (the file's failure is reported, the others go on)
         return FileResult(source, FAILED, seconds=time.perf_counter() - start, reason=one_line(error))
     finally:  # a worker of a threads-only cluster shares its process: leave its thread count as it was
