@@ -18,6 +18,7 @@ import napari_i2i.core.image_io as image_io
 import napari_i2i.core.translate as core_translate
 import napari_i2i.frontends.cli.progress as cli_progress
 import napari_i2i.frontends.cli.translate as cli_translate
+from napari_i2i.core.job_estimate import describe_duration
 from napari_i2i.frontends.cli import main
 
 
@@ -199,9 +200,9 @@ def test_a_long_job_is_announced_first(inputs, tmp_path, capsys, monkeypatch):
 
 
 def test_durations_read_naturally():
-    assert core_translate.describe_duration(30) == "about 30 seconds"
-    assert core_translate.describe_duration(400) == "about 7 minutes"
-    assert core_translate.describe_duration(3 * 3600) == "about 3 hours"
+    assert describe_duration(30) == "about 30 seconds"
+    assert describe_duration(400) == "about 7 minutes"
+    assert describe_duration(3 * 3600) == "about 3 hours"
 
 
 # --- 4. output types checked before work; missing folders made ----------------------------------------

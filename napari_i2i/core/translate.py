@@ -15,7 +15,7 @@ is one reference for the engine (a stack's planes pooled), and
 ``n_samples`` is the number of steps from the first to the second.
 
 A job of more than :data:`TIMED_ABOVE_PIXELS` source pixels first times the
-model on a small crop (:func:`estimate_seconds`); when the estimate is
+model on a small crop (:func:`~napari_i2i.core.job_estimate.estimate_seconds`); when the estimate is
 :data:`LONG_JOB_SECONDS` or more, the first :class:`Progress` is a ``notice``
 that says so (e.g. "translating 144 megapixels; this will take about 6
 minutes on cpu").
@@ -35,7 +35,6 @@ the tile, not the image (activations of large jobs go to disk, see
 
 from __future__ import annotations
 
-import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +45,7 @@ import torch
 from napari_i2i.contract.engine_api import EngineError, StyleMode, StyleRequest, TranslationModel
 from napari_i2i.core.device import compile_pays, precision_autocast, resolve_precision
 from napari_i2i.core.image_io import megapixels
+from napari_i2i.core.job_estimate import WARMUP_SIDE, describe_duration, estimate_seconds, plan_tiles, plane_size
 from napari_i2i.core.job_progress import run_to_completion, throttled  # noqa: F401 (re-exported)
 from napari_i2i.core.layer_data import (
     ImageData, PlaneLayout, arrange, band_writer, layout, output_axes, to_image_array,
@@ -54,7 +54,7 @@ from napari_i2i.core.lazy_images import LazyPlane, planes_of
 from napari_i2i.core.model_file import LoadedModel
 from napari_i2i.core.style_request import PreparedStyle, condition, prepare_style
 from napari_i2i.core.tiling import (
-    DEFAULT_TILE, CompiledStages, Stage, TilePlan, on_device, reference_crops, translate_tiled,
+    DEFAULT_TILE, CompiledStages, Stage, on_device, reference_crops, translate_tiled,
 )
 
 
@@ -62,11 +62,6 @@ from napari_i2i.core.tiling import (
 TIMED_ABOVE_PIXELS = 2**22
 # A job estimated to take this long (seconds) or longer is announced.
 LONG_JOB_SECONDS = 60.0
-# Side of the crop timed; its rate per pixel the estimate scales up.
-WARMUP_SIDE = 256
-# Tiles that share normalisation statistics re-run stages, and large windows run slower than the
-# crop: a 2500² image in 9 tiles of 1024 took 4× the crop's rate (bundled MUNIT, one CPU thread).
-SHARED_STATISTICS_COST = 4.0
 
 
 @dataclass
@@ -262,52 +257,12 @@ class PlaneStages:
         return *self._prepare(self._model.stages(matched)), self._names[position - 1]
 
 
-def _tile_plan(model: TranslationModel, height: int, width: int, tile: int) -> TilePlan:
-    capabilities = model.capabilities
-    return TilePlan.make(height, width, tile=tile, context=capabilities.context,
-                         multiple=capabilities.size_multiple)
-
-
-def _plane_size(plan: PlaneLayout) -> tuple[int, int]:
-    rgb = plan.channel_axis is not None and plan.channel_axis == len(plan.shape) - 1
-    height, width = plan.shape[-3:-1] if rgb else plan.shape[-2:]
-    return height, width
-
-
-def estimate_seconds(model: TranslationModel, stages: list[Stage], plane: torch.Tensor,
-                     sizes: Sequence[tuple[int, int, int]], tile: int, device: torch.device) -> float:
-    """Seconds to translate ``sizes`` (``(planes, height, width)`` each): the rate per window
-    pixel of a second run on a crop of *plane* (the first warms up), times the window pixels."""
-    crop = plane[..., :WARMUP_SIDE, :WARMUP_SIDE]
-    crop_plan = _tile_plan(model, crop.shape[-2], crop.shape[-1], max(tile, WARMUP_SIDE))
-    for _ in range(2):
-        started = time.perf_counter()
-        for _ in translate_tiled(stages, crop, crop_plan, None, device):
-            pass
-    rate = (time.perf_counter() - started) / crop_plan.window_pixels
-    work = 0.0
-    for planes, height, width in sizes:
-        plan = _tile_plan(model, height, width, tile)
-        shared = plan.n_tiles > 1 and model.shared_statistics() is not None
-        work += planes * plan.window_pixels * (SHARED_STATISTICS_COST if shared else 1.0)
-    return rate * work
-
-
-def describe_duration(seconds: float) -> str:
-    """E.g. "about 6 minutes", "about 2 hours"."""
-    if seconds < 90:
-        return f"about {max(1, round(seconds))} seconds"
-    if seconds < 2 * 3600:
-        return f"about {round(seconds / 60)} minutes"
-    return f"about {round(seconds / 3600)} hours"
-
-
 def long_job_notice(model: TranslationModel, plane_stages: PlaneStages, sources: Sequence[ImageData],
                     layouts: Sequence[PlaneLayout], options: TranslateOptions,
                     device: torch.device) -> Progress | None:
     """For a job over :data:`TIMED_ABOVE_PIXELS` estimated at :data:`LONG_JOB_SECONDS` or more:
     a notice saying how long it will take."""
-    sizes = [(plan.n_planes, *_plane_size(plan)) for plan in layouts]
+    sizes = [(plan.n_planes, *plane_size(plan)) for plan in layouts]
     pixels = sum(planes * height * width for planes, height, width in sizes)
     if pixels <= TIMED_ABOVE_PIXELS:
         return None
@@ -329,7 +284,7 @@ def compilable_pixels(model: TranslationModel, layouts: Sequence[PlaneLayout], t
     independent = model.shared_statistics() is None
     pixels = 0
     for plan in layouts:
-        tile_plan = _tile_plan(model, *_plane_size(plan), tile)
+        tile_plan = plan_tiles(model, *plane_size(plan), tile)
         if independent or tile_plan.n_tiles == 1:
             pixels += plan.n_planes * tile_plan.window_pixels
     return pixels
@@ -342,7 +297,7 @@ def translate_plane(
     """One plane through the model tile by tile, reporting progress over the whole job
     (``whole``: the compiled stages or None; ``where`` names the plane; ``planes_done`` of the
     job's ``total_planes`` came before it; ``output``: where bands go, as translate_tiled's)."""
-    tile_plan = _tile_plan(model, plane.shape[-2], plane.shape[-1], tile)
+    tile_plan = plan_tiles(model, plane.shape[-2], plane.shape[-1], tile)
     steps = translate_tiled(stages, plane, tile_plan, model.shared_statistics(), device, whole, output)
     while True:
         try:
