@@ -41,21 +41,37 @@ def write_input(path: Path, size: int, tile: int = 512) -> None:
     tifffile.imwrite(path, tiles, shape=(size, size, 3), dtype=np.uint8, tile=(tile, tile), photometric="rgb")
 
 
-def measure(args: argparse.Namespace) -> dict:
-    """One case, in this (child) process."""
-    import torch  # noqa: F401  (its footprint counts as "before")
+def untrained_model_file(folder: Path) -> Path:
+    """MUNIT ``small``, untrained (seed 0), saved once in *folder*: what the cases translate with."""
+    import torch
 
     from engines.munit import MunitEngine
-    from napari_i2i.core import image_io, tiling
     from napari_i2i.core.model_file import save_model
-    from napari_i2i.frontends.cli import main
 
-    folder = Path(args.folder)
     model_file = folder / "munit_small.safetensors"
     if not model_file.exists():
         engine = MunitEngine()
         torch.manual_seed(0)
         save_model(model_file, engine, engine.build(engine.config("small")).eval())
+    return model_file
+
+
+def add_case_arguments(parser: argparse.ArgumentParser, modes: tuple[str, ...]) -> None:
+    """The hidden arguments that make the script measure one case in a child process."""
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=modes, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """One case, in this (child) process."""
+    import torch  # noqa: F401  (its footprint counts as "before")
+
+    from napari_i2i.core import image_io, tiling
+    from napari_i2i.frontends.cli import main
+
+    folder = Path(args.folder)
+    model_file = untrained_model_file(folder)
     before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     store = args.mode == "store"
     if store:  # read lazily and keep activations on disk at every size, as a whole slide would
@@ -81,9 +97,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
-    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    add_case_arguments(parser, MODES)
     args = parser.parse_args()
     if args.one is not None:
         print(json.dumps(measure(args)))

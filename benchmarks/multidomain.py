@@ -1,7 +1,7 @@
 """Multi-domain benchmark (the ``unified`` engine): three stain looks of one tissue, exact truth.
 
     OMP_NUM_THREADS=1 python -m benchmarks.multidomain --out DIR [--iters N] [--seeds 0 1 2]
-        [--tile 64] [--samples 3] [--no-munit]
+        [--tile 64] [--samples 3] [--no-munit] [--no-ablations] [--set KEY=VALUE ...]
 
 Per seed (the seed deals the cells into training/test and domains, and seeds training):
 
@@ -10,7 +10,8 @@ Per seed (the seed deals the cells into training/test and domains, and seeds tra
    domain.
 2. Trains ``unified`` ``small`` three times through ``trainers.run`` (CPU): as configured, with the
    unification term off (``unification_weight = 0``) and with the smoothness term off
-   (``smoothness_weight = 0``); and, unless ``--no-munit``, MUNIT ``small`` on each unordered pair
+   (``smoothness_weight = 0``) — only as configured with ``--no-ablations``; ``--set`` puts a
+   training setting over the preset in every one; and, unless ``--no-munit``, MUNIT ``small`` on each unordered pair
    of domains at a third of the iterations each (the same total budget as one unified model).
 3. Scores every ordered pair of domains on the test cells against their true re-staining
    (L1 0-255, PSNR, SSIM; :mod:`benchmarks.multidomain_measures`): unified with latent styles
@@ -39,6 +40,7 @@ import torch
 from PIL import Image
 
 from benchmarks.multidomain_measures import score_pairs, smoothness, unification
+from benchmarks.table import parse_setting
 from benchmarks.tasks.multidomain import MultiDomainTask, multidomain_task
 from napari_i2i.core.model_file import load_model
 from trainers.run import make_settings, train
@@ -61,8 +63,9 @@ def _trained(run_dir: Path, engine: str, inputs: dict, loop: dict, training: dic
     return load_model(train(run_dir, settings), device=torch.device("cpu")).model.eval()
 
 
-def run_seed(out: Path, seed: int, iters: int | None, tile: int, samples: int, munit: bool) -> dict:
-    """Train and measure everything for one seed."""
+def run_seed(out: Path, seed: int, iters: int | None, tile: int, samples: int, munit: bool,
+             ablations: bool = True, settings: dict | None = None) -> dict:
+    """Train and measure everything for one seed (*settings*: training settings for every unified model)."""
     started = time.perf_counter()
     task = multidomain_task(tile, seed)
     root = write_domains(task, out / "data")
@@ -70,10 +73,10 @@ def run_seed(out: Path, seed: int, iters: int | None, tile: int, samples: int, m
             **({"iterations": iters} if iters else {})}
     record: dict = {"task": task.manifest, "models": {}, "train_seconds": {}}
     unified = None
-    for label, training in ABLATIONS.items():
+    for label, training in list(ABLATIONS.items())[: None if ablations else 1]:
         clock = time.perf_counter()
         model = _trained(out / label.replace(", ", "_").replace(" ", "_"), "unified", {"domains": root}, loop,
-                         training)
+                         {**(settings or {}), **training})
         record["train_seconds"][label] = round(time.perf_counter() - clock, 1)
         record["models"][label] = {"unification_accuracy": unification(model, task),
                                    "smoothness": smoothness(model, task)}
@@ -163,11 +166,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--samples", type=int, default=3, help="latent styles per test tile")
     parser.add_argument("--no-munit", action="store_true", help="skip the MUNIT-per-pair baseline")
+    parser.add_argument("--no-ablations", action="store_true", help="train unified as configured only")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="training",
+                        help="a training setting over the preset for every unified model (e.g. identity_weight=5)")
     args = parser.parse_args(argv)
+    try:
+        settings = dict(parse_setting(item) for item in args.training)
+    except ValueError as error:
+        parser.error(str(error))
     started = time.perf_counter()
     seeds = []
     for seed in args.seeds:
-        record = run_seed(args.out / f"seed_{seed}", seed, args.iters, args.tile, args.samples, not args.no_munit)
+        record = run_seed(args.out / f"seed_{seed}", seed, args.iters, args.tile, args.samples, not args.no_munit,
+                          not args.no_ablations, settings)
         seeds.append(record)
         print(f"\n## seed {seed}: {record['task']['train']} training tiles, {record['task']['test_cells']} test "
               f"cells; {record['seconds']} s (training: {record['train_seconds']})")

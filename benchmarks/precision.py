@@ -6,7 +6,8 @@ timed interleaved (A B C D A B C D …, best of ``--repeat``), so that a machine
 other work slows all of them alike. Prints the CPU, its bf16 flags, what ``auto`` chose, the
 compile seconds (first call minus an eager call; a fresh compile cache unless ``--warm-cache``)
 and the bf16-vs-fp32 difference of the outputs in grey levels of 8-bit output (mean, max).
-Not a timed test; run it by hand:
+``--freezing`` adds compiled ``auto`` with inductor's ``freezing`` (weights folded in as constants;
+a probe, ``CompiledStages`` does not freeze). Not a timed test; run it by hand:
 
     OMP_NUM_THREADS=1 python benchmarks/precision.py --runs munit:paper:512 unit:small:512
 """
@@ -63,9 +64,13 @@ def build(engine_name: str, preset: str, size: int):
     return model, stages, image
 
 
-def measure(engine_name: str, preset: str, size: int, repeat: int) -> dict:
-    """Times (best of *repeat*, interleaved), compile seconds and bf16 differences for one model."""
+def measure(engine_name: str, preset: str, size: int, repeat: int, freezing: bool = False) -> dict:
+    """Times (best of *repeat*, interleaved), compile seconds and bf16 differences for one model;
+    with *freezing* also compiled ``auto`` with inductor's ``freezing`` (weights as constants)."""
+    import functools
+
     import torch
+    from torch._inductor.compile_fx import compile_fx
 
     from napari_i2i.core.device import resolve_precision
     from napari_i2i.core.tiling import CompiledStages, TilePlan, on_device, translate_tiled
@@ -87,12 +92,15 @@ def measure(engine_name: str, preset: str, size: int, repeat: int) -> dict:
     ways = {"eager fp32": lambda: run(), f"eager {auto}": lambda: run(precision=auto)}
     outputs = {name: way() for name, way in ways.items()}  # warm-up
     compile_seconds = {}
-    for precision in dict.fromkeys(("fp32", auto)):
-        compiled = CompiledStages(stages, device, precision)
+    compiles = {f"compiled {precision}": (precision, None) for precision in dict.fromkeys(("fp32", auto))}
+    if freezing:  # a backend of its own: dynamo compiles anew instead of reusing the graphs above
+        compiles[f"compiled {auto} frozen"] = (auto, functools.partial(compile_fx, config_patches={"freezing": True}))
+    for name, (precision, backend) in compiles.items():
+        compiled = CompiledStages(stages, device, precision, backend)
         started = time.perf_counter()
-        outputs[f"compiled {precision}"] = run(compiled, precision)
-        compile_seconds[precision] = time.perf_counter() - started
-        ways[f"compiled {precision}"] = lambda compiled=compiled, precision=precision: run(compiled, precision)
+        outputs[name] = run(compiled, precision)
+        compile_seconds[name] = (time.perf_counter() - started, precision)
+        ways[name] = lambda compiled=compiled, precision=precision: run(compiled, precision)
     best = dict.fromkeys(ways, float("inf"))
     for _ in range(repeat):
         for name, way in ways.items():
@@ -100,8 +108,8 @@ def measure(engine_name: str, preset: str, size: int, repeat: int) -> dict:
             way()
             best[name] = min(best[name], time.perf_counter() - started)
     eager = best["eager fp32"]
-    for precision in compile_seconds:
-        compile_seconds[precision] -= best[f"eager {precision}"]
+    compile_seconds = {name: seconds - best[f"eager {precision}"]
+                       for name, (seconds, precision) in compile_seconds.items()}
     reference = outputs["eager fp32"]
     difference = {name: ((out - reference).abs().mean().item() * GREY_LEVELS,
                          (out - reference).abs().max().item() * GREY_LEVELS) for name, out in outputs.items()}
@@ -115,8 +123,8 @@ def report(result: dict) -> None:
     for name, ratio in result["ratios"].items():
         mean, worst = result["difference"][name]
         print(f"  {name:14s} {ratio:5.2f}× faster   vs fp32: mean {mean:.3f}, max {worst:.1f} grey levels")
-    for precision, seconds in result["compile_s"].items():
-        print(f"  compile ({precision}): {seconds:.0f} s")
+    for name, seconds in result["compile_s"].items():
+        print(f"  compile ({name}): {seconds:.0f} s")
 
 
 def main() -> None:
@@ -125,13 +133,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--warm-cache", action="store_true",
                         help="use the per-user compile cache (default: a fresh one, so compile times are cold)")
+    parser.add_argument("--freezing", action="store_true",
+                        help="also compiled auto with inductor's freezing (weights folded in as constants)")
     args = parser.parse_args()
     if not args.warm_cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="i2i-inductor-")
     print(cpu_description(), "|", time.strftime("%Y-%m-%d"), flush=True)
     for run in args.runs:
         engine_name, preset, size = run.split(":")
-        report(measure(engine_name, preset, int(size), args.repeat))
+        report(measure(engine_name, preset, int(size), args.repeat, args.freezing))
 
 
 if __name__ == "__main__":

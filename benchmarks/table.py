@@ -94,7 +94,8 @@ def markdown(rows: Sequence[dict], header: dict) -> str:
     lines = [f"# Benchmark table\n\n`{header['command']}`\n",
              f"Machine: {header['machine']}. Wall time {header['wall_s'] / 60:.1f} min. "
              f"Each row: the worst of seeds {', '.join(map(str, header['seeds']))} by the task's main metric "
-             f"(its values are that seed's); budget {header['minutes_per_run']} min per training run.\n"]
+             f"(its values are that seed's); budget {header['minutes_per_run']} min per training run"
+             + "".join(f", {k} = {v}" for k, v in header.get("training", {}).items()) + ".\n"]
     bar = _keep_change_bar(rows)
     for task in dict.fromkeys(r["task"] for r in rows):
         chosen = [r for r in worst_rows(rows) if r["task"] == task]
@@ -136,16 +137,36 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tile", type=int, help="tile side for every task (default 64; digits, few-shot: 32)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--samples", type=int, default=3, help="random styles per input (multimodal engines)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="training",
+                        help="a training setting over the preset for every unpaired run (e.g. identity_weight=5)")
+    parser.add_argument("--score-only", action="store_true",
+                        help="score the unpaired runs an earlier table left in DIR/runs (train nothing)")
     args = parser.parse_args(argv)
+    try:
+        args.training = dict(parse_setting(item) for item in args.training)
+    except ValueError as error:
+        parser.error(str(error))
     if args.minutes_per_run <= 0:
         parser.error("--minutes-per-run must be positive")
     return args
 
 
+def parse_setting(item: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON where it parses (numbers, booleans), else a string."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set takes KEY=VALUE, not {item!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     started = time.perf_counter()
-    options = RunOptions(args.minutes_per_run, args.iters, args.batch, args.samples, log_stderr)
+    options = RunOptions(args.minutes_per_run, args.iters, args.batch, args.samples, log_stderr, args.training,
+                         args.score_only)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for task in args.tasks:
@@ -156,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += [{**row, "seed": seed} for row in run_seed(task, engines, tile, seed, args.out, options)]
     header = {"command": "python -m benchmarks.table " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": machine(), "seeds": args.seeds, "minutes_per_run": args.minutes_per_run,
-              "wall_s": round(time.perf_counter() - started, 1)}
+              "training": args.training, "wall_s": round(time.perf_counter() - started, 1)}
     table = markdown(rows, header)
     (args.out / "table.md").write_text(table, encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps({**header, "rows": rows}, indent=1, default=str) + "\n")

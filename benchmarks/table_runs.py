@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,8 @@ class RunOptions:
     batch: int
     samples: int
     log: Callable[[str], None]
+    training: Mapping[str, object] = field(default_factory=dict)  # trainer settings over the preset (--set)
+    score_only: bool = False  # score the unpaired runs an earlier table left in DIR/runs, train nothing
 
 
 def log_stderr(message: str) -> None:
@@ -54,6 +56,14 @@ def _trained(run_dir: Path) -> tuple[torch.nn.Module, int]:
     return loaded.model, int(loaded.info.provenance.get("training", {}).get("iterations", 0))
 
 
+def _logged_seconds(run_dir: Path) -> float:
+    """The training seconds of the last logged iteration of a run."""
+    import json
+
+    lines = (run_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()
+    return max((json.loads(line).get("seconds", 0.0) for line in lines), default=0.0)
+
+
 # ------------------------------------------------------------------------- unpaired
 
 def unpaired_scorer(task) -> Callable[[Mapping], dict]:
@@ -72,10 +82,16 @@ def unpaired_scorer(task) -> Callable[[Mapping], dict]:
 
 def train_unpaired(engine: str, task_dir: Path, run_dir: Path, tile: int, seed: int,
                    options: RunOptions) -> tuple[torch.nn.Module, int, float]:
-    """``engine``'s ``small`` preset on ``task_dir``'s unpaired halves, within the budget."""
+    """``engine``'s ``small`` preset on ``task_dir``'s unpaired halves, within the budget (or, with
+    ``score_only``, the model an earlier run left in ``run_dir`` and the seconds its log gives)."""
     from trainers.run import make_settings, train
 
+    if options.score_only:
+        model, iterations = _trained(run_dir)
+        return model, iterations, _logged_seconds(run_dir)
+
     settings = make_settings(engine, "small", {"domain_a": task_dir / "train_a", "domain_b": task_dir / "train_b"},
+                             config={"training": dict(options.training)},
                              overrides=dict(size=tile, batch=options.batch, iterations=options.iters, seed=seed,
                                             precision="fp32", compile="off"))
     settings.validate_every = settings.checkpoint_every = settings.iterations  # no time lost on either
@@ -101,7 +117,7 @@ def unpaired_rows(name: str, engines: Sequence[str], tile: int, seed: int, out: 
     for method, (predictions, fallbacks) in baselines.run_all(task.splits["test_a"], references).items():
         rows.append({"method": method, "kind": "baseline", "fallbacks": fallbacks, **judge(predictions)})
     for engine in engines:
-        options.log(f"{name} seed {seed}: training {engine} for at most {options.minutes} min")
+        options.log(f"{name} seed {seed}: {'scoring' if options.score_only else 'training'} {engine}")
         model, iterations, seconds = train_unpaired(engine, task_dir, out / "runs" / f"{name}_{engine}_seed{seed}",
                                                     tile, seed, options)
         run = {"kind": "engine", "iterations": iterations, "train_s": round(seconds, 1)}

@@ -23,32 +23,64 @@ Each column is its own median, so the phases need not add up to ``s/iter``.
     python benchmarks/train_step.py --engine munit --preset paper --sizes 64 128 --batch 1
 
 ``--variants`` compares how the steps run instead (``trainers.precision``): one trainer per
-variant (``eager-fp32``, ``eager-bf16``, ``compiled-fp32``, ``compiled-bf16``), all built from
-the same seed, stepped in turn (A B C D A B C D …) in one process so that the machine's load
-falls on all alike; prints each variant's median seconds per iteration, its ratio to eager fp32,
-and the seconds of its first step (for compiled variants: mostly compiling). Every engine
-(``munit``, ``unit``, ``funit``, ``step``, ``unified``) runs on synthetic batches of its data kind;
-``--cycle-off`` sets ``cycle_weight`` 0, as in the published MUNIT edges2shoes configuration:
+variant (``eager-fp32``, ``eager-bf16``, ``compiled-fp32``, ``compiled-bf16``, all with fused
+optimiser steps as ``napari-i2i train`` runs them; ``-unfused``: torch's per-parameter Adam loop,
+the step before fused optimiser steps; probes the runtime does not do: ``-cl``, the networks and
+batches in ``torch.channels_last``, and ``compiled-bf16-cpp-wrapper`` /
+``compiled-bf16-max-autotune`` with those inductor settings), all built from the same seed,
+stepped in turn (A B C D A B C D …) in one process so that the machine's load falls on all
+alike; prints each variant's median seconds per iteration, its ratio to the first variant named
+(above 1: faster), and the seconds of its first step (for compiled variants: mostly compiling).
+Every engine (``munit``, ``unit``, ``funit``, ``step``, ``unified``) runs on synthetic batches of
+its data kind; ``--cycle-off`` sets ``cycle_weight`` 0, as in the published MUNIT edges2shoes configuration:
 
     python benchmarks/train_step.py --engine munit --preset paper --sizes 64 128 --batch 1 --cycle-off \
-        --variants eager-fp32 eager-bf16 compiled-fp32 compiled-bf16
+        --variants eager-fp32-unfused eager-fp32 eager-bf16 compiled-bf16
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 PHASES = ("gen_forward", "dis_step", "gen_loss_backward")
 ENGINES = ("munit", "unit", "funit", "step", "unified")
-VARIANTS = {"eager-fp32": ("fp32", False), "eager-bf16": ("bf16", False),
-            "compiled-fp32": ("fp32", True), "compiled-bf16": ("bf16", True)}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to run the steps: the runtime's precision, compilation and fused optimiser steps
+    (``TrainingRuntime.fuse_optimizer_steps``, what ``napari-i2i train`` does), and probes the
+    runtime does not do: the networks and batches in ``torch.channels_last``, inductor settings."""
+
+    precision: str
+    compiled: bool
+    fused_optimizers: bool = True
+    channels_last: bool = False
+    inductor: tuple[tuple[str, Any], ...] = ()
+
+
+VARIANTS = {
+    "eager-fp32": Variant("fp32", False), "eager-bf16": Variant("bf16", False),
+    "compiled-fp32": Variant("fp32", True), "compiled-bf16": Variant("bf16", True),
+    # the steps before fused optimiser steps: torch's per-parameter Adam loop on the CPU
+    "eager-fp32-unfused": Variant("fp32", False, fused_optimizers=False),
+    "eager-bf16-unfused": Variant("bf16", False, fused_optimizers=False),
+    "compiled-bf16-unfused": Variant("bf16", True, fused_optimizers=False),
+    "eager-fp32-cl": Variant("fp32", False, channels_last=True),
+    "eager-bf16-cl": Variant("bf16", False, channels_last=True),
+    "compiled-bf16-cpp-wrapper": Variant("bf16", True, inductor=(("cpp_wrapper", True),)),
+    "compiled-bf16-max-autotune": Variant(  # what mode="max-autotune-no-cudagraphs" sets
+        "bf16", True, inductor=(("max_autotune", True), ("coordinate_descent_tuning", True))),
+}
 CLASSES = 4  # FUNIT's training classes and the unified engine's domains in the synthetic batches
 # What the engines other than MUNIT/UNIT need to be built at all: FUNIT's class count, the
 # unified engine's domains, StEP's generator stage (its main cost; the style stage needs VGG16 Grams).
@@ -190,16 +222,21 @@ def compare_variants(
     model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Median seconds per iteration of each variant, stepped in turn (see the module docstring);
-    ``ratio`` is eager fp32's median over the variant's (above 1: faster), when eager fp32 ran."""
+    ``ratio`` is the first variant's median over the variant's (above 1: faster)."""
     from napari_i2i.core.device import resolve_device
     from trainers.precision import TrainingRuntime
 
     where = resolve_device(device)
     trainers = {}
     for name in variants:
-        precision, compiled = VARIANTS[name]
-        built, trainer = _build_trainer(engine, preset, where, model, training,
-                                        TrainingRuntime(where, precision, compiled))
+        variant = VARIANTS[name]
+        runtime = TrainingRuntime(where, variant.precision, variant.compiled, backend=_inductor_with(variant.inductor))
+        built, trainer = _build_trainer(engine, preset, where, model, training, runtime)
+        if variant.fused_optimizers:
+            runtime.fuse_optimizer_steps(trainer.optimizers().values())
+        if variant.channels_last:
+            for network in trainer.modules().values():
+                network.to(memory_format=torch.channels_last)  # the same parameters: the optimisers keep them
         if engine == "step":
             trainer.attach_dataset(_SyntheticPairs(built, size))
         trainers[name] = trainer
@@ -208,25 +245,43 @@ def compare_variants(
     for iteration in range(warmup + rounds):
         step_batch = _synthetic_batch(engine, built, size, batch, generator)  # the same batch for every variant
         for name, trainer in trainers.items():
+            variant = VARIANTS[name]
             marks = _Marks(where)
             marks.mark("start")
-            trainer.step(step_batch, iteration)
+            trainer.step(_channels_last(step_batch) if variant.channels_last else step_batch, iteration)
             marks.mark("end")
             times[name].append(marks["end"] - marks["start"])
     medians = {name: statistics.median(seconds[warmup:]) for name, seconds in times.items()}
-    baseline = medians.get("eager-fp32")
+    baseline = medians[variants[0]]
     return {
         "engine": engine, "preset": preset, "size": size, "batch": batch, "rounds": rounds,
         "device": str(where), "threads": torch.get_num_threads(),
         "variants": {name: {"seconds": medians[name], "first_step": times[name][0],
-                            "ratio": baseline / medians[name] if baseline else None} for name in variants},
+                            "ratio": baseline / medians[name]} for name in variants},
     }
+
+
+def _inductor_with(settings: tuple[tuple[str, Any], ...]) -> Callable[..., Any] | None:
+    """Inductor with *settings* as a backend of its own (none: the runtime's default), so that dynamo
+    compiles for it anew rather than reuse another variant's graphs of the same network class."""
+    if not settings:
+        return None
+    from torch._inductor.compile_fx import compile_fx
+
+    return functools.partial(compile_fx, config_patches=dict(settings))
+
+
+def _channels_last(batch: Any) -> Any:
+    """*batch* with its images (4-D tensors) in ``torch.channels_last``, labels as they are."""
+    if isinstance(batch, torch.Tensor):
+        return batch.contiguous(memory_format=torch.channels_last) if batch.dim() == 4 else batch
+    return type(batch)(_channels_last(part) for part in batch)
 
 
 def _print_variants(row: dict[str, Any]) -> None:
     for name, figures in row["variants"].items():
-        ratio = "" if figures["ratio"] is None else f"{figures['ratio']:>7.2f}×"
-        print(f"{row['engine']:>8} {row['preset']:>6} {row['size']:>5} {name:>14} {figures['seconds']:>8.3f} "
+        ratio = f"{figures['ratio']:>7.2f}×"
+        print(f"{row['engine']:>8} {row['preset']:>6} {row['size']:>5} {name:>21} {figures['seconds']:>8.3f} "
               f"{ratio:>8} {figures['first_step']:>10.1f}", flush=True)
 
 
@@ -276,7 +331,7 @@ def _main_variants(args: argparse.Namespace, training: dict[str, Any] | None) ->
               f"{'off' if args.cycle_off else 'as the preset'}; here auto chooses precision "
               f"{resolve_precision('auto', where)}, compile {training_compile_pays('auto', where, 10**6)} "
               "(for a run of 10⁶ iterations)")
-        print(f"{'engine':>8} {'preset':>6} {'size':>5} {'variant':>14} {'s/iter':>8} {'vs fp32':>8} {'first s':>10}")
+        print(f"{'engine':>8} {'preset':>6} {'size':>5} {'variant':>21} {'s/iter':>8} {'vs 1st':>8} {'first s':>10}")
     for size in args.sizes:
         row = compare_variants(args.engine, args.preset, size, args.batch, args.iters, args.warmup, args.variants,
                                args.device, training)

@@ -86,6 +86,50 @@ def stages_compose(model, image, conditioning):
     return whole
 
 
+TINY_MUNIT = ({"dim": 8, "mlp_dim": 16, "n_res": 1}, {"dis_dim": 8})  # model, training settings
+
+
+def tiny_munit_trainer(runtime=None):
+    """The registered MUNIT trainer (its ``small`` preset) on a tiny model, seeded."""
+    from napari_i2i.contract.registry import default_registry
+
+    registry = default_registry()
+    model, training = TINY_MUNIT
+    networks, spec = registry.get("munit"), registry.trainer("munit")
+    torch.manual_seed(0)
+    built = networks.build(networks.config("small", **model))
+    return spec.build(built, {**spec.presets["small"], **training}, torch.device("cpu"), runtime=runtime)
+
+
+def tiny_munit_settings(root, **overrides):
+    """Run settings of a tiny MUNIT (16² crops, batch 2, *overrides* on top) on two folders of two
+    random RGB images each, made under *root*."""
+    from PIL import Image
+
+    from trainers.run import make_settings
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    model, training = TINY_MUNIT
+    return make_settings("munit", "small", {"domain_a": root / "a", "domain_b": root / "b"},
+                         config={"model": model, "training": training},
+                         overrides={"size": 16, "batch": 2, **overrides})
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """``build_munit()`` saved and loaded back, as the host loads a model file."""
+    from napari_i2i.core.model_file import load_model
+
+    engine, model = build_munit()
+    path = tmp_path_factory.mktemp("tiny") / "munit.safetensors"
+    save_model(path, engine, model)
+    return load_model(path)
+
+
 def random_image(*shape, seed=0):
     """A reproducible tensor in [-1, 1], like a model input."""
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1

@@ -50,3 +50,23 @@ def test_bad_budget_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         table.main(["--out", str(tmp_path), "--minutes-per-run", "0"])
     assert "--minutes-per-run must be positive" in capsys.readouterr().err
+
+
+def test_settings_reach_the_runs_and_score_only_rescores_them(tmp_path):
+    out = tmp_path / "table"
+    common = ["--out", str(out), "--seeds", "0", "--engines", "unit", "--tasks", "stain", "--tile", "32"]
+    assert table.main([*common, "--iters", "2", "--set", "identity_weight=2.5"]) == 0
+    trained = json.loads((out / "results.json").read_text())
+    settings = json.loads((out / "runs" / "stain_unit_seed0" / "run.json").read_text())
+    assert settings["training"]["identity_weight"] == 2.5 and trained["training"] == {"identity_weight": 2.5}
+    assert "identity_weight = 2.5" in (out / "table.md").read_text(encoding="utf-8")
+    assert table.main([*common, "--score-only"]) == 0
+    rescored = json.loads((out / "results.json").read_text())
+    engine = [[r for r in result["rows"] if r["kind"] == "engine"] for result in (trained, rescored)]
+    assert engine[1] and engine[1][0]["l1"] == engine[0][0]["l1"] and engine[1][0]["iterations"] == 2
+
+
+def test_bad_setting_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        table.main(["--out", str(tmp_path), "--set", "identity_weight"])
+    assert "--set takes KEY=VALUE" in capsys.readouterr().err

@@ -46,3 +46,18 @@ def test_variants_are_stepped_in_turn_with_ratios_to_eager_fp32(engine):
     assert list(row["variants"]) == ["eager-fp32", "eager-bf16"]
     assert row["variants"]["eager-fp32"]["ratio"] == 1.0
     assert all(figures["seconds"] > 0 and figures["ratio"] > 0 for figures in row["variants"].values())
+
+
+def test_probe_variants_run_and_ratios_are_to_the_first_named(monkeypatch):
+    """Unfused optimiser steps (the step before fused ones) and channels_last networks and batches."""
+    from trainers.precision import TrainingRuntime
+
+    fused = []
+    fuse = TrainingRuntime.fuse_optimizer_steps
+    monkeypatch.setattr(TrainingRuntime, "fuse_optimizer_steps",
+                        lambda self, optimizers: fused.append(self.precision) or fuse(self, optimizers))
+    names = ["eager-fp32-unfused", "eager-bf16-cl"]
+    row = train_step.compare_variants("munit", "small", size=16, batch=1, rounds=1, warmup=0, variants=names,
+                                      training={"dis_dim": 8}, model=TINY["munit"])
+    assert list(row["variants"]) == names and row["variants"]["eager-fp32-unfused"]["ratio"] == 1.0
+    assert fused == ["bf16"]  # only the variant with fused steps

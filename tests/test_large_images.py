@@ -88,7 +88,7 @@ def test_store_backed_translation_equals_in_memory(munit_file, no_spill_threshol
     lazy = ImageData(counting, "cells", contrast_limits=limits)
     [stored] = drain(run_translation(loaded, [lazy], OPTIONS, outputs=[pending]))[0]
     assert stored.data is pending and max(counting.reads) < data[0].size  # windows, never a whole plane
-    written = pending.finish()
+    [written] = pending.finish()
     level = np.moveaxis(np.asarray(zarr.open_group(written, mode="r")["0"]), -3, -1)  # colours last again
     assert level.shape == memory.data.shape
     assert np.abs(level - memory.data).max() <= 1e-5 * np.ptp(memory.data)

@@ -98,7 +98,7 @@ def test_perceptual_loss_on_the_steps_own_translations(vgg16_hub, tmp_path):
     torch.manual_seed(7)
     losses = trainer.step((x_a, x_b), 0)
     assert losses["vgg"] == pytest.approx(vgg.item(), rel=1e-4)
-    lambdas = {"image": 10, "content": 1, "style": 1, "cycle": 10, "gan": 1, "vgg": 0.5}
+    lambdas = {"image": 10, "content": 1, "style": 1, "cycle": 10, "gan": 1, "vgg": 0.5, "identity": 5}
     assert losses["gen"] == pytest.approx(sum(w * losses[k] for k, w in lambdas.items()), rel=1e-5)
     assert not any(p.requires_grad for p in trainer.vgg.parameters())
     assert "vgg" not in {name for name in trainer.modules()}  # never in checkpoints

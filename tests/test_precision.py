@@ -13,7 +13,7 @@ from napari_i2i.core.device import (
     resolve_precision,
 )
 from napari_i2i.core.layer_data import ImageData
-from napari_i2i.core.model_file import load_model, save_model
+from napari_i2i.core.model_file import save_model
 from napari_i2i.core.translate import Progress, TranslateOptions, run_to_completion, run_translation, throttled
 from napari_i2i.frontends.cli import build_parser, main
 
@@ -66,14 +66,6 @@ def test_compile_cache_is_per_user_unless_chosen(monkeypatch, tmp_path):
     prepare_compile_cache()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
     assert torch._dynamo.config.automatic_dynamic_shapes is False
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    engine, model = build_munit()
-    path = tmp_path_factory.mktemp("precision") / "munit.safetensors"
-    save_model(path, engine, model)
-    return load_model(path)
 
 
 def translate(loaded, image, **options):

@@ -10,6 +10,7 @@ from napari_i2i.contract.engine_api import StyleMode
 from napari_i2i.core.layer_data import PixelSize
 from napari_i2i.core.lazy_images import open_zarr_levels
 from napari_i2i.core.stores import write_ome_zarr
+from napari_i2i.frontends import stored_results
 from napari_i2i.frontends.reader import get_reader, read_zarr
 from napari_i2i.frontends.translate_widget import TranslateWidget
 
@@ -103,7 +104,10 @@ def test_viewer_opens_the_result_as_a_multiscale_layer(make_napari_viewer, rgb_r
     assert [str(unit) for unit in layer.units] == ["micrometer", "micrometer"]
 
 
-def test_translate_widget_reads_a_multiscale_layer_window_by_window(qtbot, make_napari_viewer, munit_file):
+def test_translate_widget_reads_a_multiscale_layer_window_by_window(
+    qtbot, make_napari_viewer, munit_file, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(stored_results, "RESULTS_FOLDER", tmp_path)  # a multiscale layer's result is stored
     viewer = make_napari_viewer()
     full = np.random.default_rng(2).random((384, 320), dtype=np.float32)
     level0 = CountingArray(full)
@@ -123,7 +127,8 @@ def test_translate_widget_reads_a_multiscale_layer_window_by_window(qtbot, make_
         widget.run()
         qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=RUN_TIMEOUT_MS)
         assert widget.status.value.startswith("done"), widget.status.value
-        results.append(np.asarray(viewer.layers[-1].data))
+        result = viewer.layers[-1]
+        results.append(np.asarray(result.data[0] if result.multiscale else result.data))
         if source is pyramid:
             assert level0.reads and max(rows * cols for rows, cols in level0.reads) < full.size // 4
     assert results[0].shape == results[1].shape

@@ -194,14 +194,13 @@ def test_bad_choices_and_fp16_on_the_cpu_are_one_line_errors(tmp_path, capsys):
     assert "--precision cannot change a run being resumed" in capsys.readouterr().err
 
 
-def test_compiled_trainer_keeps_its_checkpoint_keys(monkeypatch):
+def test_compiled_trainer_keeps_its_checkpoint_keys():
     """compile on: every network the step calls is compiled in place, so parameters, state_dict keys
     and the losses are those of the eager trainer. Inductor's code generation takes minutes on a CPU,
     so dynamo captures the graphs and runs them without it (benchmarks/train_step.py runs inductor)."""
     pytest.importorskip("torch._dynamo")
-    compile_in_place = nn.Module.compile
-    monkeypatch.setattr(nn.Module, "compile", lambda self: compile_in_place(self, backend="eager"))
-    eager, compiled = make_trainer("unit"), make_trainer("unit", TrainingRuntime(CPU, "fp32", compile=True))
+    eager = make_trainer("unit")
+    compiled = make_trainer("unit", TrainingRuntime(CPU, "fp32", compile=True, backend="eager"))
     compiled_calls = [m for m in compiled.model.modules() if getattr(m, "_compiled_call_impl", None)]
     assert compiled_calls and all(m._compiled_call_impl is not None for m in (compiled.dis_a, compiled.dis_b))
     for name, module in eager.modules().items():
@@ -221,12 +220,15 @@ def test_compiled_trainer_keeps_its_checkpoint_keys(monkeypatch):
 def test_a_munit_step_computes_no_forward_twice(cycle_weight, decodes):
     """Per domain: the encoders see the input and the translation into it once each, the decoder
     makes the translation, the reconstruction (and the cycle), and the discriminator judges the real
-    image, the detached translation and, updated, the translation again — nothing is recomputed."""
+    image with the detached translation (one batched pass) and, updated, the translation again —
+    nothing is recomputed."""
     registry = default_registry()
     networks, spec = registry.get("munit"), registry.trainer("munit")
     torch.manual_seed(0)
     built = networks.build(networks.config("small", **TINY["munit"][0]))
-    trainer = spec.build(built, {**spec.presets["small"], "dis_dim": 8, "cycle_weight": cycle_weight}, CPU)
+    # the published terms only (the identity term adds passes of its own: test_identity_term.py)
+    trainer = spec.build(built, {**spec.presets["small"], "dis_dim": 8, "cycle_weight": cycle_weight,
+                                 "identity_weight": 0}, CPU)
     calls = {}
     watched = {f"{part}_{d}": getattr(getattr(built, f"gen_{d}"), part) for d in "ab"
                for part in ("content_encoder", "style_encoder", "decoder")}
@@ -235,7 +237,7 @@ def test_a_munit_step_computes_no_forward_twice(cycle_weight, decodes):
         module.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
     trainer.step(make_batch("munit", 0), 0)
     assert calls == {**{f"{part}_{d}": 2 for d in "ab" for part in ("content_encoder", "style_encoder")},
-                     "decoder_a": decodes, "decoder_b": decodes, "dis_a": 3, "dis_b": 3}
+                     "decoder_a": decodes, "decoder_b": decodes, "dis_a": 2, "dis_b": 2}
 
 
 def test_the_train_widgets_precision_reaches_a_new_run_only(tmp_path):
@@ -249,3 +251,17 @@ def test_the_train_widgets_precision_reaches_a_new_run_only(tmp_path):
     resumed = TrainRequest(engine="munit", data=kind, run_dir=tmp_path / "run", iterations=5, precision="bf16",
                            resume=True)
     assert "--precision" not in train_command(resumed, None)  # a resumed run keeps its own
+
+
+def test_real_and_fake_in_one_discriminator_pass_are_the_separate_passes():
+    from trainers.discriminators import MultiScaleDiscriminator
+    from trainers.two_domain import real_and_fake
+
+    torch.manual_seed(0)
+    discriminator = MultiScaleDiscriminator(3, 8, 3, 2)
+    real, fake = torch.rand(2, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    together = real_and_fake(discriminator, real, fake)
+    for batched, alone in zip(together, (discriminator(real), discriminator(fake))):
+        assert len(batched) == 2
+        for b, a in zip(batched, alone):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)

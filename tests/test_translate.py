@@ -184,3 +184,4 @@ def test_the_planned_output_is_what_the_job_returns(munit_file, rng, shape, dtyp
     assert result.data.dtype == plan.dtype and result.rgb == plan.rgb
     assert result.data.shape[: len(plan.leading_shape)] == plan.leading_shape
     assert result.data.ndim == len(plan.leading_shape) + (3 if plan.rgb else 2)
+    assert plan.axes == tuple(result.axes) and plan.samples_axis == (n_samples > 1)

@@ -249,3 +249,20 @@ def test_benchmark_worst_of_seeds_takes_the_worst_row_and_counts_wins():
     rows = worst_pairs([seed(5.0), seed(9.0), seed(7.0)])
     latent = rows[2]
     assert (latent["l1"], latent["psnr"], latent["wins"]) == (9.0, 21.0, 2)
+
+
+def test_benchmark_settings_reach_every_unified_model_and_ablations_can_be_left_out(tmp_path, capsys):
+    import json
+
+    from benchmarks.multidomain import main as multidomain
+
+    out = tmp_path / "md"
+    assert multidomain(["--out", str(out), "--iters", "1", "--tile", "128", "--no-munit", "--no-ablations",
+                        "--set", "identity_weight=2"]) == 0
+    [record] = json.loads((out / "results.json").read_text())["seeds"]
+    assert list(record["models"]) == ["unified"]
+    settings = json.loads((out / "seed_0" / "unified" / "run.json").read_text())
+    assert settings["training"]["identity_weight"] == 2
+    with pytest.raises(SystemExit):
+        multidomain(["--out", str(out), "--set", "identity_weight"])
+    assert "--set takes KEY=VALUE" in capsys.readouterr().err

@@ -266,12 +266,16 @@ class TrainLoop:
             f.write(json.dumps(record) + "\n")
 
     def _log_events(self) -> None:
+        for event in self.trainer.events():
+            self.log_event(event)
+
+    def log_event(self, event: dict[str, Any]) -> None:
+        """An event (``{"event": name, ...}``) into the log at the current iteration, and to TensorBoard."""
         if not self.world.is_main:
             return
-        for event in self.trainer.events():
-            self._log({"iteration": self.iteration, **event})
-            if self.writer is not None:
-                self.writer.add_text("events", json.dumps(event), self.iteration)
+        self._log({"iteration": self.iteration, **event})
+        if self.writer is not None:
+            self.writer.add_text("events", json.dumps(event), self.iteration)
 
     def _log_scalars(self, losses: Mapping[str, float]) -> None:
         writer = self.writer

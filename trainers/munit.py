@@ -2,10 +2,12 @@
 
 Losses: image reconstruction, content and style reconstruction, LSGAN with
 multi-scale discriminators, the style-augmented cycle (example-guided
-translation needs it) and, optionally (``vgg_weight`` > 0), the
-domain-invariant perceptual loss: instance-normalised VGG16 features of a
-translation against those of its source. The update scheme is in
-:mod:`trainers.two_domain`.
+translation needs it), the identity term of CycleGAN (``identity_weight``; on
+in ``small``: an image of the target domain put through the translation, in
+its own style, comes out unchanged, so what already looks right is kept) and,
+optionally (``vgg_weight`` > 0), the domain-invariant perceptual loss:
+instance-normalised VGG16 features of a translation against those of its
+source. The update scheme is in :mod:`trainers.two_domain`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from napari_i2i import hookimpl
 from napari_i2i.contract.trainer_api import TrainerSpec
 from trainers.losses import l1
 from trainers.precision import TrainingRuntime
-from trainers.two_domain import SMALL_OPTIMISATION, AdversarialSettings, TwoDomainTrainer
+from trainers.two_domain import SMALL_TWO_DOMAIN, AdversarialSettings, TwoDomainTrainer
 from trainers.vgg import Vgg16Features, VggWeightsNotFound, load_vgg16
 
 PERCEPTUAL_LAYER = "relu5_3"  # the deepest ReLU, as in the published code
@@ -43,7 +45,7 @@ class MunitTrainConfig(AdversarialSettings):
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # As published: Adam(0.5, 0.999), lr 1e-4, halved every 100k iterations.
     "paper": {},
-    "small": SMALL_OPTIMISATION,
+    "small": SMALL_TWO_DOMAIN,
 }
 
 
@@ -73,7 +75,6 @@ class MunitTrainer(TwoDomainTrainer):
                  runtime: TrainingRuntime | None = None) -> None:
         super().__init__(model, config, device, runtime)
         self.vgg: Vgg16Features | None = None
-        self._events: list[dict[str, Any]] = []
         if config.vgg_weight > 0:
             self._load_vgg(config)
 
@@ -94,9 +95,6 @@ class MunitTrainer(TwoDomainTrainer):
             return
         self._events.append({"event": "vgg_loss", "vgg_weight": config.vgg_weight, "source": source,
                              "layer": PERCEPTUAL_LAYER})
-
-    def events(self) -> list[dict[str, Any]]:
-        return list(self._events)
 
     def translate(self, x_a: torch.Tensor, x_b: torch.Tensor) -> dict[str, torch.Tensor]:
         gen_a, gen_b = self.model.gen_a, self.model.gen_b
@@ -129,6 +127,11 @@ class MunitTrainer(TwoDomainTrainer):
                 gen_b.decode(content_b_back, f["style_b"]), x_b
             )
             weights["cycle"] = cfg.cycle_weight
+        if self.identity_term:
+            losses["identity"] = l1(gen_b.decode(gen_a.content_encoder(x_b), f["style_b"]), x_b) + l1(
+                gen_a.decode(gen_b.content_encoder(x_a), f["style_a"]), x_a
+            )
+            weights["identity"] = cfg.identity_weight
         if self.vgg is not None:  # on the translations the step already made
             losses["vgg"] = domain_invariant_perceptual(self.vgg, f["x_ab"], x_a) + domain_invariant_perceptual(
                 self.vgg, f["x_ba"], x_b

@@ -138,8 +138,10 @@ def train(
             run_dir, validation_batch=data.validation_batch, on_progress=on_progress, on_validate=on_validate,
             should_stop=should_stop, world=world, on_score=on_score,
         )
+        runtime.report_to(loop.log_event)  # e.g. compile_failed, at the step it happens
         if resume:
             loop.resume()
+        runtime.fuse_optimizer_steps(trainer.optimizers().values())  # after resume(): it loads optimiser settings
         world.broadcast_modules(trainer.modules().values())  # the same weights everywhere, to be safe
         if world.is_main:  # after resume(): a checkpoint it refuses leaves run.json as it was
             _write_run_file(run_dir, settings, kind)

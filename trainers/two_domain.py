@@ -29,6 +29,9 @@ from trainers.precision import TrainingRuntime
 SMALL_OPTIMISATION: dict[str, Any] = dict(
     lr=4e-4, beta1=0.0, beta2=0.99, dis_dim=16, dis_layers=3, dis_scales=2
 )
+# The `small` presets of UNIT and MUNIT: that optimisation plus the identity term, which at the
+# worst of 3 seeds improved keep_change, stain and digits for both engines (docs/benchmarks.md).
+SMALL_TWO_DOMAIN: dict[str, Any] = {**SMALL_OPTIMISATION, "identity_weight": 5.0}
 
 
 @dataclass
@@ -41,6 +44,9 @@ class AdversarialSettings(MethodSettings):
     weight_decay: float = 1e-4
     lr_step: int = 100_000  # halve the learning rate every this many iterations
     gan_weight: float = 1.0
+    # CycleGAN's identity term (not in the UNIT/MUNIT papers): an image translated into its own
+    # domain stays itself; only between domains of the same channel count
+    identity_weight: float = 0.0
     dis_dim: int = 64
     dis_layers: int = 4
     dis_scales: int = 3
@@ -50,6 +56,15 @@ class AdversarialSettings(MethodSettings):
 def displayable(images: torch.Tensor) -> torch.Tensor:
     """RGB for an image grid: gray is repeated, other channel counts show channel 0."""
     return images if images.shape[1] == 3 else images[:, :1].expand(-1, 3, -1, -1)
+
+
+def real_and_fake(discriminator: nn.Module, real: torch.Tensor,
+                  fake: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """A discriminator's outputs per scale on real and fake images, from one pass over both: the
+    discriminators have no normalisation, so batching them changes no output, and one pass is
+    faster than two (benchmarks/NOTES.md, issue 16)."""
+    outputs = discriminator(torch.cat([real, fake.to(real.dtype)]))
+    return [o[: len(real)] for o in outputs], [o[len(real) :] for o in outputs]
 
 
 class TwoDomainTrainer(MethodTrainer):
@@ -75,6 +90,15 @@ class TwoDomainTrainer(MethodTrainer):
         }
         self.scaler = self.runtime.grad_scaler()  # fp16 only; a pass-through otherwise
         self.runtime.compile_networks(self.model, self.dis_a, self.dis_b)
+        self._events: list[dict[str, Any]] = []
+        self.identity_term = config.identity_weight > 0 and channels[0] == channels[1]
+        if config.identity_weight > 0 and not self.identity_term:  # e.g. gray → RGB: a preset's term, off
+            self._events.append({"event": "identity_term_off", "identity_weight": config.identity_weight,
+                                 "reason": f"domain a has {channels[0]} channels and b {channels[1]}: an "
+                                           "image of one domain cannot go through the other's encoder"})
+
+    def events(self) -> list[dict[str, Any]]:
+        return list(self._events)
 
     def modules(self) -> Mapping[str, nn.Module]:
         return {"generator": self.model, "dis_a": self.dis_a, "dis_b": self.dis_b}
@@ -108,8 +132,8 @@ class TwoDomainTrainer(MethodTrainer):
         with self.runtime.autocast():
             forward = self.translate(x_a, x_b)
             x_ab, x_ba = forward["x_ab"], forward["x_ba"]
-            dis_loss = lsgan_discriminator(self.dis_a(x_a), self.dis_a(x_ba.detach()))
-            dis_loss = dis_loss + lsgan_discriminator(self.dis_b(x_b), self.dis_b(x_ab.detach()))
+            dis_loss = lsgan_discriminator(*real_and_fake(self.dis_a, x_a, x_ba.detach()))
+            dis_loss = dis_loss + lsgan_discriminator(*real_and_fake(self.dis_b, x_b, x_ab.detach()))
         self.dis_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(dis_loss).backward()
         self.scaler.step(self.dis_optimizer)

@@ -4,7 +4,9 @@ Per domain a VAE with the "reduced" posterior ``z = h + ε`` (KL term
 ``mean(h²)``), an LSGAN with multi-scale discriminators on the translations
 ``x_ab = G_b(z_a)``, ``x_ba = G_a(z_b)``, and cycle consistency through the
 shared latent space: ``x_a → z_a → x_ab → h_ab → z = h_ab + ε → G_a ≈ x_a``
-(with its own KL term on ``h_ab``), and the same for ``b``. The update
+(with its own KL term on ``h_ab``), and the same for ``b``; CycleGAN's
+identity term ``G_b(E_a(x_b)) ≈ x_b`` (``identity_weight``, on in ``small``:
+what already looks like the target is kept). The update
 scheme is in :mod:`trainers.two_domain`.
 """
 
@@ -22,7 +24,7 @@ from napari_i2i import hookimpl
 from napari_i2i.contract.trainer_api import TrainerSpec
 from trainers.losses import l1
 from trainers.precision import TrainingRuntime
-from trainers.two_domain import SMALL_OPTIMISATION, AdversarialSettings, TwoDomainTrainer
+from trainers.two_domain import SMALL_TWO_DOMAIN, AdversarialSettings, TwoDomainTrainer
 
 
 @dataclass
@@ -38,7 +40,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # As published: Adam(0.5, 0.999), lr 1e-4, weight decay 1e-4, halved every
     # 100k iterations; loss weights of the public default configuration.
     "paper": {},
-    "small": SMALL_OPTIMISATION,
+    "small": SMALL_TWO_DOMAIN,
 }
 
 
@@ -76,6 +78,9 @@ class UnitTrainer(TwoDomainTrainer):
             "cycle": cfg.cycle_weight,
             "cycle_kl": cfg.cycle_kl_weight,
         }
+        if self.identity_term:  # the latent mean, as at inference
+            losses["identity"] = l1(gen_b.decode(gen_a.encode(x_b)), x_b) + l1(gen_a.decode(gen_b.encode(x_a)), x_a)
+            weights["identity"] = cfg.identity_weight
         return losses, weights
 
     def translate_for_display(self, x_a: torch.Tensor, x_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,7 +18,9 @@ TIFFs over :data:`~napari_i2i.core.lazy_images.LAZY_ABOVE_PIXELS` and zarr /
 OME-Zarr stores (``.zarr`` folders) are opened lazily
 (:mod:`napari_i2i.core.lazy_images`), read window by window by the translation.
 A TIFF's or store's pixel size is read with the image and written with the
-result (TIFF resolution tags, OME-XML for ``.ome.tif``, OME-Zarr scale).
+result (TIFF resolution tags, OME-XML for ``.ome.tif``, OME-Zarr scale), and so
+are its axis names and channel names (:mod:`napari_i2i.core.image_metadata`:
+OME-XML axes and ``Channel`` names for ``.ome.tif``, OME-Zarr axes and ``omero``).
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ from PIL import Image, UnidentifiedImageError
 
 from napari_i2i.core.constants import DEFAULT_MAX_PIXELS, PILLOW_SUFFIXES, SUFFIXES, TIFF_SUFFIXES
 from napari_i2i.core.errors import ImageFileError, TooManyPixelsError  # noqa: F401 (re-exported)
+from napari_i2i.core.image_metadata import ImageMetadata, tiff_metadata
 from napari_i2i.core.layer_data import ImageData, PixelSize
 from napari_i2i.core.lazy_images import LAZY_ABOVE_PIXELS, open_tiff, open_zarr, tiff_pixel_size
-from napari_i2i.core.stores import is_store, tiff_keywords, write_ome_zarr
+from napari_i2i.core.stores import (  # noqa: F401 (output_files re-exported)
+    file_suffix, is_store, output_files, save_pillow, tiff_keywords, write_ome_zarr,
+)
 
 __all__ = ["PILLOW_SUFFIXES", "SUFFIXES", "TIFF_SUFFIXES", "ImageFileError", "ImageHeader", "TooManyPixelsError",
            "check_writable", "image_header", "output_files", "read_header", "read_image", "write_image",
@@ -175,7 +180,7 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS,
     refused from its header, before decoding, over ``max_pixels`` (None: no limit).
     ``lazy``: open a TIFF lazily (None: above LAZY_ABOVE_PIXELS); stores always are."""
     path = _checked_path(path)
-    pixel_size = None
+    pixel_size = metadata = None
     try:
         if is_store(path):
             image = open_zarr(path)
@@ -188,7 +193,7 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                 if lazy or (lazy is None and header.pixels > LAZY_ABOVE_PIXELS):
                     return open_tiff(path, tif, (source, target), rgb)
                 data = np.moveaxis(tif.asarray(), source, target)
-                pixel_size = tiff_pixel_size(tif)
+                pixel_size, metadata = tiff_pixel_size(tif), tiff_metadata(tif, (source, target))
         else:
             with _open_pillow(path) as image:
                 _within_limit(path, _pillow_header(image), max_pixels)
@@ -197,7 +202,7 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS,
             rgb = data.ndim == 3
     except _DECODER_ERRORS as error:
         raise ImageFileError(f"{path}: cannot read image: {error}") from None
-    return ImageData(data=data, name=path.stem, rgb=rgb, pixel_size=pixel_size)
+    return ImageData(data=data, name=path.stem, rgb=rgb, pixel_size=pixel_size, image_metadata=metadata)
 
 
 def check_writable(path: str | Path, dtype: np.dtype, rgb: bool) -> None:
@@ -216,16 +221,6 @@ def check_writable(path: str | Path, dtype: np.dtype, rgb: bool) -> None:
         raise ImageFileError(f"{path}: {'RGB ' if rgb else ''}{dtype} data does not fit {suffix}; write a .tif")
 
 
-def output_files(path: str | Path, leading_shape: tuple[int, ...]) -> list[Path]:
-    """The files :func:`write_image` makes of *path* for data whose planes lie along
-    ``leading_shape``: PNG/JPEG hold one 2-D image, so a stack is one file per plane
-    (``NAME_i_j.png``); a TIFF holds it all."""
-    path = Path(path)
-    if path.suffix.lower() in TIFF_SUFFIXES or is_store(path) or not leading_shape:
-        return [path]
-    return [path.with_stem(path.stem + "".join(f"_{i}" for i in index)) for index in np.ndindex(*leading_shape)]
-
-
 def _planes(path: Path, data: np.ndarray, rgb: bool) -> Iterator[tuple[Path, np.ndarray, bool]]:
     if path.suffix.lower() in TIFF_SUFFIXES or is_store(path):
         yield path, data, rgb
@@ -235,13 +230,14 @@ def _planes(path: Path, data: np.ndarray, rgb: bool) -> Iterator[tuple[Path, np.
         yield target, data[index], rgb
 
 
-def _save(path: Path, data: np.ndarray, rgb: bool, pixel_size: PixelSize | None = None) -> None:
+def _save(path: Path, data: np.ndarray, rgb: bool, pixel_size: PixelSize | None = None,
+          metadata: ImageMetadata | None = None) -> None:
     if is_store(path):
-        write_ome_zarr(path, data, rgb, pixel_size)
+        write_ome_zarr(path, data, rgb, pixel_size, metadata)
     elif path.suffix.lower() in TIFF_SUFFIXES:
-        tifffile.imwrite(path, data, **tiff_keywords(path, data.shape, rgb, pixel_size))
+        tifffile.imwrite(path, data, **tiff_keywords(path, data.shape, rgb, pixel_size, metadata))
     else:
-        Image.fromarray(data).save(path, format="JPEG" if path.suffix.lower() in {".jpg", ".jpeg"} else "PNG")
+        save_pillow(path, data)
 
 
 @contextmanager
@@ -258,25 +254,26 @@ def _removed_on_failure(paths: list[Path]) -> Iterator[None]:
 
 
 def write_images(items: Sequence[tuple[str | Path, np.ndarray, bool]],
-                 pixel_sizes: Sequence[PixelSize | None] = ()) -> list[Path]:
+                 pixel_sizes: Sequence[PixelSize | None] = (),
+                 metadata: Sequence[ImageMetadata | None] = ()) -> list[Path]:
     """Write each ``(path, data, rgb)``; all files are written under temporary names first and
     renamed once every one is complete. Returns the files written (see :func:`output_files`).
-    ``pixel_sizes``: per item, kept in TIFF and OME-Zarr outputs (missing or None: none)."""
-    planned, sizes = [], []
+    ``pixel_sizes`` and ``metadata`` (axes, channel names): per item, kept in TIFF and OME-Zarr
+    outputs (missing or None: none)."""
+    planned, kept = [], []
     for number, (path, data, rgb) in enumerate(items):
         check_writable(path, data.dtype, rgb)
         planes = list(_planes(Path(path), data, rgb))
         planned += planes
-        sizes += [pixel_sizes[number] if number < len(pixel_sizes) else None] * len(planes)
-    temporary = [target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.partial{target.suffix}")
+        keep = {"pixel_size": pixel_sizes[number] if number < len(pixel_sizes) else None,
+                "metadata": metadata[number] if number < len(metadata) else None}
+        kept += [{name: value for name, value in keep.items() if value is not None}] * len(planes)
+    temporary = [target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.partial{file_suffix(target)}")
                  for target, _, _ in planned]
     with _removed_on_failure(temporary):
-        for (target, plane, rgb), temp, pixel_size in zip(planned, temporary, sizes):
+        for (target, plane, rgb), temp, keep in zip(planned, temporary, kept):
             target.parent.mkdir(parents=True, exist_ok=True)
-            if pixel_size is None:  # the plain call, as before pixel sizes were kept
-                _save(temp, plane, rgb)
-            else:
-                _save(temp, plane, rgb, pixel_size)
+            _save(temp, plane, rgb, **keep)  # nothing to keep: the plain call
         for (target, _, _), temp in zip(planned, temporary):
             if target.is_dir():  # a store being replaced (--overwrite)
                 shutil.rmtree(target)

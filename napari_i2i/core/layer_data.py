@@ -30,11 +30,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from napari_i2i.core.errors import LayerDataError  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:
+    from napari_i2i.core.image_metadata import ImageMetadata
 
 LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # Intensity percentiles mapped to −1…1 for data without a fixed range (inference and training).
@@ -64,6 +68,7 @@ class ImageData:
     contrast_limits: tuple[float, float] | None = None
     overview: object | None = None  # a coarse level of ``data`` (same axes), for intensity estimates
     pixel_size: PixelSize | None = None
+    image_metadata: ImageMetadata | None = None  # axis names and types, channel names (from the file)
 
     @property
     def lazy(self) -> bool:
@@ -305,14 +310,15 @@ def band_writer(target: object, plan: PlaneLayout, plane: tuple[int, ...], sampl
     return write
 
 
-def output_axes(plan: PlaneLayout, output_channels: int, samples_axis: bool) -> list[int | None]:
+def output_axes(plan: PlaneLayout | Arrangement, output_channels: int, samples_axis: bool) -> list[int | None]:
     """For each non-RGB output axis, the source axis it comes from (None: new).
 
     napari's ``scale``, ``translate``, ``units`` and ``axis_labels`` of the
-    output are taken from the source along this map.
+    output are taken from the source along this map (and files' axis names,
+    :mod:`napari_i2i.core.image_metadata`).
     """
     source_axes = list(range(len(plan.stack_shape)))
-    if plan.channel_axis is not None and plan.channel_axis < len(plan.shape) - 1:
+    if plan.channel_axis == len(plan.stack_shape):  # channels before Y/X (an RGB image's come after)
         channel_source: int | None = plan.channel_axis
     else:
         channel_source = None

@@ -26,6 +26,7 @@ import numpy as np
 import tifffile
 import torch
 
+from napari_i2i.core.image_metadata import ImageMetadata, tiff_metadata, zarr_metadata
 from napari_i2i.core.layer_data import (
     RANGE_SAMPLES, ImageData, PixelSize, PlaneLayout, iter_planes, normalised, spatial_index,
 )
@@ -82,12 +83,16 @@ def open_tiff(path: Path, tif: tifffile.TiffFile, samples: tuple[int, int], rgb:
                                                  mode="r")), *samples)
               for level in range(len(tif.series[0].levels))]
     return ImageData(data=levels[0], name=path.stem, rgb=rgb, overview=_coarse_level(levels),
-                     pixel_size=tiff_pixel_size(tif))
+                     pixel_size=tiff_pixel_size(tif), image_metadata=tiff_metadata(tif, samples))
+
+
+def _ome_attributes(group: zarr.Group) -> dict:
+    attributes = group.attrs.asdict()
+    return attributes.get("ome", attributes)  # OME-NGFF 0.5, else 0.4
 
 
 def _multiscales(group: zarr.Group) -> dict | None:
-    attributes = group.attrs.asdict()
-    found = attributes.get("ome", attributes).get("multiscales")  # OME-NGFF 0.5, else 0.4
+    found = _ome_attributes(group).get("multiscales")
     return found[0] if found else None
 
 
@@ -104,11 +109,13 @@ def _zarr_pixel_size(multiscales: dict) -> PixelSize | None:
 
 @dataclass(frozen=True)
 class ZarrPyramid:
-    """An OME-Zarr image's levels as dask arrays (full resolution first), axis names and pixel size."""
+    """An OME-Zarr image's levels as dask arrays (full resolution first), axis names, pixel size,
+    and axis types and channel names (None: a plain zarr array)."""
 
     levels: list
     axes: list[str]
     pixel_size: PixelSize | None
+    metadata: ImageMetadata | None = None
 
 
 def open_zarr_levels(path: Path) -> ZarrPyramid:
@@ -125,19 +132,37 @@ def open_zarr_levels(path: Path) -> ZarrPyramid:
         raise ValueError(f"{path}: a zarr group without OME-NGFF multiscales metadata")
     levels = [da.from_zarr(root[dataset["path"]]) for dataset in multiscales["datasets"]]
     axes = [axis["name"] if isinstance(axis, dict) else axis for axis in multiscales.get("axes", [])]
+    metadata = zarr_metadata(multiscales, _ome_attributes(root).get("omero"), levels[0].shape)
     return ZarrPyramid(levels, axes or [f"dim_{k}" for k in range(levels[0].ndim)],
-                       _zarr_pixel_size(multiscales))
+                       _zarr_pixel_size(multiscales), metadata)
+
+
+def _channels_before_yx(pyramid: ZarrPyramid) -> ZarrPyramid:
+    """*pyramid* with an OME-NGFF channel axis that only space axes (Z) follow moved just before
+    Y/X, where the image rules look for channels (``C, Z, Y, X`` → ``Z, C, Y, X``)."""
+    import dask.array as da
+
+    metadata = pyramid.metadata
+    channel = None if metadata is None else metadata.channel_axis
+    ndim = pyramid.levels[0].ndim
+    if channel is None or channel >= ndim - 3 or any(axis.type != "space" for axis in metadata.axes[channel + 1 :]):
+        return pyramid
+    order = [*range(channel), *range(channel + 1, ndim - 2), channel, ndim - 2, ndim - 1]
+    axes = tuple(metadata.axes[axis] for axis in order)
+    return ZarrPyramid([da.transpose(level, order) for level in pyramid.levels], [axis.name for axis in axes],
+                       pyramid.pixel_size, ImageMetadata(axes, metadata.channel_names))
 
 
 def open_zarr(path: Path) -> ImageData:
     """An OME-Zarr image or a plain zarr array as a lazy image.
 
     OME-Zarr keeps channels before Y/X, so it is never RGB here: a 3-channel image
-    is the channel axis of a 3-channel model.
+    is the channel axis of a 3-channel model. A channel axis before Z is moved after it
+    (:func:`_channels_before_yx`); the written result goes back to OME-NGFF's order.
     """
-    pyramid = open_zarr_levels(path)
+    pyramid = _channels_before_yx(open_zarr_levels(path))
     return ImageData(data=pyramid.levels[0], name=path.name.split(".")[0], overview=_coarse_level(pyramid.levels),
-                     pixel_size=pyramid.pixel_size)
+                     pixel_size=pyramid.pixel_size, image_metadata=pyramid.metadata)
 
 
 class LazyPlane:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ import torch.nn.functional as F
 
 from napari_i2i.contract.engine_api import SharedStatistics, StatisticsPassDone
 from napari_i2i.core.constants import DEFAULT_TILE
-from napari_i2i.core.device import DeviceError, precision_autocast, prepare_compile_cache
+from napari_i2i.core.compile_fallback import CompileFallbackWarning, compile_with_fallback
+from napari_i2i.core.device import precision_autocast, prepare_compile_cache
 
 __all__ = ["DEFAULT_BLEND", "DEFAULT_TILE", "SPILL_ABOVE_PIXELS", "AxisPlan", "CompiledStages", "SpilledActivations",
            "Stage", "TilePlan", "WindowSource", "minimum_size", "on_device", "padded_indices", "reference_crops",
@@ -364,24 +366,25 @@ def on_device(stage: Stage, device: torch.device, precision: str = "fp32") -> St
 
 class CompiledStages:
     """The composed stages compiled with inductor (static shapes: one graph per window size),
-    for :func:`translate_tiled`'s ``whole``; ``used`` says whether any window ran compiled."""
+    for :func:`translate_tiled`'s ``whole``; ``used`` says whether any window ran compiled. A failing
+    compile warns once (:class:`CompileFallbackWarning`); that window and the rest run eagerly."""
 
-    def __init__(self, stages: Sequence[Stage], device: torch.device, precision: str) -> None:
-        prepare_compile_cache()
-        self._compiled = torch.compile(_compose(stages), dynamic=False)
+    def __init__(self, stages: Sequence[Stage], device: torch.device, precision: str,
+                 backend: str | Callable[..., object] | None = None) -> None:
+        prepare_compile_cache()  # backend: torch.compile's, None: compile_fallback.COMPILE_BACKEND
+        self._run = compile_with_fallback(_compose(stages), self._fell_back, backend)
         self._device, self._precision = device, precision
         self.used = False
 
-    def __call__(self, tile: torch.Tensor) -> torch.Tensor:
-        import torch._dynamo.exc
+    @staticmethod
+    def _fell_back(reason: str) -> None:
+        warnings.warn(f"compiling the model failed ({reason}); translating uncompiled", CompileFallbackWarning)
 
-        self.used = True
-        try:
-            with torch.inference_mode(), precision_autocast(self._precision, self._device):
-                return self._compiled(tile)
-        except torch._dynamo.exc.BackendCompilerFailed as error:
-            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise DeviceError(f"compiling the model failed ({reason}); translate with compile off") from None
+    def __call__(self, tile: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), precision_autocast(self._precision, self._device):
+            result = self._run(tile)
+        self.used = self.used or self._run.compiling
+        return result
 
 
 def reference_crops(image: torch.Tensor, tile: int) -> torch.Tensor:

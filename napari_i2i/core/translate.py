@@ -45,6 +45,7 @@ import torch
 from napari_i2i.contract.engine_api import EngineError, StyleMode, StyleRequest, TranslationModel
 from napari_i2i.core.device import compile_pays, precision_autocast, resolve_precision
 from napari_i2i.core.image_io import megapixels
+from napari_i2i.core.image_metadata import ImageMetadata, translated_metadata
 from napari_i2i.core.job_estimate import WARMUP_SIDE, describe_duration, estimate_seconds, plan_tiles, plane_size
 from napari_i2i.core.job_progress import run_to_completion, throttled  # noqa: F401 (re-exported)
 from napari_i2i.core.layer_data import (
@@ -89,6 +90,8 @@ class PlannedOutput:
     leading_shape: tuple[int, ...]  # the axes before the 2-D (or RGB) planes
     dtype: np.dtype
     rgb: bool
+    axes: tuple[int | None, ...] = ()  # as TranslationResult.axes
+    samples_axis: bool = False  # whether the first axis holds the samples (has_samples_axis)
 
 
 @dataclass
@@ -101,6 +104,7 @@ class TranslationResult:
     description: str  # e.g. "a2b, 3 random styles (seed 0)"
     contrast_limits: tuple[float, float]
     metadata: dict = field(default_factory=dict)
+    image_metadata: ImageMetadata | None = None  # axis and channel names, from the source's (files)
 
 
 # Class example layers named in a result's description; more are counted, not named.
@@ -211,13 +215,14 @@ def planned_output(loaded: LoadedModel, options: TranslateOptions, name: str, sh
     header), so that front ends can check where it goes before any work."""
     check_options(loaded, options)
     in_channels, out_channels = loaded.model.capabilities.directions[options.direction]
-    leading = ((options.n_samples,) if has_samples_axis(options) else ()) + arrange(
-        name, shape, rgb, in_channels).stack_shape
+    arrangement, samples_axis = arrange(name, shape, rgb, in_channels), has_samples_axis(options)
+    leading = ((options.n_samples,) if samples_axis else ()) + arrangement.stack_shape
     if out_channels not in (1, 3):  # channels before Y/X (layer_data.to_image_array)
         leading += (out_channels,)
     dtype = np.dtype(dtype)  # to_image_array keeps integer dtypes and gives float32 otherwise
     return PlannedOutput(leading, dtype if np.issubdtype(dtype, np.integer) else np.dtype(np.float32),
-                         out_channels == 3)
+                         out_channels == 3, tuple(output_axes(arrangement, out_channels, samples_axis)),
+                         samples_axis)
 
 
 class PlaneStages:
@@ -354,11 +359,13 @@ def run_translation(
             done_planes += 1
         data, rgb = (target, out_channels == 3) if target is not None else to_image_array(
             translated, plan, samples_axis)
+        axes = output_axes(plan, out_channels, samples_axis)
         results.append(TranslationResult(
-            source=source.name, data=data, rgb=rgb, axes=output_axes(plan, out_channels, samples_axis),
+            source=source.name, data=data, rgb=rgb, axes=axes,
             description=describe_style(options, references, len(style.tensors), matched),
             contrast_limits=plan.intensity_range,
             metadata=result_metadata(loaded, options, references, style, matched, device, precision,
                                      plane_stages.used_compiled),
+            image_metadata=translated_metadata(source.image_metadata, axes, samples_axis, rgb, data.shape),
         ))
     return results

@@ -11,7 +11,7 @@ from napari.layers import Image
 from napari.utils.notifications import notification_manager, show_error
 from qtpy.QtWidgets import QSizePolicy
 
-from napari_i2i.core.layer_data import ImageData
+from napari_i2i.core.layer_data import ImageData, PixelSize
 
 PROGRESS_STEPS = 1000  # resolution of the widgets' progress bars
 LIST_HEIGHT = 96  # pixels: room for a few layers; the dock must fit on a laptop screen
@@ -94,10 +94,13 @@ class LayerChoosersWidget(Container):
 
 
 def snapshot(layer: Image) -> ImageData:
-    """The layer's pixels (base level of a pyramid) and how napari displays them."""
+    """The layer's pixels (base level of a pyramid, read window by window where it is not in memory),
+    how napari displays them and its pixel size, when its units are lengths (napari's default: pixels)."""
+    unit = str(layer.units[-1])
     return ImageData(
         data=layer.data[0] if layer.multiscale else layer.data,
         name=layer.name,
         rgb=layer.rgb,
         contrast_limits=tuple(layer.contrast_limits),
+        pixel_size=None if unit == "pixel" else PixelSize(float(layer.scale[-2]), float(layer.scale[-1]), unit),
     )

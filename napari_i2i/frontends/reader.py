@@ -4,8 +4,11 @@ lazily loaded multiscale image layers.
 The store is opened by :func:`napari_i2i.core.lazy_images.open_zarr_levels` (the same
 reader ``napari-i2i translate`` uses), so napari reads only the chunks it displays.
 The layer gets the pixel size (``scale``), its unit (when pint knows it) and the axis
-names. A ``c`` axis of 3 or 4 ``uint8`` channels just before Y/X (how ``napari-i2i``
-writes RGB results) is moved last and shown as RGB; other channel axes stay sliders.
+names (``axis_labels``: the input's, as ``napari-i2i translate`` carries them). A ``c``
+axis of 3 or 4 ``uint8`` channels before Y/X with only space axes (Z) between (how
+``napari-i2i`` writes RGB results) is moved last and shown as RGB. Another channel axis whose channels are all
+named (OME-NGFF ``omero`` labels) is split into one layer per channel, named by its label
+(napari's ``channel_axis``); unnamed channel axes stay sliders.
 A path this reader cannot open (not a zarr store, a zarr group without OME-NGFF
 multiscales, fewer than two axes) gives None, so napari tries its other readers.
 """
@@ -33,10 +36,15 @@ def get_reader(path: str | list[str]) -> Callable[[str], list[LayerData]] | None
     return read_zarr if Path(path).suffix.lower() == ".zarr" else None
 
 
-def _is_rgb(pyramid: ZarrPyramid) -> bool:
-    level = pyramid.levels[0]
-    return (len(pyramid.axes) >= 3 and pyramid.axes[-3] == "c" and level.shape[-3] in (3, 4)
-            and level.dtype == np.uint8)
+def _colour_axis(pyramid: ZarrPyramid) -> int | None:
+    """The ``c`` axis of 3 or 4 ``uint8`` channels with only space axes after it (None: not RGB)."""
+    metadata, level = pyramid.metadata, pyramid.levels[0]
+    names = [] if metadata is None else [axis.name for axis in metadata.axes]
+    if "c" not in names[:-2] or level.dtype != np.uint8:
+        return None
+    colours = names.index("c")
+    spatial = all(axis.type == "space" for axis in metadata.axes[colours + 1 :])
+    return colours if level.shape[colours] in (3, 4) and spatial else None
 
 
 def _known_unit(unit: str) -> bool:
@@ -60,13 +68,14 @@ def read_zarr(path: str | list[str]) -> list[LayerData] | None:
         return None
     if pyramid.levels[0].ndim < 2:
         return None
-    rgb = _is_rgb(pyramid)
     levels = pyramid.levels
     axes = list(pyramid.axes) if len(pyramid.axes) == levels[0].ndim else [f"dim_{k}" for k in range(levels[0].ndim)]
+    colours = _colour_axis(pyramid)
+    rgb = colours is not None
     if rgb:
         import dask.array as da
 
-        levels, axes = [da.moveaxis(level, -3, -1) for level in levels], axes[:-3] + axes[-2:]
+        levels, axes = [da.moveaxis(level, colours, -1) for level in levels], axes[:colours] + axes[colours + 1 :]
     layer_ndim = len(axes)  # without an RGB layer's colour axis, as napari counts
     size = pyramid.pixel_size
     scale = (1.0,) * (layer_ndim - 2) + ((1.0, 1.0) if size is None else (size.y, size.x))
@@ -74,4 +83,18 @@ def read_zarr(path: str | list[str]) -> list[LayerData] | None:
                         "multiscale": len(levels) > 1}
     if size is not None and _known_unit(size.unit):
         attributes["units"] = ("pixel",) * (layer_ndim - 2) + (size.unit, size.unit)
+    metadata = pyramid.metadata
+    if not rgb and metadata is not None and metadata.channel_names and metadata.channel_axis < layer_ndim - 2:
+        attributes = _split_by_channel(attributes, metadata.channel_axis, metadata.channel_names)
     return [(levels if len(levels) > 1 else levels[0], attributes, "image")]
+
+
+def _split_by_channel(attributes: dict, channel: int, names: tuple[str, ...]) -> dict:
+    """*attributes* for one layer per channel (napari's ``channel_axis``), each named by its channel
+    and with the per-axis values of the axes that remain."""
+    def remaining(values: tuple) -> tuple:
+        return tuple(value for axis, value in enumerate(values) if axis != channel)
+
+    per_layer = {key: [remaining(attributes[key])] * len(names)
+                 for key in ("scale", "axis_labels", "units") if key in attributes}
+    return attributes | per_layer | {"channel_axis": channel, "name": list(names)}

@@ -3,6 +3,9 @@ where results go, the style rule in the widget's words, and the worker thread.
 
 The worker only loads the model and runs :func:`napari_i2i.core.translate.run_translation`;
 it never touches napari layers (the widget snapshots them before and adds results after).
+The result of a large layer (:func:`writes_into_store`) goes into a
+:class:`~napari_i2i.core.filling_store.FillingStore` instead of memory: the worker creates it
+and yields a :class:`StoredResult`, which the widget shows at once as a layer that fills in.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from napari.layers import Image
 from napari.qt.threading import thread_worker
@@ -19,10 +23,17 @@ from napari.qt.threading import thread_worker
 from napari_i2i.contract.engine_api import StyleMode
 from napari_i2i.core.device import resolve_device
 from napari_i2i.core.diversity import diversity_result
-from napari_i2i.core.layer_data import ImageData
-from napari_i2i.core.model_file import load_model
+from napari_i2i.core.filling_store import FillingStore
+from napari_i2i.core.layer_data import ImageData, layout, output_axes
+from napari_i2i.core.model_file import LoadedModel, load_model
 from napari_i2i.core.style_inputs import StyleInputs, StyleWords, Wording
-from napari_i2i.core.translate import Progress, TranslateOptions, TranslationResult, run_translation, throttled
+from napari_i2i.core.translate import (
+    Progress, TranslateOptions, TranslationResult, has_samples_axis, planned_output, run_translation, throttled,
+)
+
+# Layers with planes of more pixels than this (or multiscale, or not in memory: dask, zarr) are
+# translated into a store on disk rather than into memory: 4096².
+STORE_ABOVE_PIXELS = 2**24
 
 # The references list serves four style modes: its label and tooltip say which.
 REFERENCE_LABELS = {
@@ -80,6 +91,29 @@ class TranslationJob:
     references: list[ImageData]
     # also return, after the translations, each one's diversity map (random styles, 2 or more)
     diversity_map: bool = False
+    # per source, the OME-Zarr store its result is written into (writes_into_store), or None: in memory
+    stores: tuple[Path | None, ...] = ()
+
+
+def writes_into_store(layer: Image) -> bool:
+    """Whether the result of *layer* goes into a store: a multiscale or lazy (dask, zarr) layer, or
+    one of planes over :data:`STORE_ABOVE_PIXELS`."""
+    if layer.multiscale or not isinstance(layer.data, np.ndarray):
+        return True
+    height, width = layer.data.shape[-3:-1] if layer.rgb else layer.data.shape[-2:]
+    return height * width > STORE_ABOVE_PIXELS
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """A result being written into a store, yielded by the worker before any tile so that the
+    widget shows it at once (with the contrast limits and axes of the finished result)."""
+
+    number: int  # the source it is the result of, by its place in the job
+    source: str  # that source's name
+    store: FillingStore
+    axes: list[int | None]
+    contrast_limits: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -123,15 +157,41 @@ class TranslationCrashed(Exception):
     """
 
 
+def open_store(loaded: LoadedModel, job: TranslationJob, number: int, path: Path) -> StoredResult:
+    """The store at *path* for the result of source *number*, laid out as the result will be."""
+    source, options = job.sources[number], job.options
+    in_channels, out_channels = loaded.model.capabilities.directions[options.direction]
+    plan = layout(source, in_channels)
+    planned = planned_output(loaded, options, source.name, plan.shape, source.rgb, plan.dtype)
+    spatial = plan.shape[-3:-1] if source.rgb else plan.shape[-2:]
+    shape = (*planned.leading_shape, *spatial, *((3,) if planned.rgb else ()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = FillingStore(path, shape, planned.dtype, planned.rgb, source.pixel_size)
+    return StoredResult(number, source.name, store, output_axes(plan, out_channels, has_samples_axis(options)),
+                        plan.intensity_range)
+
+
 # ignore_errors: the widget reports errors itself instead of re-raising them in Qt's event loop
 @thread_worker(start_thread=False, ignore_errors=True)
-def translation_worker(job: TranslationJob) -> Generator[Progress, None, list[TranslationResult]]:
-    """Load the model and translate in a worker thread; never touches napari layers."""
+def translation_worker(
+    job: TranslationJob,
+) -> Generator[Progress | StoredResult, None, list[TranslationResult]]:
+    """Load the model and translate in a worker thread (results of large layers into their
+    stores, each announced first); never touches napari layers."""
     try:
         device = resolve_device(job.device)
         yield Progress(0.0, f"loading {job.model_path.name} on {device}")
         loaded = load_model(job.model_path, device=device, engine=job.engine)
-        results = yield from throttled(run_translation(loaded, job.sources, job.options, job.references))
+        outputs = None
+        if any(job.stores):
+            outputs = [None] * len(job.stores)
+            for number, path in enumerate(job.stores):
+                if path is not None:
+                    stored = open_store(loaded, job, number, path)
+                    yield stored  # the widget shows it before any tile
+                    outputs[number] = stored.store
+        results = yield from throttled(run_translation(loaded, job.sources, job.options, job.references,
+                                                       outputs=outputs))
         if job.diversity_map:
             out_channels = loaded.model.capabilities.directions[job.options.direction][1]
             results += [diversity_result(result, out_channels) for result in results]

@@ -3,7 +3,9 @@
 Everything napari-specific happens in the main thread: the widget snapshots
 the layers' data and placement before a run, and adds result layers when the
 worker (:mod:`napari_i2i.frontends.translate_job`) returns; it yields progress after
-every tile so that Cancel takes effect between tiles.
+every tile so that Cancel takes effect between tiles. The results of large, multiscale
+or lazy layers are written into stores instead and shown from the start as layers that
+fill in (:mod:`napari_i2i.frontends.stored_results`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from magicgui.widgets import (
 )
 from napari.qt.threading import GeneratorWorker
 from qtpy.QtCore import QTimer
-from napari.utils.notifications import show_error, show_warning
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_i2i.contract.engine_api import Capabilities, EngineError, StyleMode
 from napari_i2i.contract.registry import default_registry
@@ -37,6 +39,7 @@ from napari_i2i.core.style_choice import StyleChoiceError, check_style
 from napari_i2i.core.tiling import DEFAULT_TILE
 from napari_i2i.core.translate import Progress, TranslateOptions, TranslationResult
 from napari_i2i.frontends.layer_choosers import PROGRESS_STEPS, LayerChoosersWidget, snapshot
+from napari_i2i.frontends.stored_results import StoredLayers, store_paths
 from napari_i2i.frontends.style_explorer import StyleExplorer, check_start_mode, dock_style_explorer
 from napari_i2i.frontends.style_explorer_job import ExplorationJob
 from napari_i2i.frontends.trained_models import TRAINED_MODELS
@@ -44,9 +47,11 @@ from napari_i2i.frontends.translate_job import (
     REFERENCE_LABELS,
     WIDGET_WORDS,
     Placement,
+    StoredResult,
     TranslationJob,
     style_inputs,
     translation_worker,
+    writes_into_store,
 )
 
 OPEN_FILE = "open file…"  # the model chooser's entry that shows the file picker
@@ -61,6 +66,8 @@ class TranslateWidget(LayerChoosersWidget):
         super().__init__(viewer)
         self._registry = default_registry()
         self.worker: GeneratorWorker | None = None
+        self._stored: StoredLayers | None = None  # the running job's store-backed results
+        self._returned = False  # whether the running job returned its results
         self._model_path: Path | None = None  # the file whose metadata filled the controls
         self._capabilities: Capabilities | None = None  # what that file's model can do
         # Bundled models whose engine is installed, chosen by path; or OPEN_FILE.
@@ -95,7 +102,7 @@ class TranslateWidget(LayerChoosersWidget):
         self.extend([
             self.engine, self.model, self.model_file, self.sources, self.direction, self.style_mode,
             self.n_samples, self.seed, self.diversity_map, self.references, self.device, self.tile_size,
-            self.precision, self.compile, self.run_button, self.explore_button, self.cancel_button,
+            self.precision, self.compile, self.write_into, self.run_button, self.explore_button, self.cancel_button,
             self.progress, self.status,
         ])
         self.fit_dock()
@@ -133,6 +140,11 @@ class TranslateWidget(LayerChoosersWidget):
             label="Compile", choices=COMPILE_CHOICES, value="auto",
             tooltip="torch.compile in the worker: a first compile of tens of seconds (cached on disk), "
             "then faster; auto compiles only large jobs",
+        )
+        self.write_into = FileEdit(
+            label="Write into", mode="d", value=None, nullable=True,
+            tooltip="folder for the results of large, multiscale or dask layers (OME-Zarr stores, "
+            "written as the job goes); empty: a folder of the job in napari-i2i's cache",
         )
 
     @property
@@ -265,6 +277,17 @@ class TranslateWidget(LayerChoosersWidget):
         except (StyleChoiceError, DiversityMapError) as error:
             show_error(str(error))
             return
+        into_store = [writes_into_store(layer) for layer in sources]
+        if diversity and any(into_store):
+            show_error("Diversity map needs the results in memory; the results of large, multiscale or dask "
+                       "layers are written into stores")
+            return
+        try:
+            stores = store_paths([layer.name for layer in sources], into_store, self.direction.value,
+                                 self.write_into.value)
+        except ValueError as error:
+            show_error(str(error))
+            return
         job = TranslationJob(
             model_path=self._model_path,
             engine=self.engine.value,
@@ -281,12 +304,15 @@ class TranslateWidget(LayerChoosersWidget):
             sources=[snapshot(layer) for layer in sources],
             references=[snapshot(layer) for layer in references],
             diversity_map=diversity,
+            stores=stores,
         )
         # the job returns the translations, then (diversity map) each one's map: both over their source
         placements = [Placement.of(layer) for layer in sources] * (2 if diversity else 1)
+        self._stored = StoredLayers(self._viewer, placements, "step" if mode is StyleMode.INTERPOLATE else "sample")
+        self._returned = False
 
         worker = translation_worker(job)
-        worker.yielded.connect(self._show_progress)
+        worker.yielded.connect(self._on_yielded)
         worker.returned.connect(lambda results: self._add_results(results, placements))
         worker.errored.connect(self.show_failure)
         worker.finished.connect(self._on_finished)
@@ -320,21 +346,33 @@ class TranslateWidget(LayerChoosersWidget):
         self.explorer = dock_style_explorer(self._viewer, job, sources[0])
 
     def cancel(self) -> None:
-        """Stop the running translation at its next tile; nothing is added."""
+        """Stop the running translation at its next tile; nothing is added (a result being written
+        into a store is removed with its store once the worker has stopped)."""
         if self.worker is None or not self.worker.is_running:
             return
         self.worker.quit()
         self.cancel_button.enabled = False
         self.status.value = "cancelling…"
 
-    def _show_progress(self, progress: Progress) -> None:
-        if self.worker is not None and self.worker.abort_requested:
-            return  # progress still queued from before Cancel
-        self.progress.value = round(progress.fraction * PROGRESS_STEPS)
-        self.status.value = progress.message
+    def _on_yielded(self, item: Progress | StoredResult) -> None:
+        cancelled = self.worker is not None and self.worker.abort_requested  # item queued from before Cancel
+        if isinstance(item, StoredResult):
+            if cancelled:
+                self._stored.keep_for_cleanup(item)
+            else:
+                self._stored.show(item)
+            return
+        if cancelled:
+            return
+        self.progress.value = round(item.fraction * PROGRESS_STEPS)
+        self.status.value = item.message
+        self._stored.refresh()
 
     def _add_results(self, results: list[TranslationResult], placements: list[Placement]) -> None:
-        for result, placement in zip(results, placements, strict=True):
+        self._returned = True
+        for number, (result, placement) in enumerate(zip(results, placements, strict=True)):
+            if self._stored.finish(number, result):
+                continue  # shown since the job started
             layer = self._viewer.add_image(
                 result.data,
                 name=f"{result.source} [{result.description}]",
@@ -351,6 +389,8 @@ class TranslateWidget(LayerChoosersWidget):
         self.status.value = f"done: added {len(results)} layer(s)"
 
     def _on_finished(self) -> None:
+        if not self._returned and (removed := self._stored.remove()):
+            show_info(f"removed the unfinished result(s) {', '.join(removed)}; their stores were deleted")
         if self.worker is not None and self.worker.abort_requested:
             self.progress.value = 0
             self.status.value = "cancelled"

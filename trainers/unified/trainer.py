@@ -11,7 +11,9 @@ latent styles (latent iterations), its weight falling linearly to 0;
 unification: a style discriminator tells latent from reference styles and the
 style encoder is pushed to make its styles pass as latent ones; smoothness: a
 triplet on the style encoder (an augmented view closer than the nearest other
-image of the batch). The saved model is a moving average of the trained one.
+image of the batch); optionally (``identity_weight`` > 0, ours) CycleGAN's
+identity term on the reference, ``G(y, E^u(y)) ≈ y``: what already looks like
+the target is kept. The saved model is a moving average of the trained one.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class UnifiedTrainConfig(MethodSettings):
     unification_weight: float = 1.0  # λ_uni (ours: not published)
     smoothness_weight: float = 1.0  # λ_smooth (ours)
     smoothness_margin: float = 0.1  # α (ours)
+    identity_weight: float = 0.0  # ours: a reference in its own style comes out unchanged, G(y, E^u(y)) ≈ y
     ema_beta: float = 0.999
     ema_warmup: bool = False  # beta min(ema_beta, (1 + t) / (10 + t)): the average follows early training
     dis_dim: int = 64
@@ -148,7 +151,7 @@ class UnifiedTrainer(MethodTrainer):
         (x, source), (y, target) = ((t.to(self.device, non_blocking=True) for t in pair) for pair in batch)
         forward = self._forward(x, y, target, latent=iteration % 2 == 0)
         dis_loss, losses = self._discriminator_update(x, source, target, forward)
-        gen_loss, gen_losses = self._generator_update(x, source, target, forward, iteration)
+        gen_loss, gen_losses = self._generator_update(x, y, source, target, forward, iteration)
         self.update_average(iteration)
         losses.update(gen_losses)
         return {"dis": dis_loss.item(), "gen": gen_loss.item(), **{k: v.item() for k, v in losses.items()}}
@@ -186,8 +189,8 @@ class UnifiedTrainer(MethodTrainer):
         self.scaler.step(self.dis_optimizer)
         return dis_loss, losses
 
-    def _generator_update(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor, forward: _Forward,
-                          iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _generator_update(self, x: torch.Tensor, y: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
+                          forward: _Forward, iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Scored by the updated discriminators; generator, style encoder and flow learn together."""
         cfg, net = self.config, self.network
         diversity_weight = decayed_weight(cfg.diversity_weight, iteration, cfg.diversity_iterations)
@@ -209,6 +212,9 @@ class UnifiedTrainer(MethodTrainer):
                         + cfg.cycle_weight * terms["cycle"] - diversity_weight * terms["diversity"]
                         + cfg.unification_weight * terms["unification"]
                         + cfg.smoothness_weight * terms["smoothness"])
+            if cfg.identity_weight > 0:
+                terms["identity"] = l1(net.generator(y, forward.reference_styles), y)
+                gen_loss = gen_loss + cfg.identity_weight * terms["identity"]
         self.gen_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(gen_loss).backward()
         self.scaler.step(self.gen_optimizer)

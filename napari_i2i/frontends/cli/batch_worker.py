@@ -111,8 +111,8 @@ def _translate_one(loaded, options: TranslateOptions, header, image, references,
             store.discard()
         raise
     if store is not None:
-        return [store.finish()]
-    return write_images([(output, result.data, result.rgb)], [image.pixel_size])
+        return store.finish()
+    return write_images([(output, result.data, result.rgb)], [image.pixel_size], [result.image_metadata])
 
 
 def translate_file(job: BatchJob, source: Path, output: Path) -> FileResult:

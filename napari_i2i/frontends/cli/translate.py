@@ -4,7 +4,7 @@ Everything is checked before any work (inputs' headers and pixel limit, the
 model, every output file and its type); outputs are written only once the
 whole job is done, under temporary names renamed at the end, so a failed or
 interrupted run leaves no partial file and never touches an input. Outputs
-too large to hold (zarr stores, TIFFs of lazily read inputs; ``core.stores``)
+too large to hold (zarr stores, any output of a lazily read input; ``core.stores``)
 are written as the job goes under a temporary name, renamed at the end. Importing
 this module (``napari-i2i translate --help``) imports no torch: the core
 modules are imported in :func:`run`.
@@ -246,15 +246,17 @@ def run(args: argparse.Namespace) -> int:
         raise
     _make_folders(new_folders)
     for store in filter(None, stored):
-        print(store.finish())
+        for written in store.finish():
+            print(written)
     items = [(path, result.data, result.rgb)
              for result, path, store in zip(results, outputs, stored) if store is None]
     pixel_sizes = [source.pixel_size for source, store in zip(sources, stored) if store is None]
+    image_metadata = [result.image_metadata for result, store in zip(results, stored) if store is None]
     if args.diversity_map is not None:
         from napari_i2i.core.diversity import diversity_result
 
         out_channels = loaded.model.capabilities.directions[direction][1]
         items.append((args.diversity_map, diversity_result(results[0], out_channels).data, False))
-    for written in write_images(items, pixel_sizes):
+    for written in write_images(items, pixel_sizes, image_metadata):
         print(written)
     return 0

@@ -17,7 +17,7 @@ import string
 from collections.abc import Sequence
 from pathlib import Path
 
-from napari_i2i.core.constants import STORE_SUFFIXES, SUFFIXES, TIFF_SUFFIXES
+from napari_i2i.core.constants import STORE_SUFFIXES, SUFFIXES
 
 DEFAULT_NAME_TEMPLATE = "{stem}_{direction}{suffix}"
 NAME_FIELDS = {
@@ -134,14 +134,17 @@ def finished_inputs(files_per_input: Sequence[Sequence[Path]], overwrite: bool, 
 
 def written_as_made(path: Path, source) -> bool:
     """Whether the output *path* of *source* (an ``ImageData``) is written band by band as the job
-    goes, not whole at the end: a zarr store, or a TIFF of a lazily read input."""
-    return path.suffix.lower() in STORE_SUFFIXES or (source.lazy and path.suffix.lower() in TIFF_SUFFIXES)
+    goes, not whole at the end: a zarr store, or any output of a lazily read input (a TIFF is then
+    written tile by tile, PNG/JPEG files plane by plane, from a temporary store)."""
+    return path.suffix.lower() in STORE_SUFFIXES or source.lazy
 
 
 def stored_outputs(outputs: Sequence[Path], planned: Sequence, headers: Sequence, sources: Sequence,
                    diversity_map: bool) -> list:
     """Per output, a ``core.stores.PendingOutput`` that the job writes into band by band
-    (:func:`written_as_made`), or None for one written whole at the end."""
+    (:func:`written_as_made`), with the result's axes and channel names, or None for one written
+    whole at the end."""
+    from napari_i2i.core.image_metadata import translated_metadata
     from napari_i2i.core.stores import PendingOutput
 
     stored = []
@@ -151,8 +154,9 @@ def stored_outputs(outputs: Sequence[Path], planned: Sequence, headers: Sequence
             continue
         if diversity_map:
             raise ValueError(f"{path}: --diversity-map needs the result in memory; it is written to disk "
-                             "as it is made (a zarr store, or a TIFF of a large input)")
+                             "as it is made (a zarr store, or any output of a large TIFF or zarr input)")
         spatial = header.shape[-3:-1] if header.rgb else header.shape[-2:]
         shape = (*plan.leading_shape, *spatial, *((3,) if plan.rgb else ()))
-        stored.append(PendingOutput(path, shape, plan.dtype, plan.rgb, source.pixel_size))
+        metadata = translated_metadata(source.image_metadata, plan.axes, plan.samples_axis, plan.rgb, shape)
+        stored.append(PendingOutput(path, shape, plan.dtype, plan.rgb, source.pixel_size, metadata))
     return stored
