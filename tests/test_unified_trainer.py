@@ -31,7 +31,7 @@ TINY_MODEL = {"dim": 8, "n_res": 1, "mlp_dim": 16, "style_dim": 8, "latent_dim":
 TINY_TRAINING = {"dis_dim": 8, "dis_blocks": 4, "style_dis_dim": 8}
 TINY_RUN = {"size": 16, "batch": 2, "log_every": 1, "checkpoint_every": 2, "model": TINY_MODEL,
             "training": TINY_TRAINING}
-TERMS = {"adversarial", "style", "cycle", "diversity", "unification", "smoothness"}
+TERMS = {"adversarial", "style", "cycle", "diversity", "unification", "smoothness", "identity"}
 
 
 def make_trainer(seed=0, **training):
@@ -50,7 +50,8 @@ def batch(seed=0, size=16):
 def generator_total(losses, config, iteration):
     return (losses["adversarial"] + config.style_weight * losses["style"] + config.cycle_weight * losses["cycle"]
             - decayed_weight(config.diversity_weight, iteration, config.diversity_iterations) * losses["diversity"]
-            + config.unification_weight * losses["unification"] + config.smoothness_weight * losses["smoothness"])
+            + config.unification_weight * losses["unification"] + config.smoothness_weight * losses["smoothness"]
+            + config.identity_weight * losses["identity"])
 
 
 @pytest.mark.parametrize("iteration", [0, 1])  # latent-guided, then reference-guided
