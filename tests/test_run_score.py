@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import drain
+from test_train_cli import EXTRA_MODEL, folders  # noqa: F401  (folders: a fixture)
+from test_train_cli import TINY as CLI_TINY
 from napari.utils.notifications import NotificationSeverity, notification_manager
-from PIL import Image
 
 from napari_i2i.contract.trainer_api import MethodTrainer, ScoringTranslation
 from napari_i2i.core.layer_data import ImageData
@@ -160,28 +161,8 @@ def test_the_loop_scores_every_validation_and_the_end(tmp_path):
 
 # --- napari-i2i train ----------------------------------------------------------------------
 
-TINY = """
-size = 16
-batch = 2
-validate_every = 2
-[model]
-dim = 8
-n_res = 1
-{model}
-[training]
-dis_dim = 8
-"""
-EXTRA_MODEL = {"munit": "mlp_dim = 16", "unit": "shared_blocks = 1"}
-
-
-@pytest.fixture
-def folders(tmp_path, rng):
-    for name, offset in (("a", 0), ("b", 128)):
-        (tmp_path / name).mkdir()
-        for i in range(3):
-            Image.fromarray(rng.integers(offset, offset + 127, (24, 24, 3), dtype=np.uint8)).save(
-                tmp_path / name / f"{i}.png")
-    return tmp_path / "a", tmp_path / "b"
+# the CLI tests' tiny runs and folders, validated (so scored) every second iteration
+TINY = "validate_every = 2\n" + CLI_TINY
 
 
 @pytest.mark.parametrize("engine", sorted(EXTRA_MODEL))
