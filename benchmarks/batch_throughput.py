@@ -15,9 +15,10 @@ cluster start and close all included):
 
 Arithmetic is pinned (``--precision fp32 --compile off``). ``--rounds N`` runs the
 configurations in turn N times and keeps each one's fastest (the machine may be
-shared: the load average before and after is printed). Prints a Markdown table of
-wall seconds, images per minute and the median seconds per image (the loop's own
-timing; for workers, the report's: start-up excluded).
+shared: the load average before and after is printed). Prints a line per finished
+run (with the load average then), then a Markdown table of wall seconds, images
+per minute and the median seconds per image (the loop's own timing; for workers,
+the report's: start-up excluded).
 
     python benchmarks/batch_throughput.py --count 64 --size 1024 --workers 1 2 --threads 1 2
 """
@@ -165,6 +166,8 @@ def main() -> None:
                 start = time.perf_counter()
                 per_image = run(root / f"out_{round_}_{index}")
                 seconds = time.perf_counter() - start
+                print(f"{name}: {seconds:.1f} s for {args.count} images (round {round_ + 1}; 1-minute load average "
+                      f"{os.getloadavg()[0]:.1f})", flush=True)  # a long run shows how far it got
                 if name not in best or seconds < best[name][0]:
                     best[name] = seconds, sorted(per_image)
     print(f"{args.count} images of {args.size}² RGB, MUNIT {args.preset} (untrained), tile {args.tile}, fp32, "

@@ -9,10 +9,16 @@ compile off) on a tiled RGB uint8 TIFF written beforehand:
 - ``store``: ``--tile TILE``, the input read lazily window by window, activations between
   statistics passes on disk and the result written band by band into an OME-Zarr store.
 
+``--input zarr`` writes the input as a zarr array ``(3, SIZE, SIZE)`` (channels before Y/X, as
+zarr stores hold colours; 512² chunks, written chunk by chunk) instead of the TIFF: a zarr input
+to a zarr output, for sizes whose TIFF would not be worth writing. ``--progress`` shows each
+case's progress lines (the translation's, on stderr) for runs of tens of minutes.
+
 Peak RSS is the child's ``ru_maxrss``; "before" is its peak once torch is imported and the
 model built (torch's own footprint), so "extra" is what the translation added.
 
     OMP_NUM_THREADS=1 python benchmarks/large_images.py --sizes 1024 2048 4096
+    OMP_NUM_THREADS=1 python benchmarks/large_images.py --sizes 16384 --modes store --input zarr --progress
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import time
 from pathlib import Path
 
 MODES = ("whole", "tiled", "store")
+INPUTS = {"tif": ".tif", "zarr": ".zarr"}
 
 
 def write_input(path: Path, size: int, tile: int = 512) -> None:
@@ -39,6 +46,19 @@ def write_input(path: Path, size: int, tile: int = 512) -> None:
     tiles = (rng.integers(0, 256, (min(tile, size - top), min(tile, size - left), 3), dtype=np.uint8)
              for top in range(0, size, tile) for left in range(0, size, tile))
     tifffile.imwrite(path, tiles, shape=(size, size, 3), dtype=np.uint8, tile=(tile, tile), photometric="rgb")
+
+
+def write_zarr_input(path: Path, size: int, chunk: int = 512) -> None:
+    """A random ``(3, size, size)`` uint8 zarr array, chunk by chunk (never whole in memory)."""
+    import numpy as np
+    import zarr
+
+    rng = np.random.default_rng(0)
+    array = zarr.create_array(path, shape=(3, size, size), dtype=np.uint8, chunks=(3, chunk, chunk))
+    for top in range(0, size, chunk):
+        for left in range(0, size, chunk):
+            rows, cols = min(chunk, size - top), min(chunk, size - left)
+            array[:, top : top + rows, left : left + cols] = rng.integers(0, 256, (3, rows, cols), dtype=np.uint8)
 
 
 def untrained_model_file(folder: Path) -> Path:
@@ -82,9 +102,11 @@ def measure(args: argparse.Namespace) -> dict:
     output = folder / (f"out_{args.mode}_{args.one}" + (".ome.zarr" if store else ".tif"))
     tile = args.one if args.mode == "whole" else args.tile
     started = time.perf_counter()
-    code = main(["translate", str(model_file), str(folder / f"in_{args.one}.tif"), "-o", str(output), "--quiet",
-                 "--tile", str(tile), "--precision", "fp32", "--compile", "off", "--device", "cpu",
-                 "--overwrite", "--max-pixels", str(2**31)])
+    quiet = [] if args.progress else ["--quiet"]
+    source = folder / f"in_{args.one}{INPUTS[args.input]}"
+    code = main(["translate", str(model_file), str(source), "-o", str(output), *quiet, "--tile", str(tile),
+                 "--precision", "fp32", "--compile", "off", "--device", "cpu", "--overwrite",
+                 "--max-pixels", str(2**31)])
     seconds = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"translate exited with {code}")
@@ -97,6 +119,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--input", choices=sorted(INPUTS), default="tif",
+                        help="input type: a tiled RGB TIFF or a (3, SIZE, SIZE) zarr array (default tif)")
+    parser.add_argument("--progress", action="store_true", help="show each case's progress lines")
     add_case_arguments(parser, MODES)
     args = parser.parse_args()
     if args.one is not None:
@@ -105,18 +130,20 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="napari-i2i-large-") as folder:
         for size in args.sizes:
-            write_input(Path(folder) / f"in_{size}.tif", size)
+            source = Path(folder) / f"in_{size}{INPUTS[args.input]}"
+            (write_zarr_input if args.input == "zarr" else write_input)(source, size)
             for mode in args.modes:
                 done = subprocess.run(
                     [sys.executable, __file__, "--one", str(size), "--mode", mode, "--tile", str(args.tile),
-                     "--folder", folder], capture_output=True, text=True)
+                     "--folder", folder, "--input", args.input, *(["--progress"] if args.progress else [])],
+                    stdout=subprocess.PIPE, stderr=None if args.progress else subprocess.PIPE, text=True)
                 if done.returncode != 0:
-                    print(f"{size}² {mode}: failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+                    print(f"{size}² {mode}: failed: {(done.stderr or '').strip().splitlines()[-1:]}", flush=True)
                     continue
                 rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
                 row = rows[-1]
                 print(f"{size}² {mode}: {row['seconds']:.1f} s, peak RSS {row['peak_mb']:.0f} MB", flush=True)
-            for output in Path(folder).glob(f"out_*_{size}*"):  # the disk they take
+            for output in [*Path(folder).glob(f"out_*_{size}*"), source]:  # the disk they take
                 if output.is_dir():
                     shutil.rmtree(output)
                 else:

@@ -273,3 +273,59 @@ def test_an_ome_ngff_channel_axis_before_z_holds_the_model_channels(tmp_path):
     result = read_image(tmp_path / "out.ome.zarr")  # read back as z, c, y, x
     assert [c["label"] for c in multiscales(tmp_path / "out.ome.zarr")["omero"]["channels"]] == NAMES
     np.testing.assert_array_equal(np.asarray(result.data), tifffile.imread(tmp_path / "out.tif"))
+
+
+def test_z_spacing_of_an_ome_tiff_reaches_ome_tiff_and_ome_zarr_outputs_and_napari(munit_file, tmp_path):
+    from napari_i2i.frontends.reader import read_zarr
+
+    stack = np.random.default_rng(8).integers(0, 255, (2, 40, 36), dtype=np.uint8)  # 2 planes: no channels
+    source = ome_tiff(tmp_path / "in.ome.tif", stack, "ZYX", PhysicalSizeZ=2.0, PhysicalSizeZUnit="nm",
+                      PhysicalSizeXUnit="nm", PhysicalSizeYUnit="nm")
+    assert read_image(source).image_metadata.axes[0] == Axis("z", "space", 2.0, "nanometer")
+    translate(munit_file, source, tmp_path / "out.ome.zarr")
+    translate(munit_file, source, tmp_path / "out.ome.tif")
+    ome = multiscales(tmp_path / "out.ome.zarr")["multiscales"][0]
+    assert [axis["name"] for axis in ome["axes"]] == ["c", "z", "y", "x"]
+    assert ome["axes"][1] == {"name": "z", "type": "space", "unit": "nanometer"}
+    assert ome["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 2.0, 0.5, 0.25]
+    with tifffile.TiffFile(tmp_path / "out.ome.tif") as tif:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+    assert (pixels["PhysicalSizeZ"], pixels["PhysicalSizeZUnit"]) == (2.0, "nm")
+    assert read_image(tmp_path / "out.ome.tif").image_metadata.axes[0] == Axis("z", "space", 2.0, "nanometer")
+    ((_, attributes, _),) = read_zarr(str(tmp_path / "out.ome.zarr"))
+    assert attributes["rgb"] and attributes["scale"] == (2.0, 0.5, 0.25)
+    assert attributes["units"] == ("nanometer",) * 3
+
+
+def test_z_spacing_of_an_ome_zarr_input_is_kept(tmp_path):
+    model = model_file(tmp_path, 1)
+    store = tmp_path / "in.ome.zarr"
+    group = zarr.open_group(store, mode="w")
+    group.create_array("0", data=np.random.default_rng(9).integers(0, 255, (2, 40, 36), dtype=np.uint8))
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": name, "type": "space", "unit": "micrometer"} for name in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [3.0, 0.5, 0.5]}]}]}]}
+    assert read_image(store).image_metadata.axes[0] == Axis("z", "space", 3.0, "micrometer")
+    translate(model, store, tmp_path / "out.ome.zarr")
+    translate(model, store, tmp_path / "out.ome.tif")
+    ome = multiscales(tmp_path / "out.ome.zarr")["multiscales"][0]
+    assert ome["datasets"][0]["coordinateTransformations"][0]["scale"] == [3.0, 0.5, 0.5]
+    assert ome["axes"][0] == {"name": "z", "type": "space", "unit": "micrometer"}
+    with tifffile.TiffFile(tmp_path / "out.ome.tif") as tif:
+        pixels = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]
+    assert (pixels["PhysicalSizeZ"], pixels["PhysicalSizeZUnit"]) == (3.0, "µm")
+    assert Axis("z", "space").scale is None  # no spacing unless a file or layer gives one
+
+
+def test_a_layers_axes_and_types_in_ome_ngff_order():
+    from napari_i2i.core.image_metadata import layer_metadata
+    from napari_i2i.core.stores import ordered_types
+
+    default = layer_metadata(("-3", "-2", "-1"), (1.0, 1.0, 1.0), ("pixel",) * 3, rgb=True)
+    assert default.axes == (Axis("dim_0"), Axis("y", "space"), Axis("x", "space"), Axis("c", "channel"))
+    named = layer_metadata(("t", "z", "y", "x"), (5.0, 2.0, 0.5, 0.5), ("second", "micrometer", "pixel", "pixel"),
+                           rgb=False)
+    assert named.axes[:2] == (Axis("t", "time", 5.0, "second"), Axis("z", "space", 2.0, "micrometer"))
+    axes = [Axis("sample"), Axis("t", "time"), Axis("z", "space", 2.0), Axis("c", "channel"), Axis("y", "space"),
+            Axis("x", "space")]
+    assert ordered_types(axes) == [Axis("sample"), Axis("t"), Axis("z", None, 2.0), *axes[3:]]

@@ -4,6 +4,7 @@ while it fills (core.filling_store, frontends.stored_results); Xvfb via pytest-x
 import dask.array as da
 import numpy as np
 import pytest
+import zarr
 from napari.layers import Image
 from napari.utils.notifications import NotificationSeverity, notification_manager
 
@@ -167,6 +168,36 @@ def test_dask_and_large_layers_translate_into_a_filling_store_equal_to_memory(
     run_and_wait(qtbot, widget)
     single = viewer.layers[-1]
     assert single.multiscale and single.ndim == 2 and single.thumbnail[..., :3].any()
+
+
+def test_the_store_carries_the_layers_axes_units_and_spacing(qtbot, make_napari_viewer, munit_file, results_folder):
+    viewer = make_napari_viewer()
+    stack = np.random.default_rng(3).integers(0, 255, (2, 64, 48), dtype=np.uint8)  # uint8 results: RGB
+    layer = viewer.add_image(da.from_array(stack, chunks=(1, 32, 32)), name="stack", contrast_limits=(0, 255),
+                             scale=(2.0, 0.5, 0.25), units=("um", "um", "um"), axis_labels=("z", "y", "x"))
+    widget = prepared(viewer, munit_file, layer, n_samples=2)
+    run_and_wait(qtbot, widget)
+    assert widget.status.value.startswith("done"), widget.status.value
+    store = viewer.layers[-1].metadata["napari_i2i"]["store"]
+    multiscales = zarr.open_group(store, mode="r").attrs["ome"]["multiscales"][0]
+    # colours before Y/X, so the Z axis (space) may not keep its type before them (OME-NGFF's order)
+    assert multiscales["axes"] == [{"name": "sample"}, {"name": "z", "unit": "micrometer"},
+                                   {"name": "c", "type": "channel"},
+                                   {"name": "y", "type": "space", "unit": "micrometer"},
+                                   {"name": "x", "type": "space", "unit": "micrometer"}]
+    assert multiscales["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 2.0, 1.0, 0.5, 0.25]
+    ((_, attributes, _),) = read_zarr(store)
+    assert attributes["rgb"] and attributes["axis_labels"] == ("sample", "z", "y", "x")
+    assert attributes["scale"] == (1.0, 2.0, 0.5, 0.25)
+    assert attributes["units"] == ("pixel", "micrometer", "micrometer", "micrometer")
+    np.testing.assert_array_equal(layer.data, stack)
+
+    plain = viewer.add_image(da.from_array(stack[0], chunks=32), name="plain", contrast_limits=(0, 255))
+    widget = prepared(viewer, munit_file, plain)
+    run_and_wait(qtbot, widget)
+    multiscales = zarr.open_group(viewer.layers[-1].metadata["napari_i2i"]["store"], mode="r").attrs["ome"]
+    assert [axis["name"] for axis in multiscales["multiscales"][0]["axes"]] == ["c", "y", "x"]
+    assert multiscales["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0] * 3
 
 
 def test_cancel_removes_the_partial_result_and_its_store(

@@ -5,7 +5,10 @@ builds the pyramid at the end, so nothing can be shown before the job is done. A
 :class:`FillingStore` is written where it stays, with every pyramid level (the
 same levels as ``PendingOutput``'s: halved until the short side is at most
 :data:`~napari_i2i.core.stores.PYRAMID_MIN_SIDE`) and its OME-NGFF 0.5
-``multiscales`` metadata created first; unwritten chunks read as the fill value
+``multiscales`` metadata created first (the result's axis names, types and spacing
+and its pixel size, as ``PendingOutput`` writes them; the axes stay in the result's
+order, RGB colours before Y/X, so a type out of OME-NGFF's order is left out, see
+:func:`~napari_i2i.core.stores.ordered_types`); unwritten chunks read as the fill value
 0. Each band written to level 0 also fills the rows of the coarser levels it
 completes (2×2 means of the level before, integers rounded), so a zoomed-out view
 fills in with the job and the store is complete when the last band is written.
@@ -25,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_i2i.core.image_metadata import Axis, ImageMetadata
 from napari_i2i.core.layer_data import PixelSize
-from napari_i2i.core.stores import AXIS_TYPES, CHUNK, PYRAMID_MIN_SIDE
+from napari_i2i.core.stores import CHUNK, PYRAMID_MIN_SIDE, multiscales, ordered_types
 
 __all__ = ["FillingStore", "StoreLevel"]
 
@@ -47,40 +51,41 @@ def _plane_key(index: tuple) -> tuple:
 class FillingStore:
     """A result of ``shape`` (laid out as :func:`~napari_i2i.core.layer_data.to_image_array` does:
     RGB colours last) written band by band into a new OME-Zarr at *path*, pyramid included;
-    assign bands with ``store[index] = values``, as ``run_translation(..., outputs=...)`` does."""
+    assign bands with ``store[index] = values``, as ``run_translation(..., outputs=...)`` does.
+    *metadata*: the result's axes in its layout (None, or another number of axes: ``dim_0, …``)."""
 
     def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, rgb: bool,
-                 pixel_size: PixelSize | None = None) -> None:
+                 pixel_size: PixelSize | None = None, metadata: ImageMetadata | None = None) -> None:
         import zarr  # here: it takes seconds to import
 
         self.path, self.shape, self.dtype, self.rgb = Path(path), tuple(shape), np.dtype(dtype), rgb
         self.ndim = len(self.shape)
         stored = (*shape[:-3], shape[-1], *shape[-3:-1]) if rgb else self.shape  # OME-NGFF: channels before Y/X
-        self._axis_names = [f"dim_{k}" for k in range(len(stored) - 2 - rgb)] + ["c"] * rgb + ["y", "x"]
+        axes = self._stored_axes(metadata)
         group = zarr.open_group(self.path, mode="w-")
         try:
             self._arrays = [
                 group.create_array(str(number), shape=level, dtype=self.dtype, fill_value=0,
                                    chunks=(1,) * (len(level) - 2) + (min(CHUNK, level[-2]), min(CHUNK, level[-1])),
-                                   dimension_names=self._axis_names)
+                                   dimension_names=[axis.name for axis in axes])
                 for number, level in enumerate(_level_shapes(stored))]
-            group.attrs["ome"] = {"version": "0.5", "multiscales": [self._multiscales(pixel_size)]}
+            group.attrs["ome"] = {"version": "0.5", "multiscales": [
+                multiscales(self.path.name.split(".")[0], axes, pixel_size, len(self._arrays))]}
         except BaseException:
             self.discard()
             raise
         self._rows_done: dict[tuple, list[int]] = {}  # per plane, the rows finished at each level
         self.bands_written = 0  # read by the main thread to know when to redraw
 
-    def _multiscales(self, pixel_size: PixelSize | None) -> dict:
-        ndim = self._arrays[0].ndim
-        unit = None if pixel_size is None else pixel_size.unit
-        axes = [{"name": name} | ({"type": AXIS_TYPES[name]} if name in AXIS_TYPES else {})
-                | ({"unit": unit} if unit and name in ("y", "x") else {}) for name in self._axis_names]
-        size = (1.0, 1.0) if pixel_size is None else (pixel_size.y, pixel_size.x)
-        datasets = [{"path": str(level), "coordinateTransformations": [
-            {"type": "scale", "scale": [1.0] * (ndim - 2) + [size[0] * 2**level, size[1] * 2**level]}]}
-            for level in range(len(self._arrays))]
-        return {"name": self.path.name.split(".")[0], "axes": axes, "datasets": datasets}
+    def _stored_axes(self, metadata: ImageMetadata | None) -> list[Axis]:
+        """The store's axes: the result's (*metadata*'s, else ``dim_0, …``), colours before Y/X."""
+        leading = self.ndim - 2 - self.rgb
+        if metadata is None or len(metadata.axes) != self.ndim:
+            axes = [Axis(f"dim_{k}") for k in range(leading)]
+        else:
+            axes = list(metadata.axes[:leading])
+        colours = [Axis("c", "channel")] if self.rgb else []
+        return ordered_types(axes + colours + [Axis("y", "space"), Axis("x", "space")])
 
     def levels(self) -> list[StoreLevel]:
         """Every pyramid level, full resolution first, as array-likes in the result's layout."""

@@ -1,11 +1,15 @@
-"""Axis names and types and channel names of an image, read from OME-TIFF / OME-Zarr and
-written with the result.
+"""Axis names, types and spacing and channel names of an image, read from OME-TIFF / OME-Zarr
+(or a napari layer) and written with the result.
 
 An :class:`ImageMetadata` describes every axis of an image as
 :class:`~napari_i2i.core.layer_data.ImageData` lays it out (RGB colours last). It is read
 with the libraries: a TIFF's axes from tifffile's ``series.axes``, an OME-TIFF's channel
 names from its OME-XML through ``tifffile.xml2dict``; an OME-Zarr's axes from its
-``multiscales`` and channel names from ``omero.channels[*].label``.
+``multiscales`` and channel names from ``omero.channels[*].label``. The spacing of a leading
+space or time axis (Z: OME-XML ``PhysicalSizeZ``, an OME-Zarr's ``scale`` and axis ``unit``)
+is :attr:`Axis.scale` and :attr:`Axis.unit`; Y/X's is the image's
+:class:`~napari_i2i.core.layer_data.PixelSize`. :func:`layer_metadata` describes a napari
+layer from its axis labels, scale and units.
 :func:`translated_metadata` maps it onto a translation's result along the result's axis
 map (:func:`napari_i2i.core.layer_data.output_axes`): an axis taken from the source keeps
 its name and type (a new samples axis is ``sample``); the channel names stay where the
@@ -18,12 +22,12 @@ names of the 3 channels the model took; an RGB result whose colours are new is l
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import tifffile
 
-__all__ = ["OME_TIFF_LEADING", "RGB_NAMES", "Axis", "ImageMetadata", "ome_tiff_axes", "tiff_metadata",
-           "translated_metadata", "zarr_metadata"]
+__all__ = ["OME_TIFF_LEADING", "OME_UNITS", "RGB_NAMES", "Axis", "ImageMetadata", "layer_metadata", "ome_tiff_axes",
+           "tiff_metadata", "translated_metadata", "zarr_metadata"]
 
 RGB_NAMES = ("R", "G", "B")
 # TIFF axis letters (tifffile's series.axes) → OME-NGFF name and type; S holds samples (colours).
@@ -32,6 +36,11 @@ _TIFF_AXES = {"T": ("t", "time"), "Z": ("z", "space"), "C": ("c", "channel"), "S
 # OME-TIFF letters for axes OME names no dimension of (tifffile writes them as "modulo" dimensions).
 _OTHER_LETTERS = "QAPRHE"
 OME_TIFF_LEADING = 6  # tifffile writes OME-TIFFs of at most 8 axes (9 with RGB samples)
+# Unit names as OME-XML writes them → OME-NGFF (UDUNITS) names.
+OME_UNITS = {"µm": "micrometer", "um": "micrometer", "nm": "nanometer", "mm": "millimeter", "cm": "centimeter",
+             "m": "meter", "Å": "angstrom"}
+# Axis types whose spacing is kept (a channel axis has none).
+_SPACED_TYPES = ("space", "time")
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,8 @@ class Axis:
 
     name: str
     type: str | None = None  # "time", "space", "channel", another OME-NGFF type, or None (unknown)
+    scale: float | None = None  # spacing along a leading space or time axis (None: unknown)
+    unit: str | None = None  # the spacing's OME-NGFF (UDUNITS) unit, e.g. "micrometer" (None: none)
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,7 @@ def _unique(axes: Sequence[Axis]) -> tuple[Axis, ...]:
             number += 1
             name = f"{axis.name}_{number}"
         seen.add(name)
-        unique.append(Axis(name, axis.type))
+        unique.append(replace(axis, name=name))
     return tuple(unique)
 
 
@@ -90,7 +101,12 @@ def tiff_metadata(tif: tifffile.TiffFile, samples: tuple[int, int]) -> ImageMeta
     names: list[str] = []
     if tif.is_ome and tif.ome_metadata:
         image = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
-        channels = (image[0] if isinstance(image, list) else image)["Pixels"].get("Channel", [])
+        pixels = (image[0] if isinstance(image, list) else image)["Pixels"]
+        if "PhysicalSizeZ" in pixels and "Z" in letters[:-2]:
+            z = letters.index("Z")
+            unit = OME_UNITS.get(pixels.get("PhysicalSizeZUnit", "µm"), "micrometer")
+            axes = (*axes[:z], replace(axes[z], scale=float(pixels["PhysicalSizeZ"]), unit=unit), *axes[z + 1 :])
+        channels = pixels.get("Channel", [])
         channels = channels if isinstance(channels, list) else [channels]
         names = [channel.get("Name") for channel in channels]
         names = names if all(isinstance(name, str) for name in names) else []
@@ -103,11 +119,34 @@ def zarr_metadata(multiscales: dict, omero: dict | None, shape: Sequence[int]) -
     given = [axis if isinstance(axis, dict) else {"name": axis} for axis in multiscales.get("axes", [])]
     if len(given) != len(shape):
         given = [{"name": f"dim_{k}"} for k in range(len(shape))]
-    axes = tuple(Axis(str(axis["name"]), axis.get("type") or _TIFF_AXES.get(str(axis["name"]).upper(),
-                                                                              (None, None))[1])
-                 for axis in given)
+    transforms = (multiscales.get("datasets") or [{}])[0].get("coordinateTransformations", [])
+    scale = next((t["scale"] for t in transforms if t.get("type") == "scale"), None)
+    scale = scale if scale is not None and len(scale) == len(given) else [None] * len(given)
+    axes = []
+    for number, (axis, spacing) in enumerate(zip(given, scale)):
+        kind = axis.get("type") or _TIFF_AXES.get(str(axis["name"]).upper(), (None, None))[1]
+        spaced = (kind in _SPACED_TYPES and number < len(given) - 2 and spacing is not None
+                  and (float(spacing) != 1.0 or "unit" in axis))  # 1 without a unit: a default
+        axes.append(Axis(str(axis["name"]), kind, float(spacing) if spaced else None,
+                         axis.get("unit") if spaced else None))
     labels = [channel.get("label") for channel in (omero or {}).get("channels", [])]
-    return _named(axes, shape, labels if all(isinstance(label, str) for label in labels) else [])
+    return _named(tuple(axes), shape, labels if all(isinstance(label, str) for label in labels) else [])
+
+
+def layer_metadata(labels: Sequence[str], scale: Sequence[float], units: Sequence[str], rgb: bool) -> ImageMetadata:
+    """The axes of a napari layer (RGB colours last, after its own axes) from its ``axis_labels``
+    (napari's defaults ``-3, -2, -1`` become ``dim_k``), ``scale`` and ``units`` (``pixel``: none);
+    Y/X are ``y``, ``x`` (their spacing is the layer's pixel size)."""
+    ndim = len(labels)
+    axes = []
+    for number, (label, spacing, unit) in enumerate(zip(labels[:-2], scale, units)):
+        name = f"dim_{number}" if label == str(number - ndim) else str(label)
+        kind = _TIFF_AXES.get(name.upper(), (None, None))[1]
+        spaced = kind in _SPACED_TYPES and (spacing != 1.0 or unit != "pixel")
+        axes.append(Axis(name, kind, float(spacing) if spaced else None,
+                         str(unit) if spaced and unit != "pixel" else None))
+    axes += [Axis("y", "space"), Axis("x", "space")] + ([Axis("c", "channel")] if rgb else [])
+    return ImageMetadata(_unique(axes))
 
 
 def translated_metadata(source: ImageMetadata | None, axes_map: Sequence[int | None], samples_axis: bool,

@@ -26,7 +26,7 @@ import numpy as np
 import tifffile
 import torch
 
-from napari_i2i.core.image_metadata import ImageMetadata, tiff_metadata, zarr_metadata
+from napari_i2i.core.image_metadata import OME_UNITS, ImageMetadata, tiff_metadata, zarr_metadata
 from napari_i2i.core.layer_data import (
     RANGE_SAMPLES, ImageData, PixelSize, PlaneLayout, iter_planes, normalised, spatial_index,
 )
@@ -41,9 +41,6 @@ __all__ = ["LAZY_ABOVE_PIXELS", "LazyPlane", "ZarrPyramid", "lazy_planes", "open
 # TIFFs of more pixels than this (height × width × planes) are opened lazily: 4096².
 LAZY_ABOVE_PIXELS = 2**24
 
-# Unit names as OME-XML writes them → OME-NGFF (UDUNITS) names.
-OME_UNITS = {"µm": "micrometer", "um": "micrometer", "nm": "nanometer", "mm": "millimeter", "cm": "centimeter",
-             "m": "meter", "Å": "angstrom"}
 # TIFF resolution units → micrometres per unit.
 _MICROMETRES_PER = {tifffile.RESUNIT.CENTIMETER: 1e4, tifffile.RESUNIT.INCH: 25400.0,
                     tifffile.RESUNIT.MILLIMETER: 1e3, tifffile.RESUNIT.MICROMETER: 1.0}

@@ -5,11 +5,11 @@ writes one result (``outputs=``) without holding it in memory: a zarr array unde
 temporary name next to the output. :meth:`PendingOutput.finish` completes it —
 an OME-Zarr (``.zarr``, ``.ome.zarr``) gets its downsampled levels (2×2 means,
 level after level, until the short side is at most :data:`PYRAMID_MIN_SIDE`)
-and OME-NGFF 0.5 ``multiscales`` metadata (axes, pixel size and unit as
-``coordinateTransformations`` scale; the result's axis names and types, in
-OME-NGFF's order, and ``omero`` channel labels when it is given them); a TIFF is
-written tile by tile from the store (``resolution`` tags, or for ``.ome.tif``
-OME-XML with ``PhysicalSizeX/Y``, the axes and ``Channel`` names), PNG/JPEG files
+and OME-NGFF 0.5 ``multiscales`` metadata (:func:`multiscales`: axes, pixel size and
+unit as ``coordinateTransformations`` scale, and a Z axis's spacing; the result's axis
+names and types, in OME-NGFF's order, and ``omero`` channel labels when it is given
+them); a TIFF is written tile by tile from the store (``resolution`` tags, or for
+``.ome.tif`` OME-XML with ``PhysicalSizeX/Y/Z``, the axes and ``Channel`` names), PNG/JPEG files
 plane by plane — and renames it into place;
 :meth:`PendingOutput.discard` removes it. A failed or cancelled job so leaves no
 partial output.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,13 +35,11 @@ from napari_i2i.core.layer_data import PixelSize
 if TYPE_CHECKING:
     import zarr
 
-__all__ = ["CHUNK", "PYRAMID_MIN_SIDE", "PendingOutput", "file_suffix", "is_ome_tiff", "is_store", "tiff_keywords",
-           "write_ome_zarr"]
+__all__ = ["CHUNK", "PYRAMID_MIN_SIDE", "PendingOutput", "file_suffix", "is_ome_tiff", "is_store", "multiscales",
+           "tiff_keywords", "write_ome_zarr"]
 
 CHUNK = 512  # Y/X chunk side of written stores and tile side of written TIFFs (a multiple of 16)
 PYRAMID_MIN_SIDE = 256  # OME-Zarr levels are added until the short side is at most this
-# OME-Zarr axis types of known axis names (others get none).
-AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 # OME-NGFF's order of axis types: time, then channel or any other, then space.
 _AXIS_RANKS = {"time": 0, "space": 2}
 # PixelSize units → the abbreviations OME-XML uses.
@@ -91,6 +89,11 @@ def _ome_xml(shape: tuple[int, ...], rgb: bool, pixel_size: PixelSize | None,
         unit = OME_XML_UNITS.get(pixel_size.unit, pixel_size.unit)
         ome |= {"PhysicalSizeX": pixel_size.x, "PhysicalSizeY": pixel_size.y,
                 "PhysicalSizeXUnit": unit, "PhysicalSizeYUnit": unit}
+    z = axes.find("Z")
+    if z >= 0 and metadata is not None and metadata.axes[z].scale is not None:
+        ome["PhysicalSizeZ"] = metadata.axes[z].scale
+        if metadata.axes[z].unit is not None:
+            ome["PhysicalSizeZUnit"] = OME_XML_UNITS.get(metadata.axes[z].unit, metadata.axes[z].unit)
     channel = None if metadata is None else metadata.channel_axis
     if channel is not None and metadata.channel_names and axes[channel] == "C":
         ome["Channel"] = {"Name": list(metadata.channel_names)}
@@ -112,6 +115,34 @@ def tiff_keywords(path: Path, shape: tuple[int, ...], rgb: bool, pixel_size: Pix
         return keywords
     return keywords | {"resolution": (1 / (pixel_size.x * scale), 1 / (pixel_size.y * scale)),
                        "resolutionunit": "MICROMETER"}
+
+
+def multiscales(name: str, axes: Sequence[Axis], pixel_size: PixelSize | None, levels: int) -> dict:
+    """OME-NGFF 0.5 ``multiscales`` of *levels* levels, each Y/X-halved from the one before, with
+    *axes* in the store's order (Y/X last): Y/X scaled by the pixel size (and its unit), each
+    leading axis by its :attr:`~napari_i2i.core.image_metadata.Axis.scale` (1 when unknown)."""
+    unit = None if pixel_size is None else pixel_size.unit
+    entries = []
+    for number, axis in enumerate(axes):
+        axis_unit = unit if number >= len(axes) - 2 else axis.unit
+        entries.append({"name": axis.name} | ({"type": axis.type} if axis.type else {})
+                       | ({"unit": axis_unit} if axis_unit else {}))
+    leading = [1.0 if axis.scale is None else axis.scale for axis in axes[:-2]]
+    size = (1.0, 1.0) if pixel_size is None else (pixel_size.y, pixel_size.x)
+    datasets = [{"path": str(level), "coordinateTransformations": [
+        {"type": "scale", "scale": leading + [size[0] * 2**level, size[1] * 2**level]}]} for level in range(levels)]
+    return {"name": name, "axes": entries, "datasets": datasets}
+
+
+def ordered_types(axes: Sequence[Axis]) -> list[Axis]:
+    """*axes* less the types that would break OME-NGFF's order of types (time, then channel or
+    other, then space): a time axis after another kind, a space axis before one (names stay)."""
+    kept = []
+    for number, axis in enumerate(axes):
+        late_time = axis.type == "time" and any(other.type != "time" for other in axes[:number])
+        early_space = axis.type == "space" and any(other.type != "space" for other in axes[number + 1 :])
+        kept.append(Axis(axis.name, None, axis.scale, axis.unit) if late_time or early_space else axis)
+    return kept
 
 
 def _chunks(shape: tuple[int, ...], spatial_end: int) -> tuple[int, ...]:
@@ -226,17 +257,8 @@ class PendingOutput:
         return [axis.name for axis in self._stored_axes()]
 
     def _multiscales(self) -> dict:
-        ndim = self.array.ndim
-        unit = None if self.pixel_size is None else self.pixel_size.unit
-        axes = []
-        for axis in self._stored_axes():
-            entry = {"name": axis.name} | ({"type": axis.type} if axis.type else {})
-            axes.append(entry | ({"unit": unit} if unit and axis.name in ("y", "x") else {}))
-        size = (1.0, 1.0) if self.pixel_size is None else (self.pixel_size.y, self.pixel_size.x)
-        datasets = [{"path": str(level), "coordinateTransformations": [
-            {"type": "scale", "scale": [1.0] * (ndim - 2) + [size[0] * 2**level, size[1] * 2**level]}]}
-            for level in range(len(list(self._group.array_keys())))]
-        return {"name": self.path.name.split(".")[0], "axes": axes, "datasets": datasets}
+        return multiscales(self.path.name.split(".")[0], self._stored_axes(), self.pixel_size,
+                           len(list(self._group.array_keys())))
 
 
 def _add_pyramid(group: zarr.Group, dtype: np.dtype, dimension_names: list[str]) -> None:

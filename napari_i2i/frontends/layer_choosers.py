@@ -11,6 +11,7 @@ from napari.layers import Image
 from napari.utils.notifications import notification_manager, show_error
 from qtpy.QtWidgets import QSizePolicy
 
+from napari_i2i.core.image_metadata import layer_metadata
 from napari_i2i.core.layer_data import ImageData, PixelSize
 
 PROGRESS_STEPS = 1000  # resolution of the widgets' progress bars
@@ -95,7 +96,8 @@ class LayerChoosersWidget(Container):
 
 def snapshot(layer: Image) -> ImageData:
     """The layer's pixels (base level of a pyramid, read window by window where it is not in memory),
-    how napari displays them and its pixel size, when its units are lengths (napari's default: pixels)."""
+    how napari displays them, its pixel size, when its units are lengths (napari's default: pixels),
+    and its axes (labels, and the spacing of leading axes such as Z) for the stores results go into."""
     unit = str(layer.units[-1])
     return ImageData(
         data=layer.data[0] if layer.multiscale else layer.data,
@@ -103,4 +105,5 @@ def snapshot(layer: Image) -> ImageData:
         rgb=layer.rgb,
         contrast_limits=tuple(layer.contrast_limits),
         pixel_size=None if unit == "pixel" else PixelSize(float(layer.scale[-2]), float(layer.scale[-1]), unit),
+        image_metadata=layer_metadata(layer.axis_labels, layer.scale, [str(unit) for unit in layer.units], layer.rgb),
     )

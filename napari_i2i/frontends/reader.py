@@ -3,8 +3,9 @@ lazily loaded multiscale image layers.
 
 The store is opened by :func:`napari_i2i.core.lazy_images.open_zarr_levels` (the same
 reader ``napari-i2i translate`` uses), so napari reads only the chunks it displays.
-The layer gets the pixel size (``scale``), its unit (when pint knows it) and the axis
-names (``axis_labels``: the input's, as ``napari-i2i translate`` carries them). A ``c``
+The layer gets the pixel size and the spacing of other space and time axes (Z: ``scale``),
+their units (when pint knows them) and the axis names (``axis_labels``: the input's, as
+``napari-i2i translate`` carries them). A ``c``
 axis of 3 or 4 ``uint8`` channels before Y/X with only space axes (Z) between (how
 ``napari-i2i`` writes RGB results) is moved last and shown as RGB. Another channel axis whose channels are all
 named (OME-NGFF ``omero`` labels) is split into one layer per channel, named by its label
@@ -72,21 +73,38 @@ def read_zarr(path: str | list[str]) -> list[LayerData] | None:
     axes = list(pyramid.axes) if len(pyramid.axes) == levels[0].ndim else [f"dim_{k}" for k in range(levels[0].ndim)]
     colours = _colour_axis(pyramid)
     rgb = colours is not None
+    scale, units = _spacing(pyramid)
     if rgb:
         import dask.array as da
 
-        levels, axes = [da.moveaxis(level, colours, -1) for level in levels], axes[:colours] + axes[colours + 1 :]
-    layer_ndim = len(axes)  # without an RGB layer's colour axis, as napari counts
-    size = pyramid.pixel_size
-    scale = (1.0,) * (layer_ndim - 2) + ((1.0, 1.0) if size is None else (size.y, size.x))
-    attributes: dict = {"name": path.name.split(".")[0], "rgb": rgb, "scale": scale, "axis_labels": tuple(axes),
-                        "multiscale": len(levels) > 1}
-    if size is not None and _known_unit(size.unit):
-        attributes["units"] = ("pixel",) * (layer_ndim - 2) + (size.unit, size.unit)
+        levels = [da.moveaxis(level, colours, -1) for level in levels]
+        axes, scale, units = ([*values[:colours], *values[colours + 1 :]] for values in (axes, scale, units))
+    attributes: dict = {"name": path.name.split(".")[0], "rgb": rgb, "scale": tuple(scale),
+                        "axis_labels": tuple(axes), "multiscale": len(levels) > 1}
+    if any(unit != "pixel" for unit in units):
+        attributes["units"] = tuple(units)
     metadata = pyramid.metadata
-    if not rgb and metadata is not None and metadata.channel_names and metadata.channel_axis < layer_ndim - 2:
+    if not rgb and metadata is not None and metadata.channel_names and metadata.channel_axis < len(axes) - 2:
         attributes = _split_by_channel(attributes, metadata.channel_axis, metadata.channel_names)
     return [(levels if len(levels) > 1 else levels[0], attributes, "image")]
+
+
+def _spacing(pyramid: ZarrPyramid) -> tuple[list[float], list[str]]:
+    """Per axis of the store, its scale (the pixel size for Y/X, a leading axis's spacing, else 1)
+    and unit (``pixel`` where there is none, or pint does not know it)."""
+    ndim, size = pyramid.levels[0].ndim, pyramid.pixel_size
+    axes = pyramid.metadata.axes if pyramid.metadata is not None else ()
+    scale, units = [1.0] * ndim, ["pixel"] * ndim
+    for number, axis in enumerate(axes[:-2]):
+        if axis.scale is not None:
+            scale[number] = axis.scale
+        if axis.unit is not None and _known_unit(axis.unit):
+            units[number] = axis.unit
+    if size is not None:
+        scale[-2:] = [size.y, size.x]
+        if _known_unit(size.unit):
+            units[-2:] = [size.unit, size.unit]
+    return scale, units
 
 
 def _split_by_channel(attributes: dict, channel: int, names: tuple[str, ...]) -> dict:

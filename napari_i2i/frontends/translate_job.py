@@ -24,6 +24,7 @@ from napari_i2i.contract.engine_api import StyleMode
 from napari_i2i.core.device import resolve_device
 from napari_i2i.core.diversity import diversity_result
 from napari_i2i.core.filling_store import FillingStore
+from napari_i2i.core.image_metadata import translated_metadata
 from napari_i2i.core.layer_data import ImageData, layout, output_axes
 from napari_i2i.core.model_file import LoadedModel, load_model
 from napari_i2i.core.style_inputs import StyleInputs, StyleWords, Wording
@@ -166,9 +167,10 @@ def open_store(loaded: LoadedModel, job: TranslationJob, number: int, path: Path
     spatial = plan.shape[-3:-1] if source.rgb else plan.shape[-2:]
     shape = (*planned.leading_shape, *spatial, *((3,) if planned.rgb else ()))
     path.parent.mkdir(parents=True, exist_ok=True)
-    store = FillingStore(path, shape, planned.dtype, planned.rgb, source.pixel_size)
-    return StoredResult(number, source.name, store, output_axes(plan, out_channels, has_samples_axis(options)),
-                        plan.intensity_range)
+    axes = output_axes(plan, out_channels, has_samples_axis(options))
+    metadata = translated_metadata(source.image_metadata, axes, has_samples_axis(options), planned.rgb, shape)
+    store = FillingStore(path, shape, planned.dtype, planned.rgb, source.pixel_size, metadata)
+    return StoredResult(number, source.name, store, axes, plan.intensity_range)
 
 
 # ignore_errors: the widget reports errors itself instead of re-raising them in Qt's event loop

@@ -103,7 +103,7 @@ def _translate_one(loaded, options: TranslateOptions, header, image, references,
 
         conditioning = edited_conditioning(loaded.model, options, references, dict(style_edits),
                                            next(loaded.model.parameters()).device)
-    [store] = stored_outputs([output], [plan], [header], [image], False)
+    [store] = stored_outputs([output], [plan], [header], [image])
     try:
         [result] = run_to_completion(run_translation(loaded, [image], options, references, conditioning, [store]))
     except BaseException:  # also a cancelled task: no partial store stays behind

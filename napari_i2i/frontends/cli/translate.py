@@ -25,7 +25,7 @@ from napari_i2i.frontends.cli.batch import add_batch_flags, expand_inputs, on_cl
 from napari_i2i.frontends.cli.progress import TranslationProgressLines
 from napari_i2i.frontends.cli.translate_outputs import (
     DEFAULT_NAME_TEMPLATE, NAME_FIELDS, check_name_template, check_output_files, folders_to_create, output_paths,
-    stored_outputs, written_as_made,
+    stored_diversity_map, stored_outputs, written_as_made,
 )
 from napari_i2i.frontends.cli.translate_request import (  # noqa: F401 (CLI_WORDS re-exported)
     CLI_WORDS, direction_for as _direction, pixel_hint as _pixel_hint, style_inputs as _style_inputs,
@@ -83,7 +83,8 @@ def add_parser(commands) -> None:
     translate.add_argument(
         "--diversity-map", type=Path, default=None, metavar="OUT.tif",
         help="with one input and --samples N >= 2 (random styles): also write the per-pixel standard "
-        "deviation over the samples, averaged over channels (float32 TIFF)",
+        "deviation over the samples, averaged over channels (float32 TIFF, or OME-Zarr for OUT.ome.zarr; "
+        "written band by band when the output is)",
     )
     _add_run_flags(translate)
     translate.add_argument("--format", default=None, choices=sorted(s.lstrip(".") for s in SUFFIXES),
@@ -236,27 +237,41 @@ def run(args: argparse.Namespace) -> int:
     if any(written_as_made(path, source) for path, source in zip(outputs, sources)):
         _make_folders(new_folders)  # those outputs are written into their folders as the job goes
         new_folders = []
-    stored = stored_outputs(outputs, planned, headers, sources, args.diversity_map is not None)
+    out_channels = loaded.model.capabilities.directions[direction][1]
+    stored = stored_outputs(outputs, planned, headers, sources)
+    targets, stored_map = _with_stored_diversity_map(args.diversity_map, stored, out_channels)
     try:
-        results = _translate(run_translation(loaded, sources, options, references, conditioning, stored),
+        results = _translate(run_translation(loaded, sources, options, references, conditioning, targets),
                              args.quiet)
     except BaseException:  # also Ctrl-C: no partial store stays behind
-        for store in filter(None, stored):
+        for store in filter(None, [*stored, stored_map]):
             store.discard()
         raise
     _make_folders(new_folders)
-    for store in filter(None, stored):
+    for store in filter(None, [*stored, stored_map]):
         for written in store.finish():
             print(written)
     items = [(path, result.data, result.rgb)
              for result, path, store in zip(results, outputs, stored) if store is None]
     pixel_sizes = [source.pixel_size for source, store in zip(sources, stored) if store is None]
     image_metadata = [result.image_metadata for result, store in zip(results, stored) if store is None]
-    if args.diversity_map is not None:
-        from napari_i2i.core.diversity import diversity_result
+    if args.diversity_map is not None and stored_map is None:
+        from napari_i2i.core.diversity import diversity_result, map_metadata
 
-        out_channels = loaded.model.capabilities.directions[direction][1]
         items.append((args.diversity_map, diversity_result(results[0], out_channels).data, False))
+        pixel_sizes.append(sources[0].pixel_size)
+        image_metadata.append(map_metadata(results[0].image_metadata, out_channels))
     for written in write_images(items, pixel_sizes, image_metadata):
         print(written)
     return 0
+
+
+def _with_stored_diversity_map(path: Path | None, stored: list, out_channels: int) -> tuple[list, object]:
+    """The job's output targets and, for ``--diversity-map`` of an output written as made (one
+    input), the map's own store, which the first target fills band by band alongside the samples."""
+    if path is None or stored[0] is None:
+        return stored, None
+    from napari_i2i.core.diversity import DiversityBands
+
+    stored_map = stored_diversity_map(path, stored[0], out_channels)
+    return [DiversityBands(stored[0], stored_map, out_channels)], stored_map

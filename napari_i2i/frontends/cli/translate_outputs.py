@@ -139,8 +139,7 @@ def written_as_made(path: Path, source) -> bool:
     return path.suffix.lower() in STORE_SUFFIXES or source.lazy
 
 
-def stored_outputs(outputs: Sequence[Path], planned: Sequence, headers: Sequence, sources: Sequence,
-                   diversity_map: bool) -> list:
+def stored_outputs(outputs: Sequence[Path], planned: Sequence, headers: Sequence, sources: Sequence) -> list:
     """Per output, a ``core.stores.PendingOutput`` that the job writes into band by band
     (:func:`written_as_made`), with the result's axes and channel names, or None for one written
     whole at the end."""
@@ -152,11 +151,21 @@ def stored_outputs(outputs: Sequence[Path], planned: Sequence, headers: Sequence
         if not written_as_made(path, source):
             stored.append(None)
             continue
-        if diversity_map:
-            raise ValueError(f"{path}: --diversity-map needs the result in memory; it is written to disk "
-                             "as it is made (a zarr store, or any output of a large TIFF or zarr input)")
         spatial = header.shape[-3:-1] if header.rgb else header.shape[-2:]
         shape = (*plan.leading_shape, *spatial, *((3,) if plan.rgb else ()))
         metadata = translated_metadata(source.image_metadata, plan.axes, plan.samples_axis, plan.rgb, shape)
         stored.append(PendingOutput(path, shape, plan.dtype, plan.rgb, source.pixel_size, metadata))
     return stored
+
+
+def stored_diversity_map(path: Path, samples, output_channels: int):
+    """The ``--diversity-map`` of a result of random styles written as made into *samples* (a
+    ``PendingOutput``): a float32 ``PendingOutput`` at *path* that the job fills band by band too
+    (``core.diversity.DiversityBands``), with the result's pixel size and axes less samples and channels."""
+    import numpy as np
+
+    from napari_i2i.core.diversity import map_metadata, map_shape
+    from napari_i2i.core.stores import PendingOutput
+
+    return PendingOutput(path, map_shape(samples.shape, output_channels), np.dtype(np.float32), False,
+                         samples.pixel_size, map_metadata(samples.metadata, output_channels))
