@@ -135,16 +135,18 @@ def content_accuracy(classify_chars: Callable[[Sequence[np.ndarray]], list[str]]
 # ---------------------------------------------------------------------------- FUNIT
 
 def train_funit(data_dir: Path, run_dir: Path, iters: int, tile: int, seed: int, batch: int | None,
-                log: Callable[[str], None], should_stop: Callable[[], bool] | None = None) -> tuple[Path, float]:
+                log: Callable[[str], None], should_stop: Callable[[], bool] | None = None,
+                config: Mapping[str, Mapping] | None = None) -> tuple[Path, float]:
     """FUNIT ``small`` on ``data_dir/train`` (CPU); returns the model file and seconds per iteration.
 
-    ``should_stop`` (e.g. a wall-clock budget) ends training early; the model so far is returned."""
+    ``should_stop`` (e.g. a wall-clock budget) ends training early; the model so far is returned.
+    ``config``: ``{"model": {...}, "training": {...}}`` over the preset."""
     from trainers.run import make_settings, train
 
     # No flips: a mirrored glyph is another character (b/d), a mirrored italic another font.
     overrides = {"iterations": iters, "seed": seed, "size": tile, "resize": tile, "batch": batch,
                  "flip": False, "precision": "fp32", "compile": "off"}  # scores as measured: fp32, eager
-    settings = make_settings(ENGINE, PRESET, {"classes": data_dir / "train"}, overrides=overrides)
+    settings = make_settings(ENGINE, PRESET, {"classes": data_dir / "train"}, config=config, overrides=overrides)
     every = max(1, iters // 20)
     started = time.perf_counter()
     last = [0, started]  # iteration and time of the previous report

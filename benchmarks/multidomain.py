@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python -m benchmarks.multidomain --out DIR [--iters N] [--seeds 0 1 2]
         [--tile 64] [--samples 3] [--no-munit] [--no-ablations] [--set KEY=VALUE ...]
+        [--model-set KEY=VALUE ...]
 
 Per seed (the seed deals the cells into training/test and domains, and seeds training):
 
@@ -11,7 +12,8 @@ Per seed (the seed deals the cells into training/test and domains, and seeds tra
 2. Trains ``unified`` ``small`` three times through ``trainers.run`` (CPU): as configured, with the
    unification term off (``unification_weight = 0``) and with the smoothness term off
    (``smoothness_weight = 0``) — only as configured with ``--no-ablations``; ``--set`` puts a
-   training setting over the preset in every one; and, unless ``--no-munit``, MUNIT ``small`` on each unordered pair
+   training setting over the preset in every one, ``--model-set`` a model setting (e.g.
+   ``input_gate=true``); and, unless ``--no-munit``, MUNIT ``small`` on each unordered pair
    of domains at a third of the iterations each (the same total budget as one unified model).
 3. Scores every ordered pair of domains on the test cells against their true re-staining
    (L1 0-255, PSNR, SSIM; :mod:`benchmarks.multidomain_measures`): unified with latent styles
@@ -20,7 +22,8 @@ Per seed (the seed deals the cells into training/test and domains, and seeds tra
 4. Unification (with vs without L_uni): per domain, the held-out accuracy of a classifier telling
    latent from reference styles (0.5: indistinguishable). Smoothness (with vs without L_smooth):
    along interpolations between two reference styles, the output change per unit style step and
-   the coefficient of variation of the per-step changes (lower: more even).
+   the coefficient of variation of the per-step changes (lower: more even). With the input gate
+   (``--model-set input_gate=true``), its mean opening per target domain.
 
 Prints per-seed tables and the worst of the seeds (highest L1, lowest PSNR/SSIM, highest
 accuracy, highest variation); writes ``DIR/results.json``. ``--iters 3 --tile 128 --seeds 0``
@@ -39,7 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.multidomain_measures import score_pairs, smoothness, unification
+from benchmarks.multidomain_measures import gate_opening, score_pairs, smoothness, unification
 from benchmarks.table import parse_setting
 from benchmarks.tasks.multidomain import MultiDomainTask, multidomain_task
 from napari_i2i.core.model_file import load_model
@@ -58,14 +61,15 @@ def write_domains(task: MultiDomainTask, root: Path) -> Path:
     return root
 
 
-def _trained(run_dir: Path, engine: str, inputs: dict, loop: dict, training: dict):
-    settings = make_settings(engine, "small", inputs, config={**loop, "training": training})
+def _trained(run_dir: Path, engine: str, inputs: dict, loop: dict, training: dict, model: dict | None = None):
+    settings = make_settings(engine, "small", inputs, config={**loop, "training": training, "model": model or {}})
     return load_model(train(run_dir, settings), device=torch.device("cpu")).model.eval()
 
 
 def run_seed(out: Path, seed: int, iters: int | None, tile: int, samples: int, munit: bool,
-             ablations: bool = True, settings: dict | None = None) -> dict:
-    """Train and measure everything for one seed (*settings*: training settings for every unified model)."""
+             ablations: bool = True, settings: dict | None = None, model_settings: dict | None = None) -> dict:
+    """Train and measure everything for one seed (*settings*, *model_settings*: training and model
+    settings over the preset for every unified model)."""
     started = time.perf_counter()
     task = multidomain_task(tile, seed)
     root = write_domains(task, out / "data")
@@ -76,10 +80,12 @@ def run_seed(out: Path, seed: int, iters: int | None, tile: int, samples: int, m
     for label, training in list(ABLATIONS.items())[: None if ablations else 1]:
         clock = time.perf_counter()
         model = _trained(out / label.replace(", ", "_").replace(" ", "_"), "unified", {"domains": root}, loop,
-                         {**(settings or {}), **training})
+                         {**(settings or {}), **training}, model_settings)
         record["train_seconds"][label] = round(time.perf_counter() - clock, 1)
         record["models"][label] = {"unification_accuracy": unification(model, task),
                                    "smoothness": smoothness(model, task)}
+        if model.config["input_gate"]:
+            record["models"][label]["gate_opening"] = gate_opening(model, task)
         if unified is None:
             unified = model
     per_pair = {}
@@ -169,21 +175,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ablations", action="store_true", help="train unified as configured only")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="training",
                         help="a training setting over the preset for every unified model (e.g. identity_weight=5)")
+    parser.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE", dest="model",
+                        help="a model setting over the preset for every unified model (e.g. input_gate=true)")
     args = parser.parse_args(argv)
     try:
         settings = dict(parse_setting(item) for item in args.training)
+        model_settings = dict(parse_setting(item) for item in args.model)
     except ValueError as error:
         parser.error(str(error))
     started = time.perf_counter()
     seeds = []
     for seed in args.seeds:
         record = run_seed(args.out / f"seed_{seed}", seed, args.iters, args.tile, args.samples, not args.no_munit,
-                          not args.no_ablations, settings)
+                          not args.no_ablations, settings, model_settings)
         seeds.append(record)
         print(f"\n## seed {seed}: {record['task']['train']} training tiles, {record['task']['test_cells']} test "
               f"cells; {record['seconds']} s (training: {record['train_seconds']})")
         print_pairs(record["pairs"], 1)
         print_models(record["models"])
+        for label, measures in record["models"].items():
+            if "gate_opening" in measures:
+                print(f"\n{label}: mean input gate (1: the decoder's image, 0: the input), reference style: "
+                      + ", ".join(f"to {d} {g:.2f}" for d, g in measures["gate_opening"].items()))
     results = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                "seeds": seeds, "worst": {"pairs": worst_pairs(seeds), "models": worst_models(seeds)}}
     print(f"\n## worst of seeds {args.seeds}")

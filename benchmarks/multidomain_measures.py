@@ -139,3 +139,18 @@ def smoothness(model: TranslationModel, task: MultiDomainTask) -> dict[str, dict
             spread.append(variation)
         result[target] = {"change_per_unit": float(np.mean(per_unit)), "step_cv": float(np.mean(spread))}
     return result
+
+
+@torch.inference_mode()
+def gate_opening(model: TranslationModel, task: MultiDomainTask) -> dict[str, float]:
+    """For a model with the input gate: per target domain, the mean gate (0: the input kept, 1: the
+    decoder's image) over the test tiles of the other domains in the style of one reference (the
+    first training tile of the target, as :func:`translations`)."""
+    generator, result = model.generator, {}
+    for target in task.test:
+        reference = to_tensor(next(iter(task.train[target].values())))
+        styles = model.condition(StyleRequest(StyleMode.REFERENCE, f"to_{target}", references=[reference])).styles
+        gates = [generator.decoder(generator.content_encoder(to_tensor(tile)), styles)[:, -1].mean()
+                 for source in task.test if source != target for tile in task.test[source].values()]
+        result[target] = float(torch.stack(gates).mean())
+    return result

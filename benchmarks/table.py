@@ -138,12 +138,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--samples", type=int, default=3, help="random styles per input (multimodal engines)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="training",
-                        help="a training setting over the preset for every unpaired run (e.g. identity_weight=5)")
+                        help="a training setting over the preset for every trained engine (e.g. identity_weight=5)")
+    parser.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE", dest="model",
+                        help="a model config key over the preset for every trained engine (e.g. input_gate=true)")
     parser.add_argument("--score-only", action="store_true",
                         help="score the unpaired runs an earlier table left in DIR/runs (train nothing)")
     args = parser.parse_args(argv)
     try:
         args.training = dict(parse_setting(item) for item in args.training)
+        args.model = dict(parse_setting(item) for item in args.model)
     except ValueError as error:
         parser.error(str(error))
     if args.minutes_per_run <= 0:
@@ -155,7 +158,7 @@ def parse_setting(item: str) -> tuple[str, object]:
     """``KEY=VALUE`` with VALUE read as JSON where it parses (numbers, booleans), else a string."""
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise ValueError(f"--set takes KEY=VALUE, not {item!r}")
+        raise ValueError(f"--set and --model-set take KEY=VALUE, not {item!r}")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     started = time.perf_counter()
     options = RunOptions(args.minutes_per_run, args.iters, args.batch, args.samples, log_stderr, args.training,
-                         args.score_only)
+                         args.score_only, args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for task in args.tasks:
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += [{**row, "seed": seed} for row in run_seed(task, engines, tile, seed, args.out, options)]
     header = {"command": "python -m benchmarks.table " + " ".join(argv if argv is not None else sys.argv[1:]),
               "machine": machine(), "seeds": args.seeds, "minutes_per_run": args.minutes_per_run,
-              "training": args.training, "wall_s": round(time.perf_counter() - started, 1)}
+              "training": args.training, "model": args.model, "wall_s": round(time.perf_counter() - started, 1)}
     table = markdown(rows, header)
     (args.out / "table.md").write_text(table, encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps({**header, "rows": rows}, indent=1, default=str) + "\n")

@@ -33,6 +33,11 @@ class RunOptions:
     log: Callable[[str], None]
     training: Mapping[str, object] = field(default_factory=dict)  # trainer settings over the preset (--set)
     score_only: bool = False  # score the unpaired runs an earlier table left in DIR/runs, train nothing
+    model: Mapping[str, object] = field(default_factory=dict)  # model config keys over the preset (--model-set)
+
+    def run_config(self) -> dict[str, dict[str, object]]:
+        """The run config every trained engine gets: ``--model-set`` and ``--set`` over its preset."""
+        return {"model": dict(self.model), "training": dict(self.training)}
 
 
 def log_stderr(message: str) -> None:
@@ -91,7 +96,7 @@ def train_unpaired(engine: str, task_dir: Path, run_dir: Path, tile: int, seed: 
         return model, iterations, _logged_seconds(run_dir)
 
     settings = make_settings(engine, "small", {"domain_a": task_dir / "train_a", "domain_b": task_dir / "train_b"},
-                             config={"training": dict(options.training)},
+                             config=options.run_config(),
                              overrides=dict(size=tile, batch=options.batch, iterations=options.iters, seed=seed,
                                             precision="fp32", compile="off"))
     settings.validate_every = settings.checkpoint_every = settings.iterations  # no time lost on either
@@ -183,7 +188,7 @@ def fewshot_stain_rows(engines: Sequence[str], tile: int, seed: int, out: Path, 
         started = time.perf_counter()
         path, _ = train_funit(data_dir, out / "runs" / f"fewshot_stain_{engine}_seed{seed}",
                               options.iters or _preset_iterations(engine), tile, seed, options.batch, options.log,
-                              should_stop=deadline(options.minutes))
+                              should_stop=deadline(options.minutes), config=options.run_config())
         seconds = time.perf_counter() - started
         loaded = load_model(path, engine=engine)
         loaded.model.eval()
@@ -220,7 +225,8 @@ def fewshot_glyph_rows(engines: Sequence[str], tile: int, seed: int, out: Path, 
         started = time.perf_counter()
         path, _ = glyph_bench.train_funit(data_dir, out / "runs" / f"fewshot_glyphs_{engine}_seed{seed}",
                                           options.iters or _preset_iterations(engine), tile, seed, options.batch,
-                                          options.log, should_stop=deadline(options.minutes))
+                                          options.log, should_stop=deadline(options.minutes),
+                                          config=options.run_config())
         runs[engine] = (load_model(path, engine=engine), round(time.perf_counter() - started, 1))
     cases = glyph_bench.evaluate(task, None, classify_chars, glyph_task.SHOTS)
     rows = [{"task": "fewshot_glyphs", "kind": "baseline", **row} for row in glyph_bench.summarise(cases)]

@@ -69,4 +69,4 @@ def test_settings_reach_the_runs_and_score_only_rescores_them(tmp_path):
 def test_bad_setting_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         table.main(["--out", str(tmp_path), "--set", "identity_weight"])
-    assert "--set takes KEY=VALUE" in capsys.readouterr().err
+    assert "--set and --model-set take KEY=VALUE" in capsys.readouterr().err

@@ -259,11 +259,14 @@ def test_benchmark_settings_reach_every_unified_model_and_ablations_can_be_left_
 
     out = tmp_path / "md"
     assert multidomain(["--out", str(out), "--iters", "1", "--tile", "128", "--no-munit", "--no-ablations",
-                        "--set", "identity_weight=2"]) == 0
+                        "--set", "identity_weight=2", "--model-set", "input_gate=true"]) == 0
     [record] = json.loads((out / "results.json").read_text())["seeds"]
     assert list(record["models"]) == ["unified"]
+    gates = record["models"]["unified"]["gate_opening"]  # measured for a model with the input gate
+    assert set(gates) == set(record["task"]["train"]) and all(0 < g < 1 for g in gates.values())
+    assert "unified: mean input gate" in capsys.readouterr().out
     settings = json.loads((out / "seed_0" / "unified" / "run.json").read_text())
-    assert settings["training"]["identity_weight"] == 2
+    assert settings["training"]["identity_weight"] == 2 and settings["model"]["input_gate"] is True
     with pytest.raises(SystemExit):
         multidomain(["--out", str(out), "--set", "identity_weight"])
-    assert "--set takes KEY=VALUE" in capsys.readouterr().err
+    assert "--set and --model-set take KEY=VALUE" in capsys.readouterr().err

@@ -20,9 +20,10 @@ def build_unit(seed=0, **overrides):
 
 
 def make_trainer(seed=0, **model):
-    # the published terms only (small's identity term has its own tests, test_identity_term.py)
-    return build_trainer(build_unit(seed, **model), dict(TRAIN_PRESETS["small"], dis_dim=8, identity_weight=0),
-                         torch.device("cpu"))
+    # the published terms and networks only (small's identity term and input gate have their own
+    # tests, test_identity_term.py and test_input_gate.py)
+    return build_trainer(build_unit(seed, **{"input_gate": False, **model}),
+                         dict(TRAIN_PRESETS["small"], dis_dim=8, identity_weight=0), torch.device("cpu"))
 
 
 def test_presets_and_settings():

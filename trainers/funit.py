@@ -150,8 +150,10 @@ class FunitTrainer(MethodTrainer):
         generator = self.generator.generator
         with self.runtime.autocast():
             content = generator.content_encoder(x)
-            translation = generator.decode(content, generator.class_encoder(y))  # x in y's class
-            reconstruction = generator.decode(content, generator.class_encoder(x))  # x in its own class
+            # x in y's class (blended with x by an input gate), and x re-made in its own class (never
+            # blended: a reconstruction that could copy its input would teach the decoder nothing)
+            translation = generator.decode(content, generator.class_encoder(y), x)
+            reconstruction = generator.decode(content, generator.class_encoder(x))
         dis_loss, losses = self._discriminator_update(y, label_y, translation)
         gen_loss, gen_losses = self._generator_update((x, label_x), (y, label_y), translation, reconstruction,
                                                       iteration)
@@ -226,7 +228,7 @@ class FunitTrainer(MethodTrainer):
         average = self.model.generator
         with self.runtime.autocast():
             content = average.content_encoder(x)
-            translation = average.decode(content, average.class_encoder(y))
+            translation = average.decode(content, average.class_encoder(y), x)
             reconstruction = average.decode(content, average.class_encoder(x))
         return [ScoringTranslation(x, translation.float(), y, reconstruction.float(), direction="content→class")]
 

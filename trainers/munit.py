@@ -20,12 +20,13 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from engines.blocks.autoencoder import translation_and_gate
 from engines.munit import MunitModel
 from napari_i2i import hookimpl
 from napari_i2i.contract.trainer_api import TrainerSpec
 from trainers.losses import l1
 from trainers.precision import TrainingRuntime
-from trainers.two_domain import SMALL_TWO_DOMAIN, AdversarialSettings, TwoDomainTrainer
+from trainers.two_domain import SMALL_TWO_DOMAIN, AdversarialSettings, TwoDomainTrainer, identity_error
 from trainers.vgg import Vgg16Features, VggWeightsNotFound, load_vgg16
 
 PERCEPTUAL_LAYER = "relu5_3"  # the deepest ReLU, as in the published code
@@ -103,9 +104,11 @@ class MunitTrainer(TwoDomainTrainer):
         s_b = torch.randn(len(x_b), style_dim, device=self.device)
         content_a, style_a = gen_a.encode(x_a)
         content_b, style_b = gen_b.encode(x_b)
+        x_ab, gate_ab = translation_and_gate(gen_b.decoder(content_a, s_b), x_a, gen_b.input_gate)
+        x_ba, gate_ba = translation_and_gate(gen_a.decoder(content_b, s_a), x_b, gen_a.input_gate)
         return dict(
             s_a=s_a, s_b=s_b, content_a=content_a, style_a=style_a, content_b=content_b,
-            style_b=style_b, x_ba=gen_a.decode(content_b, s_a), x_ab=gen_b.decode(content_a, s_b),
+            style_b=style_b, x_ab=x_ab, x_ba=x_ba, gate_ab=gate_ab, gate_ba=gate_ba,
         )
 
     def generator_losses(
@@ -123,14 +126,16 @@ class MunitTrainer(TwoDomainTrainer):
         }
         weights = {"image": cfg.image_weight, "content": cfg.content_weight, "style": cfg.style_weight}
         if cfg.cycle_weight > 0:
+            # the way back without the gate: closing both gates must not pass the cycle for free
             losses["cycle"] = l1(gen_a.decode(content_a_back, f["style_a"]), x_a) + l1(
                 gen_b.decode(content_b_back, f["style_b"]), x_b
             )
             weights["cycle"] = cfg.cycle_weight
         if self.identity_term:
-            losses["identity"] = l1(gen_b.decode(gen_a.content_encoder(x_b), f["style_b"]), x_b) + l1(
-                gen_a.decode(gen_b.content_encoder(x_a), f["style_a"]), x_a
-            )
+            own_b = gen_b.decoder(gen_a.content_encoder(x_b), f["style_b"])
+            own_a = gen_a.decoder(gen_b.content_encoder(x_a), f["style_a"])
+            losses["identity"] = (identity_error(own_b, x_b, gen_b.input_gate)
+                                  + identity_error(own_a, x_a, gen_a.input_gate))
             weights["identity"] = cfg.identity_weight
         if self.vgg is not None:  # on the translations the step already made
             losses["vgg"] = domain_invariant_perceptual(self.vgg, f["x_ab"], x_a) + domain_invariant_perceptual(
@@ -144,8 +149,8 @@ class MunitTrainer(TwoDomainTrainer):
         gen_a, gen_b = self.model.gen_a, self.model.gen_b
         styles = torch.randn(max(len(x_a), len(x_b)), gen_a.style_dim, generator=torch.Generator().manual_seed(0))
         styles = styles.to(self.device)
-        x_ab = gen_b.decode(gen_a.content_encoder(x_a), styles[: len(x_a)])
-        x_ba = gen_a.decode(gen_b.content_encoder(x_b), styles[: len(x_b)])
+        x_ab = gen_b.decode(gen_a.content_encoder(x_a), styles[: len(x_a)], x_a)
+        x_ba = gen_a.decode(gen_b.content_encoder(x_b), styles[: len(x_b)], x_b)
         return x_ab, x_ba
 
     def translate_back(self, x_ab: torch.Tensor, x_ba: torch.Tensor, x_a: torch.Tensor,
@@ -161,8 +166,8 @@ class MunitTrainer(TwoDomainTrainer):
         gen_a, gen_b = self.model.gen_a, self.model.gen_b
         styles = torch.randn(max(len(x_a), len(x_b)), gen_a.style_dim, generator=torch.Generator().manual_seed(1))
         styles = styles.to(self.device)
-        return (gen_b.decode(gen_a.content_encoder(x_a), styles[: len(x_a)]),
-                gen_a.decode(gen_b.content_encoder(x_b), styles[: len(x_b)]))
+        return (gen_b.decode(gen_a.content_encoder(x_a), styles[: len(x_a)], x_a),
+                gen_a.decode(gen_b.content_encoder(x_b), styles[: len(x_b)], x_b))
 
 
 def build_trainer(model: MunitModel, settings: Mapping[str, Any], device: torch.device,

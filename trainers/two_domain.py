@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from engines.blocks.autoencoder import blend_with_source, decoded_image
 from trainers.discriminators import MultiScaleDiscriminator
 from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer, ScoringTranslation
-from trainers.losses import lsgan_discriminator, lsgan_generator
+from trainers.losses import l1, lsgan_discriminator, lsgan_generator
 from trainers.precision import TrainingRuntime
 
 # The CPU-sized optimisation of the `small` presets: narrow discriminators, the
@@ -47,10 +48,23 @@ class AdversarialSettings(MethodSettings):
     # CycleGAN's identity term (not in the UNIT/MUNIT papers): an image translated into its own
     # domain stays itself; only between domains of the same channel count
     identity_weight: float = 0.0
+    # with the model's input gate: the mean opening of the translations' gates, so the input is
+    # kept wherever the adversarial term does not ask for a change
+    gate_weight: float = 0.0
     dis_dim: int = 64
     dis_layers: int = 4
     dis_scales: int = 3
     method: ClassVar[str] = "adversarial"
+
+
+def identity_error(decoder_output: torch.Tensor, image: torch.Tensor, gated: bool) -> torch.Tensor:
+    """‖an image translated into its own domain − itself‖₁. With the input gate, that of the blend
+    (teaching the gate to close where nothing must change) plus that of the decoder's own image:
+    with the gate shut the blend alone would teach the decoder nothing, and a poor decoder is
+    what makes the gate shut (benchmarks/NOTES.md, "The input gate")."""
+    if not gated:
+        return l1(decoder_output, image)
+    return l1(blend_with_source(decoder_output, image), image) + l1(decoded_image(decoder_output), image)
 
 
 def displayable(images: torch.Tensor) -> torch.Tensor:
@@ -96,6 +110,10 @@ class TwoDomainTrainer(MethodTrainer):
             self._events.append({"event": "identity_term_off", "identity_weight": config.identity_weight,
                                  "reason": f"domain a has {channels[0]} channels and b {channels[1]}: an "
                                            "image of one domain cannot go through the other's encoder"})
+        if model.config.get("input_gate") and channels[0] != channels[1]:  # built without one
+            self._events.append({"event": "input_gate_off",
+                                 "reason": f"domain a has {channels[0]} channels and b {channels[1]}: a "
+                                           "translation cannot be blended with its input"})
 
     def events(self) -> list[dict[str, Any]]:
         return list(self._events)
@@ -144,6 +162,9 @@ class TwoDomainTrainer(MethodTrainer):
             losses, weights = self.generator_losses(x_a, x_b, forward)
             losses["gan"] = lsgan_generator(self.dis_a(x_ba)) + lsgan_generator(self.dis_b(x_ab))
             weights["gan"] = self.config.gan_weight
+            if self.config.gate_weight > 0 and forward.get("gate_ab") is not None:
+                losses["gate"] = forward["gate_ab"].float().mean() + forward["gate_ba"].float().mean()
+                weights["gate"] = self.config.gate_weight
             gen_loss = sum(weights[k] * losses[k] for k in losses)
         self.gen_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(gen_loss).backward()

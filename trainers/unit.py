@@ -18,13 +18,14 @@ from typing import Any, ClassVar
 
 import torch
 
+from engines.blocks.autoencoder import translation_and_gate
 from engines.unit import UnitModel
 from engines.unit.networks import sample_latent
 from napari_i2i import hookimpl
 from napari_i2i.contract.trainer_api import TrainerSpec
 from trainers.losses import l1
 from trainers.precision import TrainingRuntime
-from trainers.two_domain import SMALL_TWO_DOMAIN, AdversarialSettings, TwoDomainTrainer
+from trainers.two_domain import SMALL_TWO_DOMAIN, AdversarialSettings, TwoDomainTrainer, identity_error
 
 
 @dataclass
@@ -57,7 +58,9 @@ class UnitTrainer(TwoDomainTrainer):
         gen_a, gen_b = self.model.gen_a, self.model.gen_b
         h_a, h_b = gen_a.encode(x_a), gen_b.encode(x_b)
         z_a, z_b = sample_latent(h_a), sample_latent(h_b)
-        return dict(h_a=h_a, h_b=h_b, z_a=z_a, z_b=z_b, x_ab=gen_b.decode(z_a), x_ba=gen_a.decode(z_b))
+        x_ab, gate_ab = translation_and_gate(gen_b.decoder(z_a), x_a, gen_b.input_gate)
+        x_ba, gate_ba = translation_and_gate(gen_a.decoder(z_b), x_b, gen_a.input_gate)
+        return dict(h_a=h_a, h_b=h_b, z_a=z_a, z_b=z_b, x_ab=x_ab, x_ba=x_ba, gate_ab=gate_ab, gate_ba=gate_ba)
 
     def generator_losses(
         self, x_a: torch.Tensor, x_b: torch.Tensor, f: dict[str, torch.Tensor]
@@ -69,6 +72,7 @@ class UnitTrainer(TwoDomainTrainer):
         losses = {
             "image": l1(gen_a.decode(f["z_a"]), x_a) + l1(gen_b.decode(f["z_b"]), x_b),
             "kl": kl(f["h_a"]) + kl(f["h_b"]),
+            # the way back without the gate: closing both gates must not pass the cycle for free
             "cycle": l1(gen_a.decode(sample_latent(h_ab)), x_a) + l1(gen_b.decode(sample_latent(h_ba)), x_b),
             "cycle_kl": kl(h_ab) + kl(h_ba),
         }
@@ -79,14 +83,21 @@ class UnitTrainer(TwoDomainTrainer):
             "cycle_kl": cfg.cycle_kl_weight,
         }
         if self.identity_term:  # the latent mean, as at inference
-            losses["identity"] = l1(gen_b.decode(gen_a.encode(x_b)), x_b) + l1(gen_a.decode(gen_b.encode(x_a)), x_a)
+            losses["identity"] = (identity_error(gen_b.decoder(gen_a.encode(x_b)), x_b, gen_b.input_gate)
+                                  + identity_error(gen_a.decoder(gen_b.encode(x_a)), x_a, gen_a.input_gate))
             weights["identity"] = cfg.identity_weight
         return losses, weights
 
     def translate_for_display(self, x_a: torch.Tensor, x_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The latent mean is decoded, as at inference."""
         gen_a, gen_b = self.model.gen_a, self.model.gen_b
-        return gen_b.decode(gen_a.encode(x_a)), gen_a.decode(gen_b.encode(x_b))
+        return gen_b.decode(gen_a.encode(x_a), x_a), gen_a.decode(gen_b.encode(x_b), x_b)
+
+    def translate_back(self, x_ab: torch.Tensor, x_ba: torch.Tensor, x_a: torch.Tensor,
+                       x_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Back without the input gate, as the cycle loss does."""
+        gen_a, gen_b = self.model.gen_a, self.model.gen_b
+        return gen_a.decode(gen_b.encode(x_ab)), gen_b.decode(gen_a.encode(x_ba))
 
 
 def build_trainer(model: UnitModel, settings: Mapping[str, Any], device: torch.device,

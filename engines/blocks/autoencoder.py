@@ -10,6 +10,8 @@ encoder (MUNIT's style encoder, FUNIT's class encoder).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -43,16 +45,77 @@ class Encoder(nn.Module):
 
 
 class Upsampler(nn.Sequential):
-    """Nearest ×2 + 5×5 conv (LayerNorm, or ``norm``) halving the width per step, then 7×7 conv → tanh."""
+    """Nearest ×2 + 5×5 conv (LayerNorm, or ``norm``) halving the width per step, then 7×7 conv → tanh
+    (with ``gate``: one channel more, a per-pixel gate, see :class:`ImageAndGate`)."""
 
-    def __init__(self, in_channels: int, out_channels: int, n_upsample: int, norm: Norm = "layer") -> None:
+    def __init__(self, in_channels: int, out_channels: int, n_upsample: int, norm: Norm = "layer",
+                 gate: bool = False) -> None:
         layers: list[nn.Module] = []
         dim = in_channels
         for _ in range(n_upsample):
             layers.append(UpBlock(dim, dim // 2, norm=norm))
             dim //= 2
-        layers.append(ConvBlock(dim, out_channels, 7, padding=3, activation="tanh"))
+        if gate:
+            last = ConvBlock(dim, out_channels + 1, 7, padding=3, activation="none")
+            with torch.no_grad():  # start open: as the plain decoder, closing only where the losses say
+                last[1].bias[-1] = GATE_OPEN_LOGIT
+            layers += [last, ImageAndGate()]
+        else:
+            layers.append(ConvBlock(dim, out_channels, 7, padding=3, activation="tanh"))
         super().__init__(*layers)
+
+
+#: The gate's starting logit (sigmoid 0.95). Started half-closed (0), it closed everywhere within a
+#: few hundred iterations and stayed shut: while the decoder's image is still poor, every opening
+#: costs the reconstruction-like terms, and a saturated sigmoid passes no gradient back
+#: (benchmarks/NOTES.md, "The input gate").
+GATE_OPEN_LOGIT = 3.0
+
+
+class ImageAndGate(nn.Module):
+    """The last layer of a decoder that may keep its input: the image channels through tanh, the
+    last channel through a sigmoid, a gate in [0, 1] for :func:`blend_with_source`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x[:, :-1].tanh(), x[:, -1:].sigmoid()], 1)
+
+
+def blend_with_source(image_and_gate: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``g · decoded + (1 − g) · source`` pixel by pixel: where the gate is closed the input is
+    kept exactly, so what needs no change cannot be recoloured; where it is open the decoder's
+    image replaces it (shapes can still change). Pixel-wise, hence exact under tiling."""
+    image, gate = image_and_gate[:, :-1], image_and_gate[:, -1:]
+    return source.to(image.dtype) + gate * (image - source.to(image.dtype))
+
+
+def translation_and_gate(decoder_output: torch.Tensor, source: torch.Tensor,
+                         gated: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A decoder's output as a translation of ``source``: blended and the gate, or as it is and None."""
+    if not gated:
+        return decoder_output, None
+    return blend_with_source(decoder_output, source), decoder_output[:, -1:]
+
+
+def decoded_image(image_and_gate: torch.Tensor) -> torch.Tensor:
+    """The decoder's own image without the gate (a reconstruction must not lean on its input)."""
+    return image_and_gate[:, :-1]
+
+
+@dataclass
+class GatedContent:
+    """A gated model's content code with the images it was encoded from, so that decoding it
+    again (the style explorer) can still blend with them."""
+
+    code: torch.Tensor
+    images: torch.Tensor
+
+
+def gated_output(decoder_output: torch.Tensor, gated: bool, source: torch.Tensor | None) -> torch.Tensor:
+    """What a decoder with or without the gate makes: with a ``source`` (the image its code came
+    from) the blend, without one the decoder's own image (a reconstruction)."""
+    if not gated:
+        return decoder_output
+    return decoded_image(decoder_output) if source is None else blend_with_source(decoder_output, source)
 
 
 class PooledEncoder(nn.Module):
@@ -116,11 +179,12 @@ class AdaINDecoder(nn.Module):
         code_dim: int,
         mlp_dim: int,
         upsample_norm: Norm = "layer",
+        gate: bool = False,
     ) -> None:
         super().__init__()
         self.res_blocks = nn.ModuleList(AdaINResBlock(content_channels) for _ in range(n_res))
         self.mlp = MLP(code_dim, mlp_dim, sum(b.num_style_params for b in self.res_blocks))
-        self.upsample = Upsampler(content_channels, out_channels, n_upsample, norm=upsample_norm)
+        self.upsample = Upsampler(content_channels, out_channels, n_upsample, norm=upsample_norm, gate=gate)
 
     def adain_params(self, code: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """AdaIN parameters for each residual block, ``(N, 4C)`` each."""

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from torch import nn
 
 from engines.blocks.autoencoder import receptive_radius
 from engines.blocks.normalization import TileStatistics
 from napari_i2i.contract.engine_api import Capabilities, EngineError, StyleMode, TranslationModel
+
+
+def gate_built(config: Mapping[str, Any]) -> bool:
+    """Whether a config's ``input_gate`` gives its decoders a gate: only between domains of the same
+    channel count (a gray image cannot be blended into an RGB one). Like the identity term, a
+    preset's gate then switches itself off; the trainer logs it."""
+    return bool(config.get("input_gate")) and config["channels_a"] == config["channels_b"]
 
 
 class TwoDomainModel(TranslationModel):

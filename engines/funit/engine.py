@@ -8,13 +8,14 @@ from typing import Any
 
 import torch
 
-from engines.blocks.autoencoder import receptive_radius
+from engines.blocks.autoencoder import blend_with_source, receptive_radius
 from engines.blocks.normalization import TileStatistics
 from engines.funit.networks import FewShotGenerator
 from napari_i2i.contract.engine_api import (
     Capabilities,
     Engine,
     EngineError,
+    SourceStage,
     StyleMode,
     StyleRequest,
     TranslationModel,
@@ -26,13 +27,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Published sizes (128² input → 512×16×16 content, 64-d class code): 29.87 M parameters.
     "paper": {
         "channels": 3, "dim": 64, "n_downsample": 3, "n_res": 2,
-        "class_dim": 64, "class_downsample": 4, "mlp_dim": 256,
+        "class_dim": 64, "class_downsample": 4, "mlp_dim": 256, "input_gate": False,
     },
     # Same architecture, narrow and shallow enough to train on two CPU cores; one downsampling
     # (32² glyphs → 32×16×16 content: with two, 8×8 lost the glyphs; benchmarks/NOTES.md).
     "small": {
         "channels": 3, "dim": 16, "n_downsample": 1, "n_res": 2,
-        "class_dim": 32, "class_downsample": 3, "mlp_dim": 64,
+        "class_dim": 32, "class_downsample": 3, "mlp_dim": 64, "input_gate": False,
     },
 }
 
@@ -50,7 +51,7 @@ class FunitModel(TranslationModel):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
-        self.config = dict(config)
+        self.config = {"input_gate": False, **config}  # files from before the gate have no key
         self.generator = FewShotGenerator(**self.config)
 
     @property
@@ -93,7 +94,7 @@ class FunitModel(TranslationModel):
 
     def translate(self, images: torch.Tensor, conditioning: FunitConditioning) -> torch.Tensor:
         generator = self.generator
-        return generator.decode(generator.content_encoder(images), conditioning.class_code)
+        return generator.decode(generator.content_encoder(images), conditioning.class_code, images)
 
     def stages(self, conditioning: FunitConditioning) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """Content encoder blocks, AdaIN blocks, upsampling: one block each."""
@@ -111,6 +112,7 @@ class FunitModel(TranslationModel):
             *self.generator.content_encoder.model,
             *(adain_block(i) for i in range(len(decoder.res_blocks))),
             *decoder.upsample,
+            *([SourceStage(blend_with_source)] if self.config["input_gate"] else []),
         ]
 
     def shared_statistics(self) -> TileStatistics:
@@ -123,5 +125,5 @@ class FunitEngine(Engine):
     presets = PRESETS
 
     def build(self, config: Mapping[str, Any]) -> FunitModel:
-        self.check_integer_config(config, minimum={"n_downsample": 0, "class_downsample": 0})
+        self.check_integer_config(config, minimum={"n_downsample": 0, "class_downsample": 0}, flags=("input_gate",))
         return FunitModel(config)

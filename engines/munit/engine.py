@@ -9,11 +9,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from engines.blocks.two_domain import TwoDomainModel
+from engines.blocks.autoencoder import GatedContent, blend_with_source
+from engines.blocks.two_domain import TwoDomainModel, gate_built
 from engines.munit.networks import CONTENT_NORMS, AutoEncoder
 from napari_i2i.contract.engine_api import (
     Engine,
     EngineError,
+    SourceStage,
     StyleAxes,
     StyleMode,
     StyleRequest,
@@ -23,7 +25,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Published sizes (≈15 M parameters per generator) and instance norm throughout.
     "paper": dict(
         channels_a=3, channels_b=3, dim=64, n_downsample=2, n_res=4,
-        style_dim=8, style_downsample=4, mlp_dim=256, content_norm="instance",
+        style_dim=8, style_downsample=4, mlp_dim=256, content_norm="instance", input_gate=False,
     ),
     # Same architecture, narrow and shallow enough to train on two CPU cores; one
     # downsampling keeps fine structure that 64² training crops cannot afford to
@@ -32,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # "Content-encoder normalisation".
     "small": dict(
         channels_a=3, channels_b=3, dim=16, n_downsample=1, n_res=2,
-        style_dim=8, style_downsample=4, mlp_dim=64, content_norm="instance",
+        style_dim=8, style_downsample=4, mlp_dim=64, content_norm="instance", input_gate=False,
     ),
 }
 
@@ -80,10 +82,11 @@ class MunitModel(TwoDomainModel):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
-        # Model files written before content_norm existed have no key: instance norm, as published.
-        self.config = {"content_norm": "instance", **config}
-        shared = {k: self.config[k] for k in
-                  ("dim", "n_downsample", "n_res", "style_dim", "style_downsample", "mlp_dim", "content_norm")}
+        # Model files written before content_norm / input_gate existed have no key: as published.
+        self.config = {"content_norm": "instance", "input_gate": False, **config}
+        shared = {k: self.config[k] for k in ("dim", "n_downsample", "n_res", "style_dim", "style_downsample",
+                                             "mlp_dim", "content_norm")}
+        shared["input_gate"] = gate_built(self.config)
         self.gen_a = AutoEncoder(config["channels_a"], **shared)
         self.gen_b = AutoEncoder(config["channels_b"], **shared)
 
@@ -149,15 +152,18 @@ class MunitModel(TwoDomainModel):
     def translate(self, images: torch.Tensor, conditioning: MunitConditioning) -> torch.Tensor:
         return self.decode_content(self.encode_content(images, conditioning.direction), conditioning)
 
-    def encode_content(self, images: torch.Tensor, direction: str) -> torch.Tensor:
-        """The source domain's content code: styles enter only the target's decoder."""
+    def encode_content(self, images: torch.Tensor, direction: str) -> GatedContent | torch.Tensor:
+        """The source domain's content code: styles enter only the target's decoder (with the
+        input gate, together with the images the gate blends with)."""
         source, _ = self._generators(direction)
-        return source.content_encoder(images)
+        content = source.content_encoder(images)
+        return GatedContent(content, images) if gate_built(self.config) else content
 
-    def decode_content(self, content: torch.Tensor, conditioning: MunitConditioning) -> torch.Tensor:
+    def decode_content(self, content: GatedContent | torch.Tensor, conditioning: MunitConditioning) -> torch.Tensor:
         _, target = self._generators(conditioning.direction)
-        styles = conditioning.styles.to(content.dtype)
-        return target.decode(content.expand(styles.shape[0], -1, -1, -1), styles)
+        code, images = (content.code, content.images) if isinstance(content, GatedContent) else (content, None)
+        styles = conditioning.styles.to(code.dtype)
+        return target.decode(code.expand(styles.shape[0], -1, -1, -1), styles, images)
 
     def stages(self, conditioning: MunitConditioning) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """Encoder blocks, style broadcast, AdaIN blocks, upsampling: one block each."""
@@ -180,6 +186,7 @@ class MunitModel(TwoDomainModel):
             broadcast,
             *(adain_block(i) for i in range(len(decoder.res_blocks))),
             *decoder.upsample,
+            *([SourceStage(blend_with_source)] if gate_built(self.config) else []),
         ]
 
 
@@ -189,5 +196,5 @@ class MunitEngine(Engine):
     presets = PRESETS
 
     def build(self, config: Mapping[str, Any]) -> MunitModel:
-        self.check_integer_config(config, choices={"content_norm": CONTENT_NORMS})
+        self.check_integer_config(config, choices={"content_norm": CONTENT_NORMS}, flags=("input_gate",))
         return MunitModel(config)

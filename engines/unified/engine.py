@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from engines.blocks.autoencoder import receptive_radius
+from engines.blocks.autoencoder import GatedContent, blend_with_source, receptive_radius
 from engines.blocks.normalization import TileStatistics
 from engines.blocks.styles import interpolate_codes
 from engines.unified.networks import DomainStyleEncoder, StyleFlow, StyleGenerator
@@ -24,6 +24,7 @@ from napari_i2i.contract.engine_api import (
     Capabilities,
     Engine,
     EngineError,
+    SourceStage,
     StyleAxes,
     StyleMode,
     StyleRequest,
@@ -39,14 +40,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "channels": 3, "domains": ["a", "b"], "dim": 64, "n_downsample": 3, "n_res": 2,
         "style_dim": 64, "latent_dim": 16, "style_downsample": 5, "mlp_dim": 512,
-        "flow_transforms": 3, "flow_hidden": 256, "flow_bins": 8,
+        "flow_transforms": 3, "flow_hidden": 256, "flow_bins": 8, "input_gate": False,
     },
     # Narrow and shallow enough to train on two CPU cores: one downsampling, as the other small
     # presets (on 64² crops more lost the structure; benchmarks/NOTES.md).
     "small": {
         "channels": 3, "domains": ["a", "b"], "dim": 16, "n_downsample": 1, "n_res": 2,
         "style_dim": 16, "latent_dim": 8, "style_downsample": 3, "mlp_dim": 64,
-        "flow_transforms": 2, "flow_hidden": 32, "flow_bins": 8,
+        "flow_transforms": 2, "flow_hidden": 32, "flow_bins": 8, "input_gate": False,
     },
 }
 
@@ -67,10 +68,12 @@ class UnifiedModel(TranslationModel):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
-        self.config = {**config, "domains": list(config["domains"])}
+        # Model files written before input_gate existed have no key: no gate. Every domain has the
+        # model's one `channels`, so the gate can always blend a translation with its input.
+        self.config = {"input_gate": False, **config, "domains": list(config["domains"])}
         c, count = self.config, len(self.config["domains"])
         self.generator = StyleGenerator(c["channels"], c["dim"], c["n_downsample"], c["n_res"], c["style_dim"],
-                                        c["mlp_dim"])
+                                        c["mlp_dim"], c["input_gate"])
         self.style_encoder = DomainStyleEncoder(c["channels"], c["dim"], c["style_downsample"], c["mlp_dim"],
                                                 c["style_dim"], count)
         self.style_flow = StyleFlow(c["latent_dim"], c["style_dim"], count, c["flow_transforms"],
@@ -183,18 +186,19 @@ class UnifiedModel(TranslationModel):
     def translate(self, images: torch.Tensor, conditioning: UnifiedConditioning) -> torch.Tensor:
         return self.generator(images, conditioning.styles.to(images.dtype))
 
-    def encode_content(self, images: torch.Tensor, direction: str) -> torch.Tensor:
-        """The shared content encoder's code (the same for every target domain)."""
-        return self.generator.content_encoder(images)
+    def encode_content(self, images: torch.Tensor, direction: str) -> GatedContent | torch.Tensor:
+        """The shared content encoder's code (the same for every target domain); with the input
+        gate, together with the images the gate blends with."""
+        content = self.generator.content_encoder(images)
+        return GatedContent(content, images) if self.config["input_gate"] else content
 
-    def decode_content(self, content: torch.Tensor, conditioning: UnifiedConditioning) -> torch.Tensor:
-        styles = conditioning.styles
-        if content.shape[0] == 1 and styles.shape[0] > 1:
-            content = content.expand(styles.shape[0], -1, -1, -1)
-        return self.generator.decoder(content, styles.to(content.dtype))
+    def decode_content(self, content: GatedContent | torch.Tensor, conditioning: UnifiedConditioning) -> torch.Tensor:
+        code, images = (content.code, content.images) if isinstance(content, GatedContent) else (content, None)
+        return self.generator.decode(code, conditioning.styles.to(code.dtype), images)
 
     def stages(self, conditioning: UnifiedConditioning) -> list[Callable[[torch.Tensor], torch.Tensor]]:
-        """Encoder blocks, style broadcast, AdaIN blocks, upsampling: one block each (as MUNIT's)."""
+        """Encoder blocks, style broadcast, AdaIN blocks, upsampling: one block each (as MUNIT's),
+        then, with the input gate, the blend with the input (a :class:`SourceStage`)."""
         decoder = self.generator.decoder
         styles = conditioning.styles
 
@@ -208,7 +212,8 @@ class UnifiedModel(TranslationModel):
             return run
 
         return [*self.generator.content_encoder.model, broadcast,
-                *(adain_block(i) for i in range(len(decoder.res_blocks))), *decoder.upsample]
+                *(adain_block(i) for i in range(len(decoder.res_blocks))), *decoder.upsample,
+                *([SourceStage(blend_with_source)] if self.config["input_gate"] else [])]
 
     def shared_statistics(self) -> TileStatistics:
         return TileStatistics(self)
@@ -237,9 +242,9 @@ class UnifiedEngine(Engine):
         config = dict(config)
         check_domains(config.get("domains"))
         integers = {key: value for key, value in config.items() if key != "domains"}
-        # "domains" is the one key that is not an integer (checked above); a `choices` key may be absent
+        # "domains" is not an integer (checked above) and input_gate a flag; both keys may be absent here
         self.check_integer_config(integers, minimum={"n_downsample": 0, "n_res": 0, "style_downsample": 0},
-                                  choices={"domains": ()})
+                                  choices={"domains": ()}, flags=("input_gate",))
         if config["style_dim"] < config["latent_dim"]:
             raise EngineError(f"unified config: style_dim ({config['style_dim']}) must be at least "
                               f"latent_dim ({config['latent_dim']})")

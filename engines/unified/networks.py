@@ -15,23 +15,34 @@ import zuko
 from torch import nn
 
 from engines.blocks import AdaINDecoder, Encoder, PooledEncoder
+from engines.blocks.autoencoder import gated_output
 
 
 class StyleGenerator(nn.Module):
-    """``G(c, s)``: the content of an image decoded with a style; one generator for all domains."""
+    """``G(c, s)``: the content of an image decoded with a style; one generator for all domains.
 
-    def __init__(self, channels: int, dim: int, n_downsample: int, n_res: int, style_dim: int, mlp_dim: int) -> None:
+    With ``input_gate`` the decoder also makes a per-pixel gate and a translation is blended
+    with its input (:func:`~engines.blocks.autoencoder.gated_output`): where the gate is closed
+    the input passes through exactly."""
+
+    def __init__(self, channels: int, dim: int, n_downsample: int, n_res: int, style_dim: int, mlp_dim: int,
+                 input_gate: bool = False) -> None:
         super().__init__()
         self.content_encoder = Encoder(channels, dim, n_downsample, n_res)  # instance norm, shared statistics
         self.decoder = AdaINDecoder(self.content_encoder.out_channels, channels, n_downsample, n_res,
-                                    style_dim, mlp_dim)
+                                    style_dim, mlp_dim, gate=input_gate)
+        self.input_gate = input_gate
 
     def forward(self, images: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
-        """One output per row of ``styles``; one image is broadcast to every style."""
-        content = self.content_encoder(images)
+        """``images`` translated: one output per row of ``styles``; one image is broadcast to every style."""
+        return self.decode(self.content_encoder(images), styles, images)
+
+    def decode(self, content: torch.Tensor, styles: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """The image of ``content`` in ``styles``; with the gate and a ``source`` (the images the
+        content came from), blended with it, without a source the decoder's own image."""
         if content.shape[0] == 1 and styles.shape[0] > 1:
             content = content.expand(styles.shape[0], -1, -1, -1)
-        return self.decoder(content, styles)
+        return gated_output(self.decoder(content, styles), self.input_gate, source)
 
 
 class DomainStyleEncoder(nn.Module):

@@ -7,11 +7,13 @@ from typing import Any
 
 import torch
 
-from engines.blocks.two_domain import TwoDomainModel
+from engines.blocks.autoencoder import blend_with_source
+from engines.blocks.two_domain import TwoDomainModel, gate_built
 from engines.unit.networks import DomainVAE, share_latent_blocks
 from napari_i2i.contract.engine_api import (
     Engine,
     EngineError,
+    SourceStage,
     StyleMode,
     StyleRequest,
 )
@@ -20,10 +22,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Published sizes (≈11.1 M parameters per generator) with the paper's sharing
     # of one block each side of the latent space; later code drops the sharing
     # and keeps only the KL term to align the domains (shared_blocks=0).
-    "paper": dict(channels_a=3, channels_b=3, dim=64, n_downsample=2, n_res=4, shared_blocks=1),
+    "paper": dict(channels_a=3, channels_b=3, dim=64, n_downsample=2, n_res=4, shared_blocks=1,
+                  input_gate=False),
     # Same architecture, narrow and shallow enough to train on two CPU cores; one
-    # downsampling (benchmarks/NOTES.md: with two, UNIT stalled below the identity).
-    "small": dict(channels_a=3, channels_b=3, dim=16, n_downsample=1, n_res=2, shared_blocks=1),
+    # downsampling (benchmarks/NOTES.md: with two, UNIT stalled below the identity), and the
+    # input gate (not in the paper), which at every one of 3 seeds improved keep_change, stain
+    # and digits (docs/benchmarks.md, "The input gate").
+    "small": dict(channels_a=3, channels_b=3, dim=16, n_downsample=1, n_res=2, shared_blocks=1,
+                  input_gate=True),
 }
 
 
@@ -35,8 +41,9 @@ class UnitModel(TwoDomainModel):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
-        self.config = dict(config)
-        sizes = {k: config[k] for k in ("dim", "n_downsample", "n_res")}
+        self.config = {"input_gate": False, **config}  # files from before the gate have no key
+        sizes = {k: self.config[k] for k in ("dim", "n_downsample", "n_res")}
+        sizes["input_gate"] = gate_built(self.config)
         self.gen_a = DomainVAE(config["channels_a"], **sizes)
         self.gen_b = DomainVAE(config["channels_b"], **sizes)
         # Tied modules appear under both gen_a.* and gen_b.* in state_dict (equal copies).
@@ -53,12 +60,13 @@ class UnitModel(TwoDomainModel):
 
     def translate(self, images: torch.Tensor, conditioning: str) -> torch.Tensor:
         source, target = self._generators(conditioning)
-        return target.decode(source.encode(images))
+        return target.decode(source.encode(images), images)
 
     def stages(self, conditioning: str) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         """Encoder blocks, decoder residual blocks, upsampling: one block each."""
         source, target = self._generators(conditioning)
-        return [*source.encoder.model, *target.decoder.res_blocks, *target.decoder.upsample]
+        gate = [SourceStage(blend_with_source)] if gate_built(self.config) else []
+        return [*source.encoder.model, *target.decoder.res_blocks, *target.decoder.upsample, *gate]
 
 
 class UnitEngine(Engine):
@@ -67,7 +75,7 @@ class UnitEngine(Engine):
     presets = PRESETS
 
     def build(self, config: Mapping[str, Any]) -> UnitModel:
-        self.check_integer_config(config, minimum={"shared_blocks": 0})
+        self.check_integer_config(config, minimum={"shared_blocks": 0}, flags=("input_gate",))
         if config["shared_blocks"] > config["n_res"]:
             raise EngineError(
                 f"UNIT config: shared_blocks ({config['shared_blocks']}) cannot exceed "

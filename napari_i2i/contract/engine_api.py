@@ -117,6 +117,27 @@ class SharedStatistics(Protocol):
         """The tile's own part as fractions of its height and width."""
 
 
+class SourceStage:
+    """A stage that also reads the input image at its own pixels: ``stage(x, source)``.
+
+    For pixel-wise use of the input after the network, e.g. a gate that keeps the
+    input where nothing should change. The tiler hands it the same input window
+    the first stage read, so tiled output still equals whole-image output; it must
+    therefore work pixel by pixel (no normalisation over pixels, no convolution).
+    """
+
+    def __init__(self, run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        self.run = run
+
+    def __call__(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        return self.run(x, source)
+
+
+def run_stage(stage: Callable[..., torch.Tensor], x: torch.Tensor, source: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """One stage on ``x``; a :class:`SourceStage` also gets the input, ``source()`` (read only then)."""
+    return stage(x, source()) if isinstance(stage, SourceStage) else stage(x)
+
+
 class TranslationModel(nn.Module, ABC):
     """A built engine network: conditioning first, then tile after tile.
 
@@ -158,6 +179,7 @@ class TranslationModel(nn.Module, ABC):
         shared statistics each pass re-runs only the stage that holds the
         layer being settled. One stage (the default) is always correct; finer
         stages make tiled translation of large images several times faster.
+        A :class:`SourceStage` also gets the input at its pixels.
         """
         return [lambda images: self.translate(images, conditioning)]
 
@@ -212,20 +234,24 @@ class Engine(ABC):
 
     def check_integer_config(
         self, config: Mapping[str, Any], minimum: Mapping[str, int] = {},
-        choices: Mapping[str, Sequence[str]] = {},
+        choices: Mapping[str, Sequence[str]] = {}, flags: Sequence[str] = (),
     ) -> None:
         """For configs of integers: the presets' keys, no others, each ≥ 1 (or its ``minimum``).
 
-        A key of ``choices`` holds one of its strings instead, and may be missing
-        (model files written before the setting existed).
+        A key of ``choices`` holds one of its strings instead, a key of ``flags`` true or
+        false; both may be missing (model files written before the setting existed).
         """
         expected = set(next(iter(self.presets.values())))
-        missing, unknown = expected - set(config) - set(choices), set(config) - expected
+        missing, unknown = expected - set(config) - set(choices) - set(flags), set(config) - expected
         if missing or unknown:
             raise EngineError(
                 f"{self.name} config: missing keys {sorted(missing)}, unknown keys {sorted(unknown)}"
             )
         for key, value in config.items():
+            if key in flags:
+                if not isinstance(value, bool):
+                    raise EngineError(f"{self.name} config: {key} must be true or false, got {value!r}")
+                continue
             if key in choices:
                 if value not in choices[key]:
                     raise EngineError(f"{self.name} config: {key} must be one of {list(choices[key])}, got {value!r}")

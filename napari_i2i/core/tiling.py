@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_i2i.contract.engine_api import SharedStatistics, StatisticsPassDone
+from napari_i2i.contract.engine_api import SharedStatistics, SourceStage, StatisticsPassDone, run_stage
 from napari_i2i.core.constants import DEFAULT_TILE
 from napari_i2i.core.compile_fallback import CompileFallbackWarning, compile_with_fallback
 from napari_i2i.core.device import precision_autocast, prepare_compile_cache
@@ -310,7 +310,8 @@ def translate_tiled(
             def stage_input(step: int) -> torch.Tensor:
                 return read(*windows[step]) if stage_index == 0 else activations[step]
 
-            passes = 1 if statistics is None else statistics.passes(stage, stage_input(0).to(device))
+            pixelwise = statistics is None or isinstance(stage, SourceStage)  # no normalisation in a SourceStage
+            passes = 1 if pixelwise else statistics.passes(stage, stage_input(0).to(device))
             for pass_index in range(passes):
                 final = pass_index == passes - 1
                 with statistics.collect() if statistics is not None else nullcontext():
@@ -325,7 +326,8 @@ def translate_tiled(
                         )
                         try:
                             with owned:
-                                result = stage(stage_input(step).to(device))
+                                result = run_stage(stage, stage_input(step).to(device),
+                                                   lambda: read(*windows[step]).to(device))
                         except StatisticsPassDone:
                             if final:
                                 raise
@@ -347,8 +349,9 @@ def _compose(
     stages: Sequence[Callable[[torch.Tensor], torch.Tensor]],
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     def run_all(x: torch.Tensor) -> torch.Tensor:
+        source = x
         for stage in stages:
-            x = stage(x)
+            x = run_stage(stage, x, lambda: source)
         return x
 
     return run_all
@@ -357,11 +360,11 @@ def _compose(
 def on_device(stage: Stage, device: torch.device, precision: str = "fp32") -> Stage:
     """*stage* without autograd, autocast to *precision* (see :func:`core.device.resolve_precision`)."""
 
-    def run(tile: torch.Tensor) -> torch.Tensor:
+    def run(tile: torch.Tensor, *source: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), precision_autocast(precision, device):
-            return stage(tile)
+            return stage(tile, *source)
 
-    return run
+    return SourceStage(run) if isinstance(stage, SourceStage) else run
 
 
 class CompiledStages:

@@ -14,6 +14,14 @@ triplet on the style encoder (an augmented view closer than the nearest other
 image of the batch); optionally (``identity_weight`` > 0, ours) CycleGAN's
 identity term on the reference, ``G(y, E^u(y)) ≈ y``: what already looks like
 the target is kept. The saved model is a moving average of the trained one.
+
+With the model's ``input_gate`` a translation blends with the image it translates
+(``net.generator(images, s)``): ``G(x, s̃)`` and its diversity twin with ``x``, the
+cycle's way back with the translation it starts from. The identity term is a
+reconstruction (``y`` through the one content encoder, in its own style) and takes
+the decoder's image alone: blended, a closed gate would satisfy it exactly, and
+at weight 5 the gate learnt to keep the input everywhere (docs/benchmarks.md,
+"The input gate").
 """
 
 from __future__ import annotations
@@ -204,6 +212,7 @@ class UnifiedTrainer(MethodTrainer):
             all_heads = net.style_encoder.heads(net.style_encoder.trunk(x))
             own_styles = all_heads.view(len(x), len(net.domains), -1)
             own_style = own_styles[torch.arange(len(x), device=x.device), source]
+            # the way back translates the translation: gated, it blends with forward.fake, not with x
             terms["cycle"] = l1(net.generator(forward.fake, own_style), x)
             terms["unification"] = nonsaturating_generator(self.style_dis(forward.reference_styles.float(), target))
             terms["smoothness"] = smoothness_triplet(own_styles, source, net.style_encoder(views, source),
@@ -213,8 +222,9 @@ class UnifiedTrainer(MethodTrainer):
                         + cfg.cycle_weight * terms["cycle"] - diversity_weight * terms["diversity"]
                         + cfg.unification_weight * terms["unification"]
                         + cfg.smoothness_weight * terms["smoothness"])
-            if cfg.identity_weight > 0:
-                terms["identity"] = l1(net.generator(y, forward.reference_styles), y)
+            if cfg.identity_weight > 0:  # a reconstruction: never blended with y (module docstring)
+                remade = net.generator.decode(net.generator.content_encoder(y), forward.reference_styles)
+                terms["identity"] = l1(remade, y)
                 gen_loss = gen_loss + cfg.identity_weight * terms["identity"]
         self.gen_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(gen_loss).backward()
