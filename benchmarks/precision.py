@@ -73,7 +73,8 @@ def measure(engine_name: str, preset: str, size: int, repeat: int, freezing: boo
     from torch._inductor.compile_fx import compile_fx
 
     from napari_i2i.core.device import resolve_precision
-    from napari_i2i.core.tiling import CompiledStages, TilePlan, on_device, translate_tiled
+    from napari_i2i.core.stages import CompiledStages, on_device
+    from napari_i2i.core.tiling import TilePlan, translate_tiled
 
     device = torch.device("cpu")
     model, stages, image = build(engine_name, preset, size)

@@ -1,5 +1,5 @@
 """Compiling that fails falls back to eager (napari_i2i.core.compile_fallback), in training
-(trainers.precision) and inference (core.tiling.CompiledStages): the failing call is repeated
+(trainers.precision) and inference (core.stages.CompiledStages): the failing call is repeated
 eagerly with the eager result, one warning says why, training logs a ``compile_failed`` event.
 
 No real compile: a backend that raises stands in for inductor (dynamo still traces, which is quick

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from engines.blocks.autoencoder import blend_with_source, decoded_image
+from engines.blocks.two_domain import gate_built
 from trainers.discriminators import MultiScaleDiscriminator
 from napari_i2i.contract.trainer_api import MethodSettings, MethodTrainer, ScoringTranslation
 from trainers.losses import l1, lsgan_discriminator, lsgan_generator
@@ -110,7 +111,7 @@ class TwoDomainTrainer(MethodTrainer):
             self._events.append({"event": "identity_term_off", "identity_weight": config.identity_weight,
                                  "reason": f"domain a has {channels[0]} channels and b {channels[1]}: an "
                                            "image of one domain cannot go through the other's encoder"})
-        if model.config.get("input_gate") and channels[0] != channels[1]:  # built without one
+        if model.config.get("input_gate") and not gate_built(model.config):
             self._events.append({"event": "input_gate_off",
                                  "reason": f"domain a has {channels[0]} channels and b {channels[1]}: a "
                                            "translation cannot be blended with its input"})

@@ -109,6 +109,11 @@ class GatedContent:
     code: torch.Tensor
     images: torch.Tensor
 
+    @staticmethod
+    def parts(content: GatedContent | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The code and the images of a gated model's content, or a plain code and None."""
+        return (content.code, content.images) if isinstance(content, GatedContent) else (content, None)
+
 
 def gated_output(decoder_output: torch.Tensor, gated: bool, source: torch.Tensor | None) -> torch.Tensor:
     """What a decoder with or without the gate makes: with a ``source`` (the image its code came

@@ -161,7 +161,7 @@ class MunitModel(TwoDomainModel):
 
     def decode_content(self, content: GatedContent | torch.Tensor, conditioning: MunitConditioning) -> torch.Tensor:
         _, target = self._generators(conditioning.direction)
-        code, images = (content.code, content.images) if isinstance(content, GatedContent) else (content, None)
+        code, images = GatedContent.parts(content)
         styles = conditioning.styles.to(code.dtype)
         return target.decode(code.expand(styles.shape[0], -1, -1, -1), styles, images)
 

@@ -193,7 +193,7 @@ class UnifiedModel(TranslationModel):
         return GatedContent(content, images) if self.config["input_gate"] else content
 
     def decode_content(self, content: GatedContent | torch.Tensor, conditioning: UnifiedConditioning) -> torch.Tensor:
-        code, images = (content.code, content.images) if isinstance(content, GatedContent) else (content, None)
+        code, images = GatedContent.parts(content)
         return self.generator.decode(code, conditioning.styles.to(code.dtype), images)
 
     def stages(self, conditioning: UnifiedConditioning) -> list[Callable[[torch.Tensor], torch.Tensor]]:

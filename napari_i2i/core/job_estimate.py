@@ -14,7 +14,8 @@ import torch
 
 from napari_i2i.contract.engine_api import TranslationModel
 from napari_i2i.core.layer_data import PlaneLayout
-from napari_i2i.core.tiling import Stage, TilePlan, translate_tiled
+from napari_i2i.core.stages import Stage
+from napari_i2i.core.tiling import TilePlan, translate_tiled
 
 # Side of the crop timed; its rate per pixel the estimate scales up.
 WARMUP_SIDE = 256

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable, Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -35,14 +34,10 @@ import torch.nn.functional as F
 
 from napari_i2i.contract.engine_api import SharedStatistics, SourceStage, StatisticsPassDone, run_stage
 from napari_i2i.core.constants import DEFAULT_TILE
-from napari_i2i.core.compile_fallback import CompileFallbackWarning, compile_with_fallback
-from napari_i2i.core.device import precision_autocast, prepare_compile_cache
+from napari_i2i.core.stages import Stage, compose_stages
 
-__all__ = ["DEFAULT_BLEND", "DEFAULT_TILE", "SPILL_ABOVE_PIXELS", "AxisPlan", "CompiledStages", "SpilledActivations",
-           "Stage", "TilePlan", "WindowSource", "minimum_size", "on_device", "padded_indices", "reference_crops",
-           "spills", "translate_tiled"]
-
-Stage = Callable[[torch.Tensor], torch.Tensor]
+__all__ = ["DEFAULT_BLEND", "DEFAULT_TILE", "SPILL_ABOVE_PIXELS", "AxisPlan", "SpilledActivations", "TilePlan",
+           "WindowSource", "minimum_size", "padded_indices", "reference_crops", "spills", "translate_tiled"]
 
 DEFAULT_BLEND = 16
 # Jobs whose windows hold more pixels than this keep activations between statistics passes on
@@ -298,7 +293,7 @@ def translate_tiled(
 
     windows = [(i, j) for i in range(len(plan.rows.windows)) for j in range(len(plan.cols.windows))]
     if statistics is None or len(windows) == 1:
-        stages, statistics = [whole or _compose(stages)], None
+        stages, statistics = [whole or compose_stages(stages)], None
     write, gathered = (output, None) if output is not None else _gathered(plan)
     blender = _Blender(plan, write)
     spilled = len(stages) > 1 and (spills(plan) if spill is None else spill)
@@ -343,51 +338,6 @@ def translate_tiled(
             activations.close()
     blender.finish()
     return None if gathered is None else gathered()
-
-
-def _compose(
-    stages: Sequence[Callable[[torch.Tensor], torch.Tensor]],
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    def run_all(x: torch.Tensor) -> torch.Tensor:
-        source = x
-        for stage in stages:
-            x = run_stage(stage, x, lambda: source)
-        return x
-
-    return run_all
-
-
-def on_device(stage: Stage, device: torch.device, precision: str = "fp32") -> Stage:
-    """*stage* without autograd, autocast to *precision* (see :func:`core.device.resolve_precision`)."""
-
-    def run(tile: torch.Tensor, *source: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), precision_autocast(precision, device):
-            return stage(tile, *source)
-
-    return SourceStage(run) if isinstance(stage, SourceStage) else run
-
-
-class CompiledStages:
-    """The composed stages compiled with inductor (static shapes: one graph per window size),
-    for :func:`translate_tiled`'s ``whole``; ``used`` says whether any window ran compiled. A failing
-    compile warns once (:class:`CompileFallbackWarning`); that window and the rest run eagerly."""
-
-    def __init__(self, stages: Sequence[Stage], device: torch.device, precision: str,
-                 backend: str | Callable[..., object] | None = None) -> None:
-        prepare_compile_cache()  # backend: torch.compile's, None: compile_fallback.COMPILE_BACKEND
-        self._run = compile_with_fallback(_compose(stages), self._fell_back, backend)
-        self._device, self._precision = device, precision
-        self.used = False
-
-    @staticmethod
-    def _fell_back(reason: str) -> None:
-        warnings.warn(f"compiling the model failed ({reason}); translating uncompiled", CompileFallbackWarning)
-
-    def __call__(self, tile: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), precision_autocast(self._precision, self._device):
-            result = self._run(tile)
-        self.used = self.used or self._run.compiling
-        return result
 
 
 def reference_crops(image: torch.Tensor, tile: int) -> torch.Tensor:

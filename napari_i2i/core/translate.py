@@ -54,9 +54,8 @@ from napari_i2i.core.layer_data import (
 from napari_i2i.core.lazy_images import LazyPlane, planes_of
 from napari_i2i.core.model_file import LoadedModel
 from napari_i2i.core.style_request import PreparedStyle, condition, prepare_style
-from napari_i2i.core.tiling import (
-    DEFAULT_TILE, CompiledStages, Stage, on_device, reference_crops, translate_tiled,
-)
+from napari_i2i.core.stages import CompiledStages, Stage, on_device
+from napari_i2i.core.tiling import DEFAULT_TILE, reference_crops, translate_tiled
 
 
 # Jobs with more source pixels than this are timed on a crop before they start.
