@@ -18,7 +18,10 @@ on the held-out pairs through the host API (``run_translation``), as in
 ``benchmarks/quality.py``: each engine with the style of the ground-truth
 target itself (StEP's Table 1 metric: L1, PSNR) and with ``--samples``
 random styles (metrics averaged over samples; diversity = mean pairwise L1
-between an input's samples), and the identity baseline.
+between an input's samples), the identity, and histogram matching, Reinhard
+and Macenko fitted on each input's own target (the reference StEP gets).
+``--munit-iters 0`` leaves MUNIT out; ``--step-model-set KEY=VALUE`` sets a
+StEP model config key over its preset (e.g. ``input_gate=false``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks import baselines
 from benchmarks.quality import predict
+from benchmarks.table import parse_setting
 from benchmarks.tasks.stain import stain_sources
 from benchmarks.tasks.task import Task, tiled_task
 from benchmarks.tasks.metrics import markdown_table, score
@@ -95,6 +100,20 @@ def step_stages(total: int) -> dict[str, int]:
     return {f"{k}_iterations": v for k, v in counts.items()}
 
 
+def own_target_baselines(name: str, inputs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> list[dict]:
+    """Histogram matching, Reinhard and Macenko fitted on each input's own target: the same
+    reference the engines get for "style of the target"."""
+    predictions: dict[str, dict[str, np.ndarray]] = {}
+    fallbacks: dict[str, int] = {}
+    for tile, image in inputs.items():
+        for method, (outputs, failed) in baselines.run_all({tile: image}, [targets[tile]]).items():
+            predictions.setdefault(method, {}).update(outputs)
+            fallbacks[method] = fallbacks.get(method, 0) + failed
+    return [{"task": name, "method": f"{method}, fitted on the target" + (f" ({fallbacks[method]} fallbacks)"
+                                                                         if fallbacks[method] else ""),
+             **score(targets, outputs)} for method, outputs in predictions.items() if method != "identity"]
+
+
 def _load(path: Path) -> torch.nn.Module:
     from napari_i2i.core.model_file import load_model
 
@@ -102,24 +121,29 @@ def _load(path: Path) -> torch.nn.Module:
 
 
 def run(out: Path, step_iters: int, munit_iters: int, seed: int = 0, samples: int = 3,
-        tile: int = 64, batch: int = 4) -> dict:
-    """Train both engines, score them; returns the results record (also ``out/results.json``)."""
+        tile: int = 64, batch: int = 4, step_model: dict | None = None) -> dict:
+    """Train both engines (MUNIT not when ``munit_iters`` is 0), score them; returns the results
+    record (also ``out/results.json``). ``step_model``: StEP model config keys over its preset."""
     out = Path(out)
     task = paired_task(tile, seed)
     pairs_a, pairs_b = write_pairs(task, out / "data")
     test = task.splits["test_b"]
     rows = [{"task": task.name, "method": "identity", **score(test, task.splits["test_a"])}]
+    rows += own_target_baselines(task.name, task.splits["test_a"], test)
     times = {}
     common = dict(size=tile, batch=batch, seed=seed, precision="fp32", compile="off")  # scores as measured
     runs = {
         "step": (step_iters, make_settings(
-            "step", "small", {"pairs_a": pairs_a, "pairs_b": pairs_b}, config={"training": step_stages(step_iters)},
+            "step", "small", {"pairs_a": pairs_a, "pairs_b": pairs_b},
+            config={"training": step_stages(step_iters), "model": dict(step_model or {})},
             overrides=dict(common, checkpoint_every=step_iters, validate_every=step_iters))),
         "munit": (munit_iters, make_settings(
             "munit", "small", {"domain_a": pairs_a, "domain_b": pairs_b},
             overrides=dict(common, iterations=munit_iters, checkpoint_every=munit_iters,
                            validate_every=munit_iters))),
     }
+    if munit_iters == 0:
+        del runs["munit"]
     for engine, (iters, settings) in runs.items():
         started = time.perf_counter()
         path = train(out / "runs" / engine, settings, torch.device("cpu"))
@@ -132,8 +156,9 @@ def run(out: Path, step_iters: int, munit_iters: int, seed: int = 0, samples: in
                      **score(test, predict(engine, model, task, samples))})
     table = markdown_table(rows)
     results = {"seed": seed, "tile": tile, "samples": samples, "step_iters": step_iters,
-               "munit_iters": munit_iters, "train_pairs": len(task.splits["train_a"]),
-               "test_pairs": len(test), "train_seconds": times, "rows": rows, "table": table}
+               "munit_iters": munit_iters, "step_model": dict(step_model or {}),
+               "train_pairs": len(task.splits["train_a"]), "test_pairs": len(test), "train_seconds": times,
+               "rows": rows, "table": table}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return results
 
@@ -147,14 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--step-model-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a StEP model config key over its preset, e.g. input_gate=true (repeatable)")
     args = parser.parse_args(argv)
     if args.samples < 2:
         parser.error("--samples must be at least 2 (diversity compares samples)")
     started = time.perf_counter()
-    results = run(args.out, args.step_iters, args.munit_iters, args.seed, args.samples, args.tile, args.batch)
+    step_model = dict(parse_setting(item) for item in args.step_model_set)
+    results = run(args.out, args.step_iters, args.munit_iters, args.seed, args.samples, args.tile, args.batch,
+                  step_model)
     print(results["table"])
-    print(f"training: StEP {results['train_seconds']['step']} s, MUNIT {results['train_seconds']['munit']} s; "
-          f"total {time.perf_counter() - started:.1f} s; {args.out / 'results.json'}")
+    seconds = ", ".join(f"{engine} {value} s" for engine, value in results["train_seconds"].items())
+    print(f"training: {seconds}; total {time.perf_counter() - started:.1f} s; {args.out / 'results.json'}")
     return 0
 
 

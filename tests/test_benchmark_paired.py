@@ -56,10 +56,20 @@ def test_end_to_end_tiny_run(tmp_path, capsys):
     assert "| identity |" in printed and "style of the target" in printed and "random styles" in printed
     results = json.loads((out / "results.json").read_text())
     methods = [row["method"] for row in results["rows"]]
-    assert len(methods) == 5 and methods[0] == "identity"
+    assert len(methods) == 8 and methods[0] == "identity"
+    fitted = [m for m in methods if "fitted on the target" in m]
+    assert [m.split(",")[0] for m in fitted] == ["histogram matching", "Reinhard (torchstain)", "Macenko (torchstain)"]
     assert sum(m.startswith("step") for m in methods) == sum(m.startswith("munit") for m in methods) == 2
     for row in results["rows"]:
         assert np.isfinite(row["psnr"]) and np.isfinite(row["l1"])
         assert (row["diversity"] is not None) == ("random styles" in row["method"])
     assert (out / "runs" / "step" / "model.safetensors").is_file()
     assert (out / "runs" / "munit" / "model.safetensors").is_file()
+
+
+def test_own_target_baselines_reproduce_a_target_histogram_matching_can_reach():
+    inputs = {"x.png": np.full((8, 8, 3), 100, np.uint8)}
+    targets = {"x.png": np.full((8, 8, 3), 180, np.uint8)}
+    rows = {row["method"].split(",")[0]: row for row in paired.own_target_baselines("t", inputs, targets)}
+    assert rows["histogram matching"]["l1"] == 0  # a flat tile matched to a flat target is the target
+

@@ -15,7 +15,8 @@ from trainers import unified
 TWO_DOMAIN = {
     "munit": (MunitEngine, munit, {"dim": 8, "mlp_dim": 16, "n_res": 1}),
     # the term as defined without the input gate (with it: test_input_gate.py)
-    "unit": (UnitEngine, unit, {"dim": 8, "n_res": 1, "shared_blocks": 1, "input_gate": False}),
+    "unit": (UnitEngine, unit, {"dim": 8, "n_res": 1, "shared_blocks": 1, "input_gate": False,
+                                "colour_transform": False}),
 }
 
 

@@ -22,7 +22,7 @@ def build_unit(seed=0, **overrides):
 def make_trainer(seed=0, **model):
     # the published terms and networks only (small's identity term and input gate have their own
     # tests, test_identity_term.py and test_input_gate.py)
-    return build_trainer(build_unit(seed, **{"input_gate": False, **model}),
+    return build_trainer(build_unit(seed, **{"input_gate": False, "colour_transform": False, **model}),
                          dict(TRAIN_PRESETS["small"], dis_dim=8, identity_weight=0), torch.device("cpu"))
 
 

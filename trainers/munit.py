@@ -47,6 +47,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # As published: Adam(0.5, 0.999), lr 1e-4, halved every 100k iterations.
     "paper": {},
     "small": SMALL_TWO_DOMAIN,
+    "small-colour": SMALL_TWO_DOMAIN,  # the model differs (input gate, colour transform), not the training
 }
 
 

@@ -65,7 +65,7 @@ def identity_error(decoder_output: torch.Tensor, image: torch.Tensor, gated: boo
     what makes the gate shut (benchmarks/NOTES.md, "The input gate")."""
     if not gated:
         return l1(decoder_output, image)
-    return l1(blend_with_source(decoder_output, image), image) + l1(decoded_image(decoder_output), image)
+    return l1(blend_with_source(decoder_output, image), image) + l1(decoded_image(decoder_output, image.shape[1]), image)
 
 
 def displayable(images: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from engines.blocks.convolution import (
     ResBlock,
     UpBlock,
 )
-from napari_i2i.contract.engine_api import ReferenceImageError
+from napari_i2i.contract.engine_api import EngineError, ReferenceImageError
 
 
 class Encoder(nn.Module):
@@ -46,19 +46,25 @@ class Encoder(nn.Module):
 
 class Upsampler(nn.Sequential):
     """Nearest ×2 + 5×5 conv (LayerNorm, or ``norm``) halving the width per step, then 7×7 conv → tanh
-    (with ``gate``: one channel more, a per-pixel gate, see :class:`ImageAndGate`)."""
+    (with ``gate``: one channel more, a per-pixel gate, see :class:`ImageAndGate`; with
+    ``colour_transform`` too, the coefficients of a per-pixel colour transform of the kept input
+    before the gate, see :func:`blend_with_source`)."""
 
     def __init__(self, in_channels: int, out_channels: int, n_upsample: int, norm: Norm = "layer",
-                 gate: bool = False) -> None:
+                 gate: bool = False, colour_transform: bool = False) -> None:
         layers: list[nn.Module] = []
         dim = in_channels
         for _ in range(n_upsample):
             layers.append(UpBlock(dim, dim // 2, norm=norm))
             dim //= 2
         if gate:
-            last = ConvBlock(dim, out_channels + 1, 7, padding=3, activation="none")
+            coefficients = out_channels * (out_channels + 1) if colour_transform else 0
+            last = ConvBlock(dim, out_channels + coefficients + 1, 7, padding=3, activation="none")
             with torch.no_grad():  # start open: as the plain decoder, closing only where the losses say
                 last[1].bias[-1] = GATE_OPEN_LOGIT
+                # the transform starts as the identity: the kept input as it is
+                last[1].weight[out_channels:out_channels + coefficients] = 0
+                last[1].bias[out_channels:out_channels + coefficients] = 0
             layers += [last, ImageAndGate()]
         else:
             layers.append(ConvBlock(dim, out_channels, 7, padding=3, activation="tanh"))
@@ -73,19 +79,29 @@ GATE_OPEN_LOGIT = 3.0
 
 
 class ImageAndGate(nn.Module):
-    """The last layer of a decoder that may keep its input: the image channels through tanh, the
-    last channel through a sigmoid, a gate in [0, 1] for :func:`blend_with_source`."""
+    """The last layer of a decoder that may keep its input: the image channels (and the colour
+    transform's coefficients, so bounded to (−1, 1)) through tanh, the last channel through a
+    sigmoid, a gate in [0, 1] for :func:`blend_with_source`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x[:, :-1].tanh(), x[:, -1:].sigmoid()], 1)
 
 
 def blend_with_source(image_and_gate: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-    """``g · decoded + (1 − g) · source`` pixel by pixel: where the gate is closed the input is
-    kept exactly, so what needs no change cannot be recoloured; where it is open the decoder's
-    image replaces it (shapes can still change). Pixel-wise, hence exact under tiling."""
-    image, gate = image_and_gate[:, :-1], image_and_gate[:, -1:]
-    return source.to(image.dtype) + gate * (image - source.to(image.dtype))
+    """``g · decoded + (1 − g) · kept`` pixel by pixel. ``kept`` is the source: where the gate is
+    closed the input is kept exactly, so what needs no change cannot be recoloured; where it is
+    open the decoder's image replaces it (shapes can still change). With the decoder's colour
+    transform ``kept`` is ``(I + A) · source + b`` (``A``: C×C, ``b``: C per pixel, both in
+    (−1, 1)): a recolouring that keeps every edge of the input. Pixel-wise, hence exact under
+    tiling."""
+    channels = source.shape[1]
+    image, gate = image_and_gate[:, :channels], image_and_gate[:, -1:]
+    kept = source.to(image.dtype)
+    if image_and_gate.shape[1] > channels + 1:
+        matrix = image_and_gate[:, channels:channels + channels * channels].unflatten(1, (channels, channels))
+        shift = image_and_gate[:, channels + channels * channels:-1]
+        kept = kept + (matrix * kept.unsqueeze(1)).sum(2) + shift
+    return kept + gate * (image - kept)
 
 
 def translation_and_gate(decoder_output: torch.Tensor, source: torch.Tensor,
@@ -96,9 +112,10 @@ def translation_and_gate(decoder_output: torch.Tensor, source: torch.Tensor,
     return blend_with_source(decoder_output, source), decoder_output[:, -1:]
 
 
-def decoded_image(image_and_gate: torch.Tensor) -> torch.Tensor:
-    """The decoder's own image without the gate (a reconstruction must not lean on its input)."""
-    return image_and_gate[:, :-1]
+def decoded_image(image_and_gate: torch.Tensor, channels: int) -> torch.Tensor:
+    """The decoder's own image of ``channels`` without the gate (a reconstruction must not lean on
+    its input)."""
+    return image_and_gate[:, :channels]
 
 
 @dataclass
@@ -115,12 +132,20 @@ class GatedContent:
         return (content.code, content.images) if isinstance(content, GatedContent) else (content, None)
 
 
-def gated_output(decoder_output: torch.Tensor, gated: bool, source: torch.Tensor | None) -> torch.Tensor:
-    """What a decoder with or without the gate makes: with a ``source`` (the image its code came
-    from) the blend, without one the decoder's own image (a reconstruction)."""
+def gated_output(decoder_output: torch.Tensor, gated: bool, source: torch.Tensor | None,
+                 channels: int) -> torch.Tensor:
+    """What a decoder of ``channels`` with or without the gate makes: with a ``source`` (the image
+    its code came from) the blend, without one the decoder's own image (a reconstruction)."""
     if not gated:
         return decoder_output
-    return decoded_image(decoder_output) if source is None else blend_with_source(decoder_output, source)
+    return decoded_image(decoder_output, channels) if source is None else blend_with_source(decoder_output, source)
+
+
+def check_colour_transform(config: dict, engine: str) -> None:
+    """The colour transform recolours what the gate keeps: without the gate it has nothing to act on."""
+    if config.get("colour_transform") and not config.get("input_gate"):
+        raise EngineError(f"{engine} config: colour_transform needs input_gate = true "
+                          "(to turn the gate off, set colour_transform = false too)")
 
 
 class PooledEncoder(nn.Module):
@@ -185,11 +210,13 @@ class AdaINDecoder(nn.Module):
         mlp_dim: int,
         upsample_norm: Norm = "layer",
         gate: bool = False,
+        colour_transform: bool = False,
     ) -> None:
         super().__init__()
         self.res_blocks = nn.ModuleList(AdaINResBlock(content_channels) for _ in range(n_res))
         self.mlp = MLP(code_dim, mlp_dim, sum(b.num_style_params for b in self.res_blocks))
-        self.upsample = Upsampler(content_channels, out_channels, n_upsample, norm=upsample_norm, gate=gate)
+        self.upsample = Upsampler(content_channels, out_channels, n_upsample, norm=upsample_norm, gate=gate,
+                                  colour_transform=colour_transform)
 
     def adain_params(self, code: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """AdaIN parameters for each residual block, ``(N, 4C)`` each."""

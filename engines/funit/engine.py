@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from engines.blocks.autoencoder import blend_with_source, receptive_radius
+from engines.blocks.autoencoder import blend_with_source, check_colour_transform, receptive_radius
 from engines.blocks.normalization import TileStatistics
 from engines.funit.networks import FewShotGenerator
 from napari_i2i.contract.engine_api import (
@@ -27,13 +27,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Published sizes (128² input → 512×16×16 content, 64-d class code): 29.87 M parameters.
     "paper": {
         "channels": 3, "dim": 64, "n_downsample": 3, "n_res": 2,
-        "class_dim": 64, "class_downsample": 4, "mlp_dim": 256, "input_gate": False,
+        "class_dim": 64, "class_downsample": 4, "mlp_dim": 256, "input_gate": False, "colour_transform": False,
     },
     # Same architecture, narrow and shallow enough to train on two CPU cores; one downsampling
     # (32² glyphs → 32×16×16 content: with two, 8×8 lost the glyphs; benchmarks/NOTES.md).
     "small": {
         "channels": 3, "dim": 16, "n_downsample": 1, "n_res": 2,
-        "class_dim": 32, "class_downsample": 3, "mlp_dim": 64, "input_gate": False,
+        "class_dim": 32, "class_downsample": 3, "mlp_dim": 64, "input_gate": False, "colour_transform": False,
     },
 }
 
@@ -51,7 +51,7 @@ class FunitModel(TranslationModel):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
-        self.config = {"input_gate": False, **config}  # files from before the gate have no key
+        self.config = {"input_gate": False, "colour_transform": False, **config}  # older files have no key
         self.generator = FewShotGenerator(**self.config)
 
     @property
@@ -125,5 +125,7 @@ class FunitEngine(Engine):
     presets = PRESETS
 
     def build(self, config: Mapping[str, Any]) -> FunitModel:
-        self.check_integer_config(config, minimum={"n_downsample": 0, "class_downsample": 0}, flags=("input_gate",))
+        self.check_integer_config(config, minimum={"n_downsample": 0, "class_downsample": 0},
+                                  flags=("input_gate", "colour_transform"))
+        check_colour_transform(config, self.name)
         return FunitModel(config)

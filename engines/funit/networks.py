@@ -29,22 +29,24 @@ class FewShotGenerator(nn.Module):
         class_downsample: int,
         mlp_dim: int,
         input_gate: bool = False,
+        colour_transform: bool = False,
     ) -> None:
         super().__init__()
         self.content_encoder = Encoder(channels, dim, n_downsample, n_res)  # = UNIT's/MUNIT's
         self.class_encoder = PooledEncoder(channels, dim, class_downsample, class_dim)
         self.decoder = AdaINDecoder(  # upsampling with instance norm, as published
             self.content_encoder.out_channels, channels, n_downsample, n_res, class_dim, mlp_dim,
-            upsample_norm="instance", gate=input_gate,
+            upsample_norm="instance", gate=input_gate, colour_transform=colour_transform,
         )
         self.class_dim = class_dim
         self.input_gate = input_gate
+        self.channels = channels
 
     def decode(self, content: torch.Tensor, class_code: torch.Tensor,
                source: torch.Tensor | None = None) -> torch.Tensor:
         """``content`` in the class of ``class_code``; with the input gate and a ``source`` (the
         image the content came from), blended with it (:func:`blend_with_source`)."""
-        return gated_output(self.decoder(content, class_code), self.input_gate, source)
+        return gated_output(self.decoder(content, class_code), self.input_gate, source, self.channels)
 
     def forward(self, images: torch.Tensor, class_images: torch.Tensor) -> torch.Tensor:
         """Each image in the class of the image at the same batch position (K = 1, as in training)."""

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from engines.blocks.autoencoder import GatedContent, blend_with_source
+from engines.blocks.autoencoder import GatedContent, blend_with_source, check_colour_transform
 from engines.blocks.two_domain import TwoDomainModel, gate_built
 from engines.munit.networks import CONTENT_NORMS, AutoEncoder
 from napari_i2i.contract.engine_api import (
@@ -26,6 +26,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         channels_a=3, channels_b=3, dim=64, n_downsample=2, n_res=4,
         style_dim=8, style_downsample=4, mlp_dim=256, content_norm="instance", input_gate=False,
+        colour_transform=False,
     ),
     # Same architecture, narrow and shallow enough to train on two CPU cores; one
     # downsampling keeps fine structure that 64² training crops cannot afford to
@@ -35,6 +36,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": dict(
         channels_a=3, channels_b=3, dim=16, n_downsample=1, n_res=2,
         style_dim=8, style_downsample=4, mlp_dim=64, content_norm="instance", input_gate=False,
+        colour_transform=False,
+    ),
+    # `small` with the input gate and its colour transform, for changes of colour only (stain
+    # normalisation): at the worst of 3 seeds far ahead on stain, behind `small` on a shape change
+    # (digits) with random styles (docs/benchmarks.md, "The colour transform"), hence a preset of
+    # its own rather than `small`.
+    "small-colour": dict(
+        channels_a=3, channels_b=3, dim=16, n_downsample=1, n_res=2,
+        style_dim=8, style_downsample=4, mlp_dim=64, content_norm="instance", input_gate=True,
+        colour_transform=True,
     ),
 }
 
@@ -83,10 +94,11 @@ class MunitModel(TwoDomainModel):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
         # Model files written before content_norm / input_gate existed have no key: as published.
-        self.config = {"content_norm": "instance", "input_gate": False, **config}
+        self.config = {"content_norm": "instance", "input_gate": False, "colour_transform": False, **config}
         shared = {k: self.config[k] for k in ("dim", "n_downsample", "n_res", "style_dim", "style_downsample",
                                              "mlp_dim", "content_norm")}
         shared["input_gate"] = gate_built(self.config)
+        shared["colour_transform"] = shared["input_gate"] and self.config["colour_transform"]
         self.gen_a = AutoEncoder(config["channels_a"], **shared)
         self.gen_b = AutoEncoder(config["channels_b"], **shared)
 
@@ -196,5 +208,7 @@ class MunitEngine(Engine):
     presets = PRESETS
 
     def build(self, config: Mapping[str, Any]) -> MunitModel:
-        self.check_integer_config(config, choices={"content_norm": CONTENT_NORMS}, flags=("input_gate",))
+        self.check_integer_config(config, choices={"content_norm": CONTENT_NORMS},
+                                  flags=("input_gate", "colour_transform"))
+        check_colour_transform(config, self.name)
         return MunitModel(config)

@@ -36,15 +36,18 @@ class AutoEncoder(nn.Module):
         mlp_dim: int,
         content_norm: Norm = "instance",
         input_gate: bool = False,
+        colour_transform: bool = False,
     ) -> None:
         super().__init__()
         self.content_encoder = Encoder(channels, dim, n_downsample, n_res, content_norm)  # = UNIT's (instance)
         self.style_encoder = PooledEncoder(channels, dim, style_downsample, style_dim)  # no IN: it would erase the style
         self.decoder = AdaINDecoder(
-            self.content_encoder.out_channels, channels, n_downsample, n_res, style_dim, mlp_dim, gate=input_gate
+            self.content_encoder.out_channels, channels, n_downsample, n_res, style_dim, mlp_dim,
+            gate=input_gate, colour_transform=colour_transform,
         )
         self.style_dim = style_dim
         self.input_gate = input_gate
+        self.channels = channels
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.content_encoder(x), self.style_encoder(x)
@@ -52,4 +55,4 @@ class AutoEncoder(nn.Module):
     def decode(self, content: torch.Tensor, style: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         """The image of ``content`` in ``style``; with the input gate and a ``source`` (the image
         the content came from), blended with it (:func:`blend_with_source`)."""
-        return gated_output(self.decoder(content, style), self.input_gate, source)
+        return gated_output(self.decoder(content, style), self.input_gate, source, self.channels)

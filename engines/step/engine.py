@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from engines.blocks import PooledEncoder, TileStatistics, interpolate_codes
+from engines.blocks.autoencoder import check_colour_transform
 from engines.step.networks import StyleConcatGenerator, StyleMapper, generator_radius
 from napari_i2i.contract.engine_api import (
     Capabilities,
@@ -41,14 +42,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "channels_a": 3, "channels_b": 3, "dim": 32, "n_downsample": 3, "n_res": 4,
         "style_dim": 8, "style_encoder_dim": 64, "style_downsample": 4,
-        "mapper_dim": 128, "mapper_layers": 3,
+        "mapper_dim": 128, "mapper_layers": 3, "input_gate": False, "colour_transform": False,
     },
     # Same architecture, narrow enough to train on two CPU cores; one downsampling, as for
     # MUNIT's small: on 64² crops two lost the layout (benchmarks/NOTES.md: what was measured).
+    # The input gate with its colour transform (not in the paper): sharper outputs, ahead at
+    # each of 3 seeds on the paired benchmark (docs/benchmarks.md, "The colour transform").
     "small": {
         "channels_a": 3, "channels_b": 3, "dim": 16, "n_downsample": 1, "n_res": 2,
         "style_dim": 8, "style_encoder_dim": 16, "style_downsample": 3,
-        "mapper_dim": 128, "mapper_layers": 3,
+        "mapper_dim": 128, "mapper_layers": 3, "input_gate": True, "colour_transform": True,
     },
 }
 
@@ -73,12 +76,13 @@ class StepModel(TranslationModel):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
-        self.config = dict(config)
+        self.config = {"input_gate": False, "colour_transform": False, **config}  # older files have no key
         c = self.config
+        gated = c["input_gate"] and c["channels_a"] == c["channels_b"]  # gray input cannot blend into RGB
         self.style_encoder = PooledEncoder(c["channels_b"], c["style_encoder_dim"], c["style_downsample"],
                                            c["style_dim"])
         self.generator = StyleConcatGenerator(c["channels_a"], c["channels_b"], c["dim"], c["n_downsample"],
-                                              c["n_res"], c["style_dim"])
+                                              c["n_res"], c["style_dim"], gated, gated and c["colour_transform"])
         self.mapper = StyleMapper(c["style_dim"], c["mapper_dim"], c["mapper_layers"])
 
     @property
@@ -223,8 +227,10 @@ class StepEngine(Engine):
         if legacy is not None and (type(legacy) is not int or legacy not in (0, 1)):
             raise EngineError(f"step config: {LEGACY_MAPPER_KEY} must be 0 or 1, got {legacy!r}")
         self.check_integer_config(
-            config, minimum={"n_downsample": 0, "n_res": 0, "style_downsample": 0, "mapper_layers": 0}
+            config, minimum={"n_downsample": 0, "n_res": 0, "style_downsample": 0, "mapper_layers": 0},
+            flags=("input_gate", "colour_transform"),
         )
+        check_colour_transform(config, self.name)
         model = StepModel(config)
         if legacy is not None:
             _adopt_earlier_layout(model, bool(legacy))

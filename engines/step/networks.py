@@ -28,6 +28,8 @@ import torch
 from torch import nn
 
 from engines.blocks import ConvBlock, ResBlock, Upsampler
+from engines.blocks.autoencoder import blend_with_source
+from napari_i2i.contract.engine_api import SourceStage
 
 
 def tile_concat(features: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -46,10 +48,15 @@ def tile_concat(features: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
 
 
 class StyleConcatGenerator(nn.Module):
-    """``Î_B = G(I_A, z)``: pix2pixHD-like, ``z`` tiled and concatenated at the input and the bottleneck."""
+    """``Î_B = G(I_A, z)``: pix2pixHD-like, ``z`` tiled and concatenated at the input and the bottleneck.
+
+    With ``input_gate`` (and ``colour_transform``) the output is blended with ``I_A`` pixel by pixel
+    (:func:`~engines.blocks.autoencoder.blend_with_source`); StEP has no reconstruction, so every
+    output is."""
 
     def __init__(
-        self, channels_a: int, channels_b: int, dim: int, n_downsample: int, n_res: int, style_dim: int
+        self, channels_a: int, channels_b: int, dim: int, n_downsample: int, n_res: int, style_dim: int,
+        input_gate: bool = False, colour_transform: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [ConvBlock(channels_a + style_dim, dim, 7, padding=3, norm="layer")]
@@ -59,8 +66,10 @@ class StyleConcatGenerator(nn.Module):
         self.down = nn.Sequential(*layers)
         self.fuse = ConvBlock(dim + style_dim, dim, 1, norm="layer")  # z again, at the bottleneck
         self.res_blocks = nn.Sequential(*(ResBlock(dim, norm="layer") for _ in range(n_res)))
-        self.up = Upsampler(dim, channels_b, n_downsample, norm="layer")
+        self.up = Upsampler(dim, channels_b, n_downsample, norm="layer", gate=input_gate,
+                            colour_transform=colour_transform)
         self.style_dim = style_dim
+        self.input_gate = input_gate
 
     def layers(self, codes: torch.Tensor) -> list:
         """The forward pass as a list of steps (for staged tiling); ``codes`` ``(S, style_dim)``."""
@@ -70,12 +79,13 @@ class StyleConcatGenerator(nn.Module):
             lambda x: self.fuse(tile_concat(x, codes)),
             *self.res_blocks,
             *self.up,
+            *([SourceStage(blend_with_source)] if self.input_gate else []),
         ]
 
     def forward(self, images: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         x = self.down(tile_concat(images, codes))
-        x = self.res_blocks(self.fuse(tile_concat(x, codes)))
-        return self.up(x)
+        x = self.up(self.res_blocks(self.fuse(tile_concat(x, codes))))
+        return blend_with_source(x, images) if self.input_gate else x
 
 
 class StyleMapper(nn.Sequential):

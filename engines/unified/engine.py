@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from engines.blocks.autoencoder import GatedContent, blend_with_source, receptive_radius
+from engines.blocks.autoencoder import GatedContent, blend_with_source, check_colour_transform, receptive_radius
 from engines.blocks.normalization import TileStatistics
 from engines.blocks.styles import interpolate_codes
 from engines.unified.networks import DomainStyleEncoder, StyleFlow, StyleGenerator
@@ -40,14 +40,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "channels": 3, "domains": ["a", "b"], "dim": 64, "n_downsample": 3, "n_res": 2,
         "style_dim": 64, "latent_dim": 16, "style_downsample": 5, "mlp_dim": 512,
-        "flow_transforms": 3, "flow_hidden": 256, "flow_bins": 8, "input_gate": False,
+        "flow_transforms": 3, "flow_hidden": 256, "flow_bins": 8, "input_gate": False, "colour_transform": False,
     },
     # Narrow and shallow enough to train on two CPU cores: one downsampling, as the other small
     # presets (on 64² crops more lost the structure; benchmarks/NOTES.md).
     "small": {
         "channels": 3, "domains": ["a", "b"], "dim": 16, "n_downsample": 1, "n_res": 2,
         "style_dim": 16, "latent_dim": 8, "style_downsample": 3, "mlp_dim": 64,
-        "flow_transforms": 2, "flow_hidden": 32, "flow_bins": 8, "input_gate": False,
+        "flow_transforms": 2, "flow_hidden": 32, "flow_bins": 8, "input_gate": False, "colour_transform": False,
     },
 }
 
@@ -70,10 +70,10 @@ class UnifiedModel(TranslationModel):
         super().__init__()
         # Model files written before input_gate existed have no key: no gate. Every domain has the
         # model's one `channels`, so the gate can always blend a translation with its input.
-        self.config = {"input_gate": False, **config, "domains": list(config["domains"])}
+        self.config = {"input_gate": False, "colour_transform": False, **config, "domains": list(config["domains"])}
         c, count = self.config, len(self.config["domains"])
         self.generator = StyleGenerator(c["channels"], c["dim"], c["n_downsample"], c["n_res"], c["style_dim"],
-                                        c["mlp_dim"], c["input_gate"])
+                                        c["mlp_dim"], c["input_gate"], c["colour_transform"])
         self.style_encoder = DomainStyleEncoder(c["channels"], c["dim"], c["style_downsample"], c["mlp_dim"],
                                                 c["style_dim"], count)
         self.style_flow = StyleFlow(c["latent_dim"], c["style_dim"], count, c["flow_transforms"],
@@ -244,7 +244,8 @@ class UnifiedEngine(Engine):
         integers = {key: value for key, value in config.items() if key != "domains"}
         # "domains" is not an integer (checked above) and input_gate a flag; both keys may be absent here
         self.check_integer_config(integers, minimum={"n_downsample": 0, "n_res": 0, "style_downsample": 0},
-                                  choices={"domains": ()}, flags=("input_gate",))
+                                  choices={"domains": ()}, flags=("input_gate", "colour_transform"))
+        check_colour_transform(config, self.name)
         if config["style_dim"] < config["latent_dim"]:
             raise EngineError(f"unified config: style_dim ({config['style_dim']}) must be at least "
                               f"latent_dim ({config['latent_dim']})")

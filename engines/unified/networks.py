@@ -26,12 +26,13 @@ class StyleGenerator(nn.Module):
     the input passes through exactly."""
 
     def __init__(self, channels: int, dim: int, n_downsample: int, n_res: int, style_dim: int, mlp_dim: int,
-                 input_gate: bool = False) -> None:
+                 input_gate: bool = False, colour_transform: bool = False) -> None:
         super().__init__()
         self.content_encoder = Encoder(channels, dim, n_downsample, n_res)  # instance norm, shared statistics
         self.decoder = AdaINDecoder(self.content_encoder.out_channels, channels, n_downsample, n_res,
-                                    style_dim, mlp_dim, gate=input_gate)
+                                    style_dim, mlp_dim, gate=input_gate, colour_transform=colour_transform)
         self.input_gate = input_gate
+        self.channels = channels
 
     def forward(self, images: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
         """``images`` translated: one output per row of ``styles``; one image is broadcast to every style."""
@@ -42,7 +43,7 @@ class StyleGenerator(nn.Module):
         content came from), blended with it, without a source the decoder's own image."""
         if content.shape[0] == 1 and styles.shape[0] > 1:
             content = content.expand(styles.shape[0], -1, -1, -1)
-        return gated_output(self.decoder(content, styles), self.input_gate, source)
+        return gated_output(self.decoder(content, styles), self.input_gate, source, self.channels)
 
 
 class DomainStyleEncoder(nn.Module):

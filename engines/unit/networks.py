@@ -17,12 +17,13 @@ from engines.blocks.autoencoder import gated_output
 class Decoder(nn.Module):
     """Residual blocks (IN) at the latent resolution, then upsampling to an image."""
 
-    def __init__(self, channels: int, out_channels: int, n_upsample: int, n_res: int, gate: bool = False) -> None:
+    def __init__(self, channels: int, out_channels: int, n_upsample: int, n_res: int, gate: bool = False,
+                 colour_transform: bool = False) -> None:
         super().__init__()
         self.res_blocks = nn.Sequential(
             *(ResBlock(channels, norm="instance") for _ in range(n_res))
         )
-        self.upsample = Upsampler(channels, out_channels, n_upsample, gate=gate)
+        self.upsample = Upsampler(channels, out_channels, n_upsample, gate=gate, colour_transform=colour_transform)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.upsample(self.res_blocks(z))
@@ -35,11 +36,14 @@ class DomainVAE(nn.Module):
     only the mean; inference uses ``z = h`` and is deterministic.
     """
 
-    def __init__(self, channels: int, dim: int, n_downsample: int, n_res: int, input_gate: bool = False) -> None:
+    def __init__(self, channels: int, dim: int, n_downsample: int, n_res: int, input_gate: bool = False,
+                 colour_transform: bool = False) -> None:
         super().__init__()
         self.encoder = Encoder(channels, dim, n_downsample, n_res)
-        self.decoder = Decoder(self.encoder.out_channels, channels, n_downsample, n_res, gate=input_gate)
+        self.decoder = Decoder(self.encoder.out_channels, channels, n_downsample, n_res, gate=input_gate,
+                               colour_transform=colour_transform)
         self.input_gate = input_gate
+        self.channels = channels
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -47,7 +51,7 @@ class DomainVAE(nn.Module):
     def decode(self, z: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
         """The image of latent ``z``; with the input gate and a ``source`` (the image ``z`` came
         from), blended with it (:func:`blend_with_source`)."""
-        return gated_output(self.decoder(z), self.input_gate, source)
+        return gated_output(self.decoder(z), self.input_gate, source, self.channels)
 
 
 def sample_latent(h: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ class UnpairedKind(DataKind):
     )
     loop_presets = {
         "small": dict(size=64, batch=4, iterations=5_000, checkpoint_every=500, validate_every=500),
+        "small-colour": dict(size=64, batch=4, iterations=5_000, checkpoint_every=500, validate_every=500),
         "paper": dict(size=256, batch=1, iterations=1_000_000, checkpoint_every=10_000, validate_every=10_000),
     }
 
