@@ -19,6 +19,13 @@ def gate_built(config: Mapping[str, Any]) -> bool:
     return bool(config.get("input_gate")) and config["channels_a"] == config["channels_b"]
 
 
+def output_path(config: Mapping[str, Any]) -> dict[str, bool]:
+    """The decoder's ``input_gate`` and ``colour_transform`` as built from ``config``: the
+    transform recolours what the gate keeps, so it goes wherever the gate does."""
+    gate = gate_built(config)
+    return {"input_gate": gate, "colour_transform": gate and bool(config.get("colour_transform"))}
+
+
 class TwoDomainModel(TranslationModel):
     """``gen_a`` and ``gen_b`` built from a config with ``channels_a``/``channels_b``,
     ``n_downsample`` and ``n_res``; a→b encodes with ``gen_a`` and decodes with ``gen_b``."""

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from engines.blocks.autoencoder import GatedContent, blend_with_source, check_colour_transform
-from engines.blocks.two_domain import TwoDomainModel, gate_built
+from engines.blocks.two_domain import TwoDomainModel, gate_built, output_path
 from engines.munit.networks import CONTENT_NORMS, AutoEncoder
 from napari_i2i.contract.engine_api import (
     Engine,
@@ -97,8 +97,7 @@ class MunitModel(TwoDomainModel):
         self.config = {"content_norm": "instance", "input_gate": False, "colour_transform": False, **config}
         shared = {k: self.config[k] for k in ("dim", "n_downsample", "n_res", "style_dim", "style_downsample",
                                              "mlp_dim", "content_norm")}
-        shared["input_gate"] = gate_built(self.config)
-        shared["colour_transform"] = shared["input_gate"] and self.config["colour_transform"]
+        shared.update(output_path(self.config))
         self.gen_a = AutoEncoder(config["channels_a"], **shared)
         self.gen_b = AutoEncoder(config["channels_b"], **shared)
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from engines.blocks import PooledEncoder, TileStatistics, interpolate_codes
 from engines.blocks.autoencoder import check_colour_transform
+from engines.blocks.two_domain import output_path
 from engines.step.networks import StyleConcatGenerator, StyleMapper, generator_radius
 from napari_i2i.contract.engine_api import (
     Capabilities,
@@ -78,11 +79,10 @@ class StepModel(TranslationModel):
         super().__init__()
         self.config = {"input_gate": False, "colour_transform": False, **config}  # older files have no key
         c = self.config
-        gated = c["input_gate"] and c["channels_a"] == c["channels_b"]  # gray input cannot blend into RGB
         self.style_encoder = PooledEncoder(c["channels_b"], c["style_encoder_dim"], c["style_downsample"],
                                            c["style_dim"])
         self.generator = StyleConcatGenerator(c["channels_a"], c["channels_b"], c["dim"], c["n_downsample"],
-                                              c["n_res"], c["style_dim"], gated, gated and c["colour_transform"])
+                                              c["n_res"], c["style_dim"], **output_path(c))
         self.mapper = StyleMapper(c["style_dim"], c["mapper_dim"], c["mapper_layers"])
 
     @property

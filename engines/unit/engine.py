@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from engines.blocks.autoencoder import blend_with_source, check_colour_transform
-from engines.blocks.two_domain import TwoDomainModel, gate_built
+from engines.blocks.two_domain import TwoDomainModel, gate_built, output_path
 from engines.unit.networks import DomainVAE, share_latent_blocks
 from napari_i2i.contract.engine_api import (
     Engine,
@@ -44,8 +44,7 @@ class UnitModel(TwoDomainModel):
         super().__init__()
         self.config = {"input_gate": False, "colour_transform": False, **config}  # older files have no key
         sizes = {k: self.config[k] for k in ("dim", "n_downsample", "n_res")}
-        sizes["input_gate"] = gate_built(self.config)
-        sizes["colour_transform"] = sizes["input_gate"] and self.config["colour_transform"]
+        sizes.update(output_path(self.config))
         self.gen_a = DomainVAE(config["channels_a"], **sizes)
         self.gen_b = DomainVAE(config["channels_b"], **sizes)
         # Tied modules appear under both gen_a.* and gen_b.* in state_dict (equal copies).
