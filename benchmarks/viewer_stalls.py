@@ -3,7 +3,9 @@
 A QTimer asks to fire every 5 ms on the main thread; a gap between two firings longer than that
 is a stall the user feels (the viewer cannot redraw or take input). Prints the worst stall and
 the count over 50 and 100 ms, during the translation (worker thread) and when the result layer
-is added. Needs a display: run under Xvfb, e.g.
+is added, and beside them what one redraw of the canvas costs (the floor: under Xvfb the OpenGL
+is software, so every draw of a large texture is main-thread CPU work). Needs a display: run under
+Xvfb, e.g.
 
     OMP_NUM_THREADS=1 xvfb-run -a python benchmarks/viewer_stalls.py --size 2048
 """
@@ -70,6 +72,23 @@ def open_viewer(size: int, tile: int):
     return viewer, widget
 
 
+def redraw_floor(viewer, app, meter, times: int = 10) -> None:
+    """Force ``times`` redraws of the canvas, filed as their own phase: no plugin work, only drawing."""
+    canvas = viewer.window._qt_viewer.canvas._scene_canvas
+    meter.phase = "redraw"
+    for _ in range(times):
+        canvas.update()
+        app.processEvents()
+        time.sleep(0.02)
+        app.processEvents()
+
+
+def gl_renderer() -> str:
+    from vispy.gloo import gl
+
+    return gl.glGetParameter(gl.GL_RENDERER)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048)
@@ -103,6 +122,7 @@ def main() -> None:
         while time.perf_counter() < until:
             app.processEvents()
             time.sleep(0.001)
+    redraw_floor(viewer, app, meter)
     started = time.perf_counter()
     meter.phase = "translating"
     widget.run()
@@ -113,7 +133,7 @@ def main() -> None:
         app.processEvents()
         time.sleep(0.005)
     print(f"{args.size}² RGB, small MUNIT, tile {args.tile}, cpu; {time.perf_counter() - started:.1f} s; "
-          f"{widget.status.value}")
+          f"{widget.status.value}; OpenGL: {gl_renderer()}")
     meter.report()
     viewer.close()
 
