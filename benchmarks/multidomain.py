@@ -20,13 +20,14 @@ Per seed (the seed deals the cells into training/test and domains, and seeds tra
    (``--samples`` draws; diversity reported) and with the style of a reference (the first training
    tile of the target domain), MUNIT per pair likewise, identity and histogram matching.
 4. Unification (with vs without L_uni): per domain, the held-out accuracy of a classifier telling
-   latent from reference styles (0.5: indistinguishable). Smoothness (with vs without L_smooth):
+   latent from reference styles (0.5: indistinguishable; the mean over 20 random halves) and the
+   style gap, the energy coefficient of the two sets of codes (0: one distribution). Smoothness (with vs without L_smooth):
    along interpolations between two reference styles, the output change per unit style step and
    the coefficient of variation of the per-step changes (lower: more even). With the input gate
    (``--model-set input_gate=true``), its mean opening per target domain.
 
 Prints per-seed tables and the worst of the seeds (highest L1, lowest PSNR/SSIM, highest
-accuracy, highest variation); writes ``DIR/results.json``. ``--iters 3 --tile 128 --seeds 0``
+accuracy and gap, highest variation); writes ``DIR/results.json``. ``--iters 3 --tile 128 --seeds 0``
 checks that it runs.
 """
 
@@ -82,8 +83,9 @@ def run_seed(out: Path, seed: int, iters: int | None, tile: int, samples: int, m
         model = _trained(out / label.replace(", ", "_").replace(" ", "_"), "unified", {"domains": root}, loop,
                          {**(settings or {}), **training}, model_settings)
         record["train_seconds"][label] = round(time.perf_counter() - clock, 1)
-        record["models"][label] = {"unification_accuracy": unification(model, task),
-                                   "smoothness": smoothness(model, task)}
+        unified_space = unification(model, task)
+        record["models"][label] = {"unification_accuracy": unified_space["accuracy"],
+                                   "style_gap": unified_space["gap"], "smoothness": smoothness(model, task)}
         if model.config["input_gate"]:
             record["models"][label]["gate_opening"] = gate_opening(model, task)
         if unified is None:
@@ -127,6 +129,7 @@ def worst_models(seeds: list[dict]) -> dict[str, dict]:
         domains = models[0]["unification_accuracy"]
         worst[label] = {
             "unification_accuracy": {d: max(m["unification_accuracy"][d] for m in models) for d in domains},
+            "style_gap": {d: max(m["style_gap"][d] for m in models) for d in domains},
             "step_cv": {d: max(m["smoothness"][d]["step_cv"] for m in models) for d in domains},
             "change_per_unit": {d: float(np.mean([m["smoothness"][d]["change_per_unit"] for m in models]))
                                 for d in domains},
@@ -152,6 +155,10 @@ def print_models(models: dict[str, dict]) -> None:
     print("| model | " + " | ".join(domains) + " |\n|---|" + "---|" * len(domains))
     for label, record in models.items():
         print(f"| {label} | " + " | ".join(f"{record['unification_accuracy'][d]:.2f}" for d in domains) + " |")
+    print("\nStyle gap: energy coefficient of latent against reference styles (0 = one distribution)")
+    print("| model | " + " | ".join(domains) + " |\n|---|" + "---|" * len(domains))
+    for label, record in models.items():
+        print(f"| {label} | " + " | ".join(f"{record['style_gap'][d]:.3f}" for d in domains) + " |")
     print("\nSmoothness: coefficient of variation of the per-step output change along interpolations "
           "(lower = more even); mean change (L1 0-255) per unit style step")
     print("| model | " + " | ".join(f"CV {d} | change/unit {d}" for d in domains) + " |\n|---|"

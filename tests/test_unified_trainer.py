@@ -225,6 +225,18 @@ def test_the_benchmark_task_has_no_training_pairs_and_every_test_pair():
     assert apart > 0.95 and abs(alike - 0.5) < 0.1
 
 
+def test_benchmark_style_gap_is_zero_for_one_distribution_and_grows_apart():
+    from benchmarks.multidomain_measures import style_gap
+
+    generator = torch.Generator().manual_seed(0)
+    alike = style_gap(torch.randn(256, 8, generator=generator), torch.randn(32, 8, generator=generator))
+    near = style_gap(torch.randn(256, 8, generator=generator) + 0.5, torch.randn(32, 8, generator=generator))
+    apart = style_gap(torch.randn(256, 8, generator=generator) + 3, torch.randn(32, 8, generator=generator))
+    assert alike < 0.02 < near < apart < 1
+    codes = torch.randn(16, 8, generator=generator)
+    assert style_gap(codes, codes.clone()) == pytest.approx(0.0, abs=0.06)  # within-set pairs exclude self
+
+
 def test_benchmark_smoothness_is_the_spread_of_the_per_step_change():
     from benchmarks.multidomain_measures import path_changes
 
