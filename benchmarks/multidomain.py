@@ -21,10 +21,11 @@ Per seed (the seed deals the cells into training/test and domains, and seeds tra
    tile of the target domain), MUNIT per pair likewise, identity and histogram matching.
 4. Unification (with vs without L_uni): per domain, the held-out accuracy of a classifier telling
    latent from reference styles (0.5: indistinguishable; the mean over 20 random halves) and the
-   style gap, the energy coefficient of the two sets of codes (0: one distribution). Smoothness (with vs without L_smooth):
-   along interpolations between two reference styles, the output change per unit style step and
-   the coefficient of variation of the per-step changes (lower: more even). With the input gate
-   (``--model-set input_gate=true``), its mean opening per target domain.
+   style gap, the energy coefficient of the two sets of codes (0: one distribution). Smoothness
+   (with vs without L_smooth): along interpolations between two reference styles, the output
+   change per unit style step and the coefficient of variation of the per-step changes (lower:
+   more even). With the input gate (``--model-set input_gate=true``), its mean opening per target
+   domain.
 
 Prints per-seed tables and the worst of the seeds (highest L1, lowest PSNR/SSIM, highest
 accuracy and gap, highest variation); writes ``DIR/results.json``. ``--iters 3 --tile 128 --seeds 0``

@@ -69,7 +69,7 @@ def score_pairs(unified: TranslationModel, per_pair: Mapping[tuple[str, str], tu
 
 
 UNIFICATION_SPLITS = 20  # random halves the classifier is fitted and scored on (their mean accuracy)
-GAP_LATENTS = 256  # latent styles per domain for the style gap (the domain's reference codes are few)
+GAP_LATENTS = 256  # latent styles per domain (at least; the domain's reference codes are usually fewer)
 
 
 def held_out_accuracy(first: torch.Tensor, second: torch.Tensor, seed: int = 0,
@@ -133,7 +133,8 @@ def unification(model: TranslationModel, task: MultiDomainTask) -> dict[str, dic
         references = torch.cat([
             model.condition(StyleRequest(StyleMode.REFERENCE, direction, references=[to_tensor(t)])).styles
             for t in tiles])
-        latent = model.condition(StyleRequest(StyleMode.RANDOM, direction, n_samples=GAP_LATENTS, seed=7)).styles
+        latent = model.condition(StyleRequest(StyleMode.RANDOM, direction,
+                                              n_samples=max(GAP_LATENTS, len(references)), seed=7)).styles
         result["accuracy"][name] = held_out_accuracy(latent[: len(references)], references)
         result["gap"][name] = style_gap(latent, references)
     return result
