@@ -182,6 +182,34 @@ def test_class_pairs_renumber_training_classes_and_are_repeatable(tmp_path):
     assert not torch.equal(pairs[5][0][0], pairs[5 + len(pairs)][0][0])  # a new pass: new crops
 
 
+def test_class_mates_are_other_images_of_the_content_images_class(tmp_path):
+    folders = ClassFolders(make_classes(tmp_path / "data"), size=16, seed=0)
+    subset = ClassSubset(folders, ["class3", "class1"])
+    plain, with_mates = ClassPairs(subset, seed=0), ClassPairs(subset, seed=0, classmates=True)
+    brightness = {0: subset[3][0].mean(), 1: subset[0][0].mean()}  # a class's pixels lie in a band of its own
+    for index in range(2 * len(subset)):
+        (x, label_x), (y, _), (mate, label_mate) = with_mates[index]
+        assert torch.equal(x, plain[index][0][0]) and torch.equal(y, plain[index][1][0])  # the same pairs
+        assert label_mate == label_x and abs(mate.mean() - brightness[label_x]) < 0.2
+        assert not torch.equal(mate, x)  # another image (every class here has three)
+    assert len(plain[0]) == 2
+
+
+def test_classmate_term_adds_to_the_generator_loss_and_needs_class_mates():
+    (x, label_x), (y, label_y) = next(shape_batches(0))
+    mates = (x.flip(0), label_x.flip(0))
+    trainer = make_trainer(classmate_weight=2.0)
+    losses = trainer.step(((x, label_x), (y, label_y), mates), 0)
+    weight = trainer.config.reconstruction_at(0)
+    assert losses["gen"] == pytest.approx(
+        losses["gan"] + weight * losses["reconstruction"] + losses["feature"] + 2.0 * losses["classmate"], rel=1e-5)
+    assert "classmate" not in make_trainer().step(((x, label_x), (y, label_y), mates), 0)  # off: the third pair unused
+    with pytest.raises(ValueError, match="class mates"):
+        trainer.step(((x, label_x), (y, label_y)), 1)
+    with pytest.raises(ValueError, match="classmate_weight"):
+        make_trainer(classmate_weight=-1.0)
+
+
 def test_train_on_class_folders_and_translate_an_unseen_class(tmp_path):
     root = make_classes(tmp_path / "data", n_classes=5, gray=True)
     settings = make_settings("funit", "small", {"classes": root, "holdout_classes": ["class4"]}, config=dict(TINY_RUN, validate_every=2),

@@ -5,7 +5,8 @@ chooses them (a number, drawn with the run's seed, or names);
 :class:`ClassSubset` serves the other classes of a
 :class:`~trainers.datasets.ClassFolders` with labels renumbered ``0 … n−1``
 (the discriminator has one output per training class); :class:`ClassPairs`
-makes training items: a content image and an independent class image.
+makes training items: a content image and an independent class image, and on
+request a class mate of the content image (another image of its class).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch.utils.data import Dataset
 
 from trainers.datasets import ClassFolders, DatasetError
 
-_HOLDOUT, _PAIRING = 101, 102  # random streams of their own, apart from trainers.datasets'
+_HOLDOUT, _PAIRING, _CLASSMATE = 101, 102, 103  # random streams of their own, apart from trainers.datasets'
 
 
 def split_classes(
@@ -73,6 +74,7 @@ class ClassSubset(Dataset):
         self.labels = [label_of[dataset.labels[i]] for i in self.indices]
         if not self.indices:
             raise DatasetError(f"no images in the classes {', '.join(self.classes)}")
+        self.members = [[p for p, label in enumerate(self.labels) if label == k] for k in range(len(self.classes))]
 
     @property
     def channels(self) -> int:
@@ -94,15 +96,19 @@ class ClassSubset(Dataset):
 class ClassPairs(Dataset):
     """FUNIT training items ``((x, class of x), (y, class of y))``: item ``index`` takes
     ``classes[index]`` as the content image and an independent random image as the
-    class example (of any class, its own included, as in the published training)."""
+    class example (of any class, its own included, as in the published training).
 
-    def __init__(self, classes: ClassSubset, seed: int = 0):
-        self.classes, self.seed = classes, seed
+    ``classmates``: items get a third pair, ``(m, class of x)``, another image of x's class
+    (x itself only in a class of one image), for an identity term through a class code
+    that is not x's own."""
+
+    def __init__(self, classes: ClassSubset, seed: int = 0, classmates: bool = False):
+        self.classes, self.seed, self.classmates = classes, seed, classmates
 
     def __len__(self) -> int:
         return len(self.classes)
 
-    def __getitem__(self, index: int) -> tuple[tuple[torch.Tensor, int], tuple[torch.Tensor, int]]:
+    def __getitem__(self, index: int) -> tuple[tuple[torch.Tensor, int], ...]:
         index = operator.index(index)
         if index < 0:
             raise IndexError(f"index {index} is negative")
@@ -113,4 +119,9 @@ class ClassPairs(Dataset):
         # served is a crop of its own and item `index` depends on (seed, index) alone.
         content = self.classes[position + count * 2 * rounds]
         example = self.classes[draw + count * (2 * index + 1)]
-        return content, example
+        if not self.classmates:
+            return content, example
+        mates = [p for p in self.classes.members[self.classes.labels[position]] if p != position] or [position]
+        mate = mates[int(np.random.default_rng([self.seed, _CLASSMATE, index]).integers(len(mates)))]
+        # the examples' round: a crop of its own unless the example is this very mate
+        return content, example, self.classes[mate + count * (2 * index + 1)]

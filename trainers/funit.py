@@ -10,6 +10,11 @@ features without its last layer (λF 1) and the R1 penalty on real images
 (10). The saved model is an exponential moving average of the generator
 (0.999).
 
+Not in the paper (off in ``paper``): the class-mate identity term ``‖G(x, {m}) − x‖₁``
+with ``m`` another image of x's class. The published reconstruction takes x's own
+class code, so the code may learn that image's own colour balance; at test time the
+code comes from other images, and it must carry only what their class shares.
+
 One generator forward serves both updates: the discriminator learns from the
 detached translation, then the generator is scored by the updated
 discriminator on the same translation and reconstruction.
@@ -54,6 +59,7 @@ class FunitTrainConfig(MethodSettings):
     reconstruction_start: float = 0.0
     reconstruction_warmup: int = 0
     feature_weight: float = 1.0  # λF: feature matching
+    classmate_weight: float = 0.0  # ‖G(x, {m}) − x‖₁, m a class mate of x (not in the paper)
     r1_weight: float = 10.0
     ema_beta: float = 0.999  # the saved generator: an exponential moving average
     ema_warmup: bool = False  # beta min(ema_beta, (1 + t) / (10 + t)): the average follows early training
@@ -69,6 +75,8 @@ class FunitTrainConfig(MethodSettings):
             raise ValueError(f"ema_beta must be in [0, 1), got {self.ema_beta}")
         if self.reconstruction_warmup < 0 or self.reconstruction_start < 0:
             raise ValueError("reconstruction_warmup and reconstruction_start must be ≥ 0")
+        if self.classmate_weight < 0:
+            raise ValueError(f"classmate_weight must be ≥ 0, got {self.classmate_weight}")
 
     def reconstruction_at(self, iteration: int) -> float:
         """λR at *iteration* (0-based): the warm-up's linear decay, then ``reconstruction_weight``."""
@@ -145,18 +153,26 @@ class FunitTrainer(MethodTrainer):
         update_average(self.model, self.generator, self.ema_beta(iteration))
 
     def step(self, batch: Any, iteration: int) -> dict[str, float]:
-        """*batch* is ``((x, labels_x), (y, labels_y))``: content images, class images."""
-        (x, label_x), (y, label_y) = ((t.to(self.device, non_blocking=True) for t in pair) for pair in batch)
+        """*batch* is ``((x, labels_x), (y, labels_y))``: content images, class images, and a
+        third pair, class mates of x, when ``classmate_weight`` > 0."""
+        cfg = self.config
+        if cfg.classmate_weight > 0 and len(batch) < 3:
+            raise ValueError("classmate_weight > 0 needs batches with class mates of the content images "
+                             "(the classes data kind serves them)")
+        (x, label_x), (y, label_y) = ((t.to(self.device, non_blocking=True) for t in pair) for pair in batch[:2])
         generator = self.generator.generator
+        identity = None
         with self.runtime.autocast():
             content = generator.content_encoder(x)
             # x in y's class (blended with x by an input gate), and x re-made in its own class (never
             # blended: a reconstruction that could copy its input would teach the decoder nothing)
             translation = generator.decode(content, generator.class_encoder(y), x)
             reconstruction = generator.decode(content, generator.class_encoder(x))
+            if cfg.classmate_weight > 0:  # x through its class mates' code: a translation into x's class
+                identity = generator.decode(content, generator.class_encoder(batch[2][0].to(self.device)), x)
         dis_loss, losses = self._discriminator_update(y, label_y, translation)
         gen_loss, gen_losses = self._generator_update((x, label_x), (y, label_y), translation, reconstruction,
-                                                      iteration)
+                                                      identity, iteration)
         self.update_average(iteration)
         losses.update(gen_losses)
         return {
@@ -186,9 +202,10 @@ class FunitTrainer(MethodTrainer):
         return dis_loss, losses
 
     def _generator_update(self, content: tuple[torch.Tensor, torch.Tensor], style: tuple[torch.Tensor, torch.Tensor],
-                          translation: torch.Tensor, reconstruction: torch.Tensor,
+                          translation: torch.Tensor, reconstruction: torch.Tensor, identity: torch.Tensor | None,
                           iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Scored by the updated discriminator: hinge GAN, feature matching, reconstruction."""
+        """Scored by the updated discriminator: hinge GAN, feature matching, reconstruction (and the
+        class-mate identity term)."""
         cfg = self.config
         (x, label_x), (y, label_y) = content, style
         self.dis.requires_grad_(False)
@@ -207,12 +224,16 @@ class FunitTrainer(MethodTrainer):
                 cfg.gan_weight * gan + cfg.reconstruction_at(iteration) * reconstruction_loss
                 + cfg.feature_weight * feature
             )
+            terms = {"gan": gan, "reconstruction": reconstruction_loss, "feature": feature}
+            if identity is not None:
+                terms["classmate"] = l1(identity, x)
+                gen_loss = gen_loss + cfg.classmate_weight * terms["classmate"]
         self.gen_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(gen_loss).backward()
         self.scaler.step(self.gen_optimizer)
         self.scaler.update()  # once per iteration, after both optimisers
         self.dis.requires_grad_(True)
-        return gen_loss, {"gan": gan, "reconstruction": reconstruction_loss, "feature": feature}
+        return gen_loss, terms
 
     @torch.no_grad()
     def validation_images(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

@@ -73,7 +73,8 @@ class ClassFoldersKind(DataKind):
                             loop=resize)
 
     def load(self, inputs: Mapping[str, Any], options: DataOptions) -> LoadedData:
-        """Pairs of the training classes, and a validation batch ``(content, examples)`` whose
+        """Items of the training classes (content image, class example, class mate of the content
+        image: see ``ClassPairs``), and a validation batch ``(content, examples)`` whose
         examples come from the held-out classes when there are any."""
         import torch
 
@@ -90,7 +91,7 @@ class ClassFoldersKind(DataKind):
                 f"{inputs['classes']}: {len(training_classes)} training classes, but the settings say "
                 f"num_classes = {num_classes} (did the class folders change since the run started?)"
             )
-        dataset = ClassPairs(ClassSubset(folders, training_classes), seed=options.seed)
+        dataset = ClassPairs(ClassSubset(folders, training_classes), seed=options.seed, classmates=True)
         count = min(4, len(dataset))
         content = torch.stack([dataset[i][0][0] for i in range(count)])
         if held_out:  # what FUNIT is for: classes never seen in training
