@@ -210,6 +210,15 @@ def test_classmate_term_adds_to_the_generator_loss_and_needs_class_mates():
         make_trainer(classmate_weight=-1.0)
 
 
+def test_a_run_with_the_classmate_term_gets_class_mates_from_the_class_folders(tmp_path):
+    root = make_classes(tmp_path / "data", n_classes=3)
+    run = dict(TINY_RUN, training={**TINY_TRAINING, "classmate_weight": 1.0})
+    logged = []
+    settings = make_settings("funit", "small", {"classes": root}, config=run, overrides={"iterations": 2})
+    assert train(tmp_path / "run", settings, on_progress=lambda i, losses: logged.append(losses)) is not None
+    assert logged and all("classmate" in losses for losses in logged)
+
+
 def test_train_on_class_folders_and_translate_an_unseen_class(tmp_path):
     root = make_classes(tmp_path / "data", n_classes=5, gray=True)
     settings = make_settings("funit", "small", {"classes": root, "holdout_classes": ["class4"]}, config=dict(TINY_RUN, validate_every=2),

@@ -73,8 +73,8 @@ class ClassFoldersKind(DataKind):
                             loop=resize)
 
     def load(self, inputs: Mapping[str, Any], options: DataOptions) -> LoadedData:
-        """Items of the training classes (content image, class example, class mate of the content
-        image: see ``ClassPairs``), and a validation batch ``(content, examples)`` whose
+        """Items of the training classes (content image, class example, and a class mate of the
+        content image when ``classmate_weight`` > 0: see ``ClassPairs``), and a validation batch ``(content, examples)`` whose
         examples come from the held-out classes when there are any."""
         import torch
 
@@ -91,7 +91,9 @@ class ClassFoldersKind(DataKind):
                 f"{inputs['classes']}: {len(training_classes)} training classes, but the settings say "
                 f"num_classes = {num_classes} (did the class folders change since the run started?)"
             )
-        dataset = ClassPairs(ClassSubset(folders, training_classes), seed=options.seed, classmates=True)
+        # class mates only for a trainer that asks for them (FUNIT's class-mate term): one image less per item
+        classmates = float(options.training.get("classmate_weight", 0)) > 0
+        dataset = ClassPairs(ClassSubset(folders, training_classes), seed=options.seed, classmates=classmates)
         count = min(4, len(dataset))
         content = torch.stack([dataset[i][0][0] for i in range(count)])
         if held_out:  # what FUNIT is for: classes never seen in training
