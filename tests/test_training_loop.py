@@ -1,5 +1,6 @@
 """The shared training loop: learning, exact resume, atomic checkpoints, Ctrl-C."""
 
+import json
 import os
 import signal
 
@@ -49,6 +50,23 @@ def test_reconstruction_loss_decreases(tmp_path, engine):
     assert sum(losses[-10:]) / 10 < 0.75 * sum(losses[:10]) / 10
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     assert sum('"event"' not in line for line in lines) == 60  # a loss line per iteration, besides the run score's
+
+
+def test_a_log_line_is_each_terms_mean_since_the_last(tmp_path):
+    """A term that only some steps report (unified's diversity) is averaged over those steps."""
+    loop = make_loop(tmp_path, 6, log_every=3)
+    steps = iter([{"gen": 1.0, "diversity": 4.0}, {"gen": 2.0}, {"gen": 6.0, "diversity": 8.0},
+                  {"gen": 1.0}, {"gen": 1.0}, {"gen": 4.0}])
+    loop.trainer.step = lambda batch, iteration: next(steps)
+    progress = []
+    loop.on_progress = lambda iteration, losses: progress.append(losses["gen"])
+    assert loop.run()
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    losses = [{k: v for k, v in line.items() if k not in ("iteration", "seconds")}
+              for line in lines if "event" not in line]
+    assert [line["iteration"] for line in lines if "event" not in line] == [3, 6]
+    assert losses == [{"gen": 3.0, "diversity": 6.0}, {"gen": 2.0}]
+    assert progress == [1.0, 2.0, 6.0, 1.0, 1.0, 4.0]  # progress gets every step as it is
 
 
 @both_trainers

@@ -166,6 +166,7 @@ class TrainLoop:
         self.last_saved = time.monotonic()  # when a checkpoint was last written (or the session began)
         self.saved_iteration: int | None = None  # the iteration of the last checkpoint written
         self.writer: Any = None  # TensorBoard, while run() runs and tensorboard is installed
+        self.unlogged: dict[str, list[float]] = {}  # per term: [sum, steps] since the last log line
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -340,13 +341,19 @@ class TrainLoop:
             self.on_score(self.iteration, result)
 
     def _after_step(self, losses: Mapping[str, float], started: float, by_time: bool) -> None:
-        """What follows each step when due: log, progress, validation images, checkpoint
-        (every ``checkpoint_every`` iterations, or *by_time*)."""
+        """What follows each step when due: log (each term's mean over the steps since the last
+        line, so a term of every other step is seen too), progress (this step's losses), validation
+        images, checkpoint (every ``checkpoint_every`` iterations, or *by_time*)."""
         config = self.config
+        for name, value in losses.items():  # a term a step leaves out is averaged over the steps that had it
+            total = self.unlogged.setdefault(name, [0.0, 0])
+            total[0], total[1] = total[0] + float(value), total[1] + 1
         if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
             elapsed = time.perf_counter() - started
-            self._log({"iteration": self.iteration, "seconds": round(elapsed, 3), **losses})
-            self._log_scalars(losses)
+            means = {name: total / steps for name, (total, steps) in self.unlogged.items()}
+            self.unlogged.clear()
+            self._log({"iteration": self.iteration, "seconds": round(elapsed, 3), **means})
+            self._log_scalars(means)
         if self.on_progress is not None and self.world.is_main:
             self.on_progress(self.iteration, losses)
         if self.iteration % config.validate_every == 0:

@@ -217,10 +217,12 @@ class UnifiedTrainer(MethodTrainer):
             terms["unification"] = nonsaturating_generator(self.style_dis(forward.reference_styles.float(), target))
             terms["smoothness"] = smoothness_triplet(own_styles, source, net.style_encoder(views, source),
                                                      cfg.smoothness_margin)
-            terms["diversity"] = self._diversity(x, target, forward, diversity_weight)
             gen_loss = (cfg.adversarial_weight * terms["adversarial"] + cfg.style_weight * terms["style"]
-                        + cfg.cycle_weight * terms["cycle"] - diversity_weight * terms["diversity"]
-                        + cfg.unification_weight * terms["unification"]
+                        + cfg.cycle_weight * terms["cycle"])
+            if forward.latent:  # a term of latent iterations only: left out of the others' losses
+                terms["diversity"] = self._diversity(x, target, forward, diversity_weight)
+                gen_loss = gen_loss - diversity_weight * terms["diversity"]
+            gen_loss = (gen_loss + cfg.unification_weight * terms["unification"]
                         + cfg.smoothness_weight * terms["smoothness"])
             if cfg.identity_weight > 0:  # a reconstruction: never blended with y (module docstring)
                 remade = net.generator.decode(net.generator.content_encoder(y), forward.reference_styles)
@@ -236,8 +238,8 @@ class UnifiedTrainer(MethodTrainer):
 
     def _diversity(self, x: torch.Tensor, target: torch.Tensor, forward: _Forward, weight: float) -> torch.Tensor:
         """``‖G(x, s₁) − G(x, s₂)‖₁`` for a second latent style (the second output detached, as in
-        StarGAN v2); 0 on reference iterations and once the weight has decayed."""
-        if not forward.latent or weight == 0:
+        StarGAN v2); 0 once the weight has decayed."""
+        if weight == 0:
             return torch.zeros((), device=self.device)
         net = self.network
         latents = torch.randn(len(x), net.config["latent_dim"]).to(self.device)
