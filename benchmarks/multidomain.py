@@ -1,14 +1,15 @@
 """Multi-domain benchmark (the ``unified`` engine): three stain looks of one tissue, exact truth.
 
     OMP_NUM_THREADS=1 python -m benchmarks.multidomain --out DIR [--iters N] [--seeds 0 1 2]
-        [--tile 64] [--samples 3] [--no-munit] [--no-ablations] [--set KEY=VALUE ...]
-        [--model-set KEY=VALUE ...]
+        [--tile 64] [--samples 3] [--look-spread S] [--no-munit] [--no-ablations]
+        [--set KEY=VALUE ...] [--model-set KEY=VALUE ...]
 
 Per seed (the seed deals the cells into training/test and domains, and seeds training):
 
 1. Generates the task (``benchmarks.tasks.multidomain``) into ``DIR/seed_S/data``: one subfolder
    per domain of training tiles (each cell in one domain only: no pairs), the test cells in every
-   domain.
+   domain. ``--look-spread S`` (default 0: one look per domain) gives each training tile its own
+   look around its domain's, every stain amount times ``exp(u)``, ``u`` uniform in [−S, S].
 2. Trains ``unified`` ``small`` three times through ``trainers.run`` (CPU): as configured, with the
    unification term off (``unification_weight = 0``) and with the smoothness term off
    (``smoothness_weight = 0``) — only as configured with ``--no-ablations``; ``--set`` puts a
@@ -17,8 +18,9 @@ Per seed (the seed deals the cells into training/test and domains, and seeds tra
    of domains at a third of the iterations each (the same total budget as one unified model).
 3. Scores every ordered pair of domains on the test cells against their true re-staining
    (L1 0-255, PSNR, SSIM; :mod:`benchmarks.multidomain_measures`): unified with latent styles
-   (``--samples`` draws; diversity reported) and with the style of a reference (the first training
-   tile of the target domain), MUNIT per pair likewise, identity and histogram matching.
+   (``--samples`` draws; diversity reported) and with the style of a reference (the training tile
+   of the target domain nearest its central look; with one look per domain, the first), MUNIT
+   per pair likewise, identity and histogram matching.
 4. Unification (with vs without L_uni): per domain, the held-out accuracy of a classifier telling
    latent from reference styles (0.5: indistinguishable; the mean over 20 random halves) and the
    style gap, the energy coefficient of the two sets of codes (0: one distribution). Smoothness
@@ -69,11 +71,12 @@ def _trained(run_dir: Path, engine: str, inputs: dict, loop: dict, training: dic
 
 
 def run_seed(out: Path, seed: int, iters: int | None, tile: int, samples: int, munit: bool,
-             ablations: bool = True, settings: dict | None = None, model_settings: dict | None = None) -> dict:
+             ablations: bool = True, settings: dict | None = None, model_settings: dict | None = None,
+             look_spread: float = 0.0) -> dict:
     """Train and measure everything for one seed (*settings*, *model_settings*: training and model
     settings over the preset for every unified model)."""
     started = time.perf_counter()
-    task = multidomain_task(tile, seed)
+    task = multidomain_task(tile, seed, look_spread)
     root = write_domains(task, out / "data")
     loop = {"size": tile, "seed": seed, "precision": "fp32", "compile": "off",
             **({"iterations": iters} if iters else {})}
@@ -179,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--samples", type=int, default=3, help="latent styles per test tile")
+    parser.add_argument("--look-spread", type=float, default=0.0,
+                        help="each training tile's look around its domain's: stain amounts times exp(U[-S, S])")
     parser.add_argument("--no-munit", action="store_true", help="skip the MUNIT-per-pair baseline")
     parser.add_argument("--no-ablations", action="store_true", help="train unified as configured only")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="training",
@@ -191,11 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         model_settings = dict(parse_setting(item) for item in args.model)
     except ValueError as error:
         parser.error(str(error))
+    if args.look_spread < 0:
+        parser.error(f"--look-spread must be >= 0, got {args.look_spread}")
     started = time.perf_counter()
     seeds = []
     for seed in args.seeds:
         record = run_seed(args.out / f"seed_{seed}", seed, args.iters, args.tile, args.samples, not args.no_munit,
-                          not args.no_ablations, settings, model_settings)
+                          not args.no_ablations, settings, model_settings, args.look_spread)
         seeds.append(record)
         print(f"\n## seed {seed}: {record['task']['train']} training tiles, {record['task']['test_cells']} test "
               f"cells; {record['seconds']} s (training: {record['train_seconds']})")

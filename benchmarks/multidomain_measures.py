@@ -37,8 +37,8 @@ def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
 def translations(model: TranslationModel, task: MultiDomainTask, source: str, target: str, direction: str,
                  samples: int) -> dict[str, dict]:
     """Per test file of ``source``: latent samples and the output in the style of one reference
-    (the first training tile of ``target``)."""
-    reference = to_tensor(next(iter(task.train[target].values())))
+    (the task's reference tile of ``target``)."""
+    reference = to_tensor(task.train[target][task.references[target]])
     by_reference = model.condition(StyleRequest(StyleMode.REFERENCE, direction, references=[reference]))
     latent, guided = {}, {}
     for index, (file, tile) in enumerate(sorted(task.test[source].items())):
@@ -176,11 +176,11 @@ def smoothness(model: TranslationModel, task: MultiDomainTask) -> dict[str, dict
 @torch.inference_mode()
 def gate_opening(model: TranslationModel, task: MultiDomainTask) -> dict[str, float]:
     """For a model with the input gate: per target domain, the mean gate (0: the input kept, 1: the
-    decoder's image) over the test tiles of the other domains in the style of one reference (the
-    first training tile of the target, as :func:`translations`)."""
+    decoder's image) over the test tiles of the other domains in the style of the target's reference
+    tile, as :func:`translations`."""
     generator, result = model.generator, {}
     for target in task.test:
-        reference = to_tensor(next(iter(task.train[target].values())))
+        reference = to_tensor(task.train[target][task.references[target]])
         styles = model.condition(StyleRequest(StyleMode.REFERENCE, f"to_{target}", references=[reference])).styles
         gates = [generator.decoder(generator.content_encoder(to_tensor(tile)), styles)[:, -1].mean()
                  for source in task.test if source != target for tile in task.test[source].values()]

@@ -34,11 +34,11 @@ LayerData = tuple[np.ndarray, dict[str, Any], str]
 
 
 def he_like_restain(
-    rgb: np.ndarray, h_scale: float = H_SCALE, dab_to_eosin: float = DAB_TO_EOSIN
+    rgb: np.ndarray, h_scale: float = H_SCALE, dab_to_eosin: float = DAB_TO_EOSIN, dab_kept: float = 0.0
 ) -> np.ndarray:
     """IHC → H&E-like colours, pixel by pixel, in HED optical-density space (uint8 RGB in and out).
 
-    H' = ``h_scale``·H, E' = E + ``dab_to_eosin``·DAB, DAB' = 0 (by default
+    H' = ``h_scale``·H, E' = E + ``dab_to_eosin``·DAB, DAB' = ``dab_kept``·DAB (by default
     ``H_SCALE`` and ``DAB_TO_EOSIN``; the paired benchmark draws them per tile), through
     ``skimage.color.rgb2hed`` (which clips negative concentrations to 0) and
     ``hed2rgb``; eosin already present is kept. The quality benchmark's stain
@@ -52,6 +52,7 @@ def he_like_restain(
     out = np.zeros_like(hed)
     out[..., 0] = h_scale * hed[..., 0]
     out[..., 1] = hed[..., 1] + dab_to_eosin * hed[..., 2]
+    out[..., 2] = dab_kept * hed[..., 2]
     return np.round(np.clip(hed2rgb(out), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
