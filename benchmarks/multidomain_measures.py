@@ -38,7 +38,7 @@ def translations(model: TranslationModel, task: MultiDomainTask, source: str, ta
                  samples: int) -> dict[str, dict]:
     """Per test file of ``source``: latent samples and the output in the style of one reference
     (the task's reference tile of ``target``)."""
-    reference = to_tensor(task.train[target][task.references[target]])
+    reference = to_tensor(task.reference(target))
     by_reference = model.condition(StyleRequest(StyleMode.REFERENCE, direction, references=[reference]))
     latent, guided = {}, {}
     for index, (file, tile) in enumerate(sorted(task.test[source].items())):
@@ -180,7 +180,7 @@ def gate_opening(model: TranslationModel, task: MultiDomainTask) -> dict[str, fl
     tile, as :func:`translations`."""
     generator, result = model.generator, {}
     for target in task.test:
-        reference = to_tensor(task.train[target][task.references[target]])
+        reference = to_tensor(task.reference(target))
         styles = model.condition(StyleRequest(StyleMode.REFERENCE, f"to_{target}", references=[reference])).styles
         gates = [generator.decoder(generator.content_encoder(to_tensor(tile)), styles)[:, -1].mean()
                  for source in task.test if source != target for tile in task.test[source].values()]

@@ -50,6 +50,10 @@ class MultiDomainTask:
     references: dict[str, str] = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
 
+    def reference(self, domain: str) -> np.ndarray:
+        """The tile whose style the benchmark translates into *domain*."""
+        return self.train[domain][self.references[domain]]
+
 
 def central_look(cell: np.ndarray, domain: str, spread: float) -> np.ndarray:
     """*cell* in *domain*'s central look. With a spread every look, the central ones too, goes
