@@ -210,6 +210,22 @@ def test_classmate_term_adds_to_the_generator_loss_and_needs_class_mates():
         make_trainer(classmate_weight=-1.0)
 
 
+def test_classmate_term_scores_the_decoders_own_image_so_a_closed_gate_cannot_meet_it():
+    (x, label_x), (y, label_y) = next(shape_batches(0))
+    torch.manual_seed(0)
+    engine = FunitEngine()
+    model = engine.build(engine.config("small", **TINY_MODEL, input_gate=True))
+    settings = {**TRAIN_PRESETS["small"], **TINY_TRAINING, "num_classes": 3, "classmate_weight": 1.0}
+    trainer = build_trainer(model, settings, torch.device("cpu"))
+    gate = trainer.generator.generator.decoder.upsample[-2][1]  # its last output channel: the gate
+    with torch.no_grad():
+        gate.weight[-1].zero_()
+        gate.bias[-1] = -100.0  # closed: every blended output is its input
+        assert torch.equal(trainer.generator.generator(x, y), x)
+    losses = trainer.step(((x, label_x), (y, label_y), (x.flip(0), label_x.flip(0))), 0)
+    assert losses["classmate"] > 0.05  # blended, the term would be 0 here
+
+
 def test_a_run_with_the_classmate_term_gets_class_mates_from_the_class_folders(tmp_path):
     root = make_classes(tmp_path / "data", n_classes=3)
     run = dict(TINY_RUN, training={**TINY_TRAINING, "classmate_weight": 1.0})

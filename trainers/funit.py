@@ -168,8 +168,9 @@ class FunitTrainer(MethodTrainer):
             # blended: a reconstruction that could copy its input would teach the decoder nothing)
             translation = generator.decode(content, generator.class_encoder(y), x)
             reconstruction = generator.decode(content, generator.class_encoder(x))
-            if cfg.classmate_weight > 0:  # x through its class mates' code: a translation into x's class
-                identity = generator.decode(content, generator.class_encoder(batch[2][0].to(self.device)), x)
+            if cfg.classmate_weight > 0:  # x through its class mates' code, not blended either: a closed
+                # gate would meet the term exactly, and blended it taught the gate to copy every input
+                identity = generator.decode(content, generator.class_encoder(batch[2][0].to(self.device)))
         dis_loss, losses = self._discriminator_update(y, label_y, translation)
         gen_loss, gen_losses = self._generator_update((x, label_x), (y, label_y), translation, reconstruction,
                                                       identity, iteration)
