@@ -23,10 +23,10 @@ TINY_TRAINING = {"dis_dim": 8, "dis_blocks": 4}
 TINY_RUN = {"size": 16, "batch": 2, "log_every": 1, "model": TINY_MODEL, "training": TINY_TRAINING}
 
 
-def make_trainer(seed=0, num_classes=3, **training):
+def make_trainer(seed=0, num_classes=3, model_config=None, **training):
     torch.manual_seed(seed)
     engine = FunitEngine()
-    model = engine.build(engine.config("small", **TINY_MODEL))
+    model = engine.build(engine.config("small", **TINY_MODEL, **(model_config or {})))
     settings = {**TRAIN_PRESETS["small"], **TINY_TRAINING, "num_classes": num_classes, **training}
     return build_trainer(model, settings, torch.device("cpu"))
 
@@ -212,11 +212,7 @@ def test_classmate_term_adds_to_the_generator_loss_and_needs_class_mates():
 
 def test_classmate_term_scores_the_decoders_own_image_so_a_closed_gate_cannot_meet_it():
     (x, label_x), (y, label_y) = next(shape_batches(0))
-    torch.manual_seed(0)
-    engine = FunitEngine()
-    model = engine.build(engine.config("small", **TINY_MODEL, input_gate=True))
-    settings = {**TRAIN_PRESETS["small"], **TINY_TRAINING, "num_classes": 3, "classmate_weight": 1.0}
-    trainer = build_trainer(model, settings, torch.device("cpu"))
+    trainer = make_trainer(model_config={"input_gate": True}, classmate_weight=1.0)
     gate = trainer.generator.generator.decoder.upsample[-2][1]  # its last output channel: the gate
     with torch.no_grad():
         gate.weight[-1].zero_()
