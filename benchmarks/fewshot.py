@@ -1,6 +1,6 @@
 """Few-shot glyph benchmark (FUNIT, issue 4): translate into fonts never seen in training.
 
-    python -m benchmarks.fewshot --out DIR [--iters N] [--tile 32] [--seed 0] [--model FILE]
+    python -m benchmarks.fewshot --out DIR [--iters N] [--tile 32] [--seed 0] [--model FILE] [--set KEY=VALUE ...]
 
 1. Generates the task (``benchmarks.tasks.fewshot``) into ``DIR/data``: training
    fonts as class folders, unseen font families, a source font, example and
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.table import parse_setting
 from benchmarks.tasks import fewshot as task_module
 from benchmarks.tasks.fewshot import FewShotTask
 from benchmarks.tasks.fewshot_baselines import identity_prediction, nearest_font_prediction
@@ -317,8 +318,14 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="K values (default 1 5)")
     parser.add_argument("--classifier-epochs", type=int, default=CLASSIFIER_EPOCHS,
                         help=f"character classifier epochs (default {CLASSIFIER_EPOCHS})")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="training",
+                        help="a training setting over the small preset (e.g. classmate_weight=0)")
     task_module.add_task_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        args.training = dict(parse_setting(item) for item in args.training)
+    except ValueError as error:
+        parser.error(str(error))
     if min(args.shots) < 1:
         parser.error("--shots must be >= 1")
     return args
@@ -330,8 +337,9 @@ def _model(args: argparse.Namespace, data_dir: Path) -> tuple[Path, str, float |
     if args.model is not None:
         return args.model, f"FUNIT small ({args.model.name})", None
     model_path, seconds_per_iter = train_funit(data_dir, args.out / "run", args.iters, args.tile,
-                                               args.seed, args.batch, _log)
-    return model_path, f"FUNIT small, {args.iters} it", seconds_per_iter
+                                               args.seed, args.batch, _log, config={"training": args.training})
+    settings = "".join(f", {key}={value}" for key, value in args.training.items())
+    return model_path, f"FUNIT small{settings}, {args.iters} it", seconds_per_iter
 
 
 def _classifier_report(task: FewShotTask, classify_chars) -> dict:

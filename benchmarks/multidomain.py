@@ -18,9 +18,10 @@ Per seed (the seed deals the cells into training/test and domains, and seeds tra
    of domains at a third of the iterations each (the same total budget as one unified model).
 3. Scores every ordered pair of domains on the test cells against their true re-staining
    (L1 0-255, PSNR, SSIM; :mod:`benchmarks.multidomain_measures`): unified with latent styles
-   (``--samples`` draws; diversity reported) and with the style of a reference (the training tile
-   of the target domain nearest its central look; with one look per domain, the first), MUNIT
-   per pair likewise, identity and histogram matching.
+   (``--samples`` draws; diversity reported), with the style of a reference (the training tile
+   of the target domain nearest its central look; with one look per domain, the first) and with
+   the mean style of every training tile of the target domain as references, MUNIT per pair
+   likewise, identity and histogram matching.
 4. Unification (with vs without L_uni): per domain, the held-out accuracy of a classifier telling
    latent from reference styles (0.5: indistinguishable; the mean over 20 random halves) and the
    style gap, the energy coefficient of the two sets of codes (0: one distribution). Smoothness

@@ -36,16 +36,24 @@ def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
 @torch.inference_mode()
 def translations(model: TranslationModel, task: MultiDomainTask, source: str, target: str, direction: str,
                  samples: int) -> dict[str, dict]:
-    """Per test file of ``source``: latent samples and the output in the style of one reference
-    (the task's reference tile of ``target``)."""
-    reference = to_tensor(task.reference(target))
-    by_reference = model.condition(StyleRequest(StyleMode.REFERENCE, direction, references=[reference]))
-    latent, guided = {}, {}
+    """Per test file of ``source``: latent samples, the output in the style of one reference (the
+    task's reference tile of ``target``) and in the mean style of every training tile of ``target``
+    (what a user gets by giving all their images of the domain as references: one image's own
+    content no longer weighs in its style)."""
+    every_tile = [to_tensor(tile) for _, tile in sorted(task.train[target].items())]
+    by_reference = {
+        "reference": model.condition(StyleRequest(StyleMode.REFERENCE, direction,
+                                                  references=[to_tensor(task.reference(target))])),
+        "references (every training tile)": model.condition(StyleRequest(StyleMode.REFERENCE, direction,
+                                                                         references=every_tile)),
+    }
+    outputs: dict[str, dict] = {"latent": {}, **{method: {} for method in by_reference}}
     for index, (file, tile) in enumerate(sorted(task.test[source].items())):
         styles = model.condition(StyleRequest(StyleMode.RANDOM, direction, n_samples=samples, seed=index))
-        latent[file] = to_uint8(model.translate(to_tensor(tile), styles))
-        guided[file] = to_uint8(model.translate(to_tensor(tile), by_reference))[0]
-    return {"latent": latent, "reference": guided}
+        outputs["latent"][file] = to_uint8(model.translate(to_tensor(tile), styles))
+        for method, conditioning in by_reference.items():
+            outputs[method][file] = to_uint8(model.translate(to_tensor(tile), conditioning))[0]
+    return outputs
 
 
 def score_pairs(unified: TranslationModel, per_pair: Mapping[tuple[str, str], tuple[TranslationModel, str]],

@@ -260,20 +260,23 @@ def test_funit_translate_uses_the_host_api_like_the_model(small):
 def test_command_smoke(tmp_path, capsys):
     code = bench.main(["--out", str(tmp_path), "--iters", "2", "--tile", str(TILE), "--seed", str(SEED),
                        "--train-groups", *TRAIN, "--test-groups", *TEST, "--chars", CHARS,
-                       "--example-chars", "8", "--draws", "1", "--classifier-epochs", "1"])
+                       "--example-chars", "8", "--draws", "1", "--classifier-epochs", "1",
+                       "--set", "classmate_weight=3"])
     assert code == 0
     out = capsys.readouterr().out
     assert "| method | K |" in out and "Wall time" in out
-    for method in ("FUNIT small, 2 it", "identity (source font)", "nearest training font"):
+    trained = "FUNIT small, classmate_weight=3, 2 it"
+    for method in (trained, "identity (source font)", "nearest training font"):
         for k in (1, 5):
             assert f"| {method} | {k} |" in out
     results = json.loads((tmp_path / "results.json").read_text())
-    methods = ("FUNIT small, 2 it", "identity (source font)", "nearest training font")
+    methods = (trained, "identity (source font)", "nearest training font")
     assert {(r["method"], r["k"]) for r in results["rows"]} == {(m, k) for m in methods for k in (1, 5)}
     assert (tmp_path / "run" / "model.safetensors").is_file()
     assert sorted(p.name for p in (tmp_path / "data" / "train").iterdir()) == results["task"]["train_fonts"]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["engine"] == "funit" and run["size"] == TILE and run["inputs"]["holdout_classes"] == []
+    assert run["training"]["classmate_weight"] == 3  # --set reaches the trainer
     # --model: evaluate the trained file again without training
     model = str(tmp_path / "run" / "model.safetensors")
     code = bench.main(["--out", str(tmp_path / "again"), "--model", model, "--tile", str(TILE),

@@ -32,21 +32,22 @@ def make_trainer(seed=0, num_classes=3, model_config=None, **training):
 
 
 def shape_batches(start, size=16, batch=4, classes=3):
-    """Class k: a bright square on a dark ground, tinted by k; content: the square's place."""
+    """Class k: a bright square on a dark ground, tinted by k; content: the square's place.
+    Batches as the ``classes`` data kind serves them with the class-mate term on (``small-colour``):
+    content images, class images, and a class mate of each content image."""
     iteration = start
     while True:
         rng = np.random.default_rng(iteration)
-        images, labels = [], []
-        for _ in range(2 * batch):
-            label = int(rng.integers(classes))
+        labels = [int(label) for label in rng.integers(classes, size=2 * batch)]
+        images = []
+        for label in labels + labels[:batch]:  # the last batch: class mates of the first
             top, left = rng.integers(0, size - 6, 2)
             picture = np.full((3, size, size), -0.8, np.float32)
             picture[:, top : top + 6, left : left + 6] = 0.8
             picture[label] *= -1
             images.append(torch.from_numpy(picture))
-            labels.append(label)
-        images, labels = torch.stack(images), torch.tensor(labels)
-        yield (images[:batch], labels[:batch]), (images[batch:], labels[batch:])
+        images, labels = torch.stack(images), torch.tensor(labels + labels[:batch])
+        yield tuple((images[i:i + batch], labels[i:i + batch]) for i in range(0, 3 * batch, batch))
         iteration += 1
 
 
@@ -56,10 +57,12 @@ def test_step_reports_every_term_with_the_published_weights():
     assert set(losses) == {"dis", "gen", "gan_dis", "r1", "gan", "reconstruction", "feature"}
     weight = trainer.config.reconstruction_at(0)  # the small preset's λR (20, no warm-up)
     assert losses["gen"] == pytest.approx(losses["gan"] + weight * losses["reconstruction"] + losses["feature"], rel=1e-5)
+    assert TRAIN_PRESETS["small-colour"] == {**TRAIN_PRESETS["small"], "classmate_weight": 20.0}
     assert losses["dis"] == pytest.approx(losses["gan_dis"] + 10 * losses["r1"], rel=1e-5)
     paper = FunitTrainConfig.from_mapping(TRAIN_PRESETS["paper"])
     assert (paper.optimizer, paper.lr, paper.weight_decay, paper.ema_beta) == ("rmsprop", 1e-4, 1e-4, 0.999)
     assert (paper.reconstruction_weight, paper.feature_weight, paper.r1_weight) == (0.1, 1.0, 10.0)
+    assert paper.classmate_weight == 0  # not in the paper
     assert paper.reconstruction_at(0) == paper.reconstruction_at(10**6) == 0.1  # no warm-up in the paper
     published = make_trainer(reconstruction_weight=0.1)  # small uses λR 20, the paper 0.1
     losses = published.step(next(shape_batches(0)), 0)
@@ -196,8 +199,7 @@ def test_class_mates_are_other_images_of_the_content_images_class(tmp_path):
 
 
 def test_classmate_term_adds_to_the_generator_loss_and_needs_class_mates():
-    (x, label_x), (y, label_y) = next(shape_batches(0))
-    mates = (x.flip(0), label_x.flip(0))
+    (x, label_x), (y, label_y), mates = next(shape_batches(0))
     trainer = make_trainer(classmate_weight=2.0)
     losses = trainer.step(((x, label_x), (y, label_y), mates), 0)
     weight = trainer.config.reconstruction_at(0)
@@ -211,22 +213,23 @@ def test_classmate_term_adds_to_the_generator_loss_and_needs_class_mates():
 
 
 def test_classmate_term_scores_the_decoders_own_image_so_a_closed_gate_cannot_meet_it():
-    (x, label_x), (y, label_y) = next(shape_batches(0))
+    (x, label_x), (y, label_y), mates = next(shape_batches(0))
     trainer = make_trainer(model_config={"input_gate": True}, classmate_weight=1.0)
     gate = trainer.generator.generator.decoder.upsample[-2][1]  # its last output channel: the gate
     with torch.no_grad():
         gate.weight[-1].zero_()
         gate.bias[-1] = -100.0  # closed: every blended output is its input
         assert torch.equal(trainer.generator.generator(x, y), x)
-    losses = trainer.step(((x, label_x), (y, label_y), (x.flip(0), label_x.flip(0))), 0)
+    losses = trainer.step(((x, label_x), (y, label_y), mates), 0)
     assert losses["classmate"] > 0.05  # blended, the term would be 0 here
 
 
-def test_a_run_with_the_classmate_term_gets_class_mates_from_the_class_folders(tmp_path):
+def test_the_small_colour_preset_gets_class_mates_from_the_class_folders(tmp_path):
     root = make_classes(tmp_path / "data", n_classes=3)
-    run = dict(TINY_RUN, training={**TINY_TRAINING, "classmate_weight": 1.0})
     logged = []
-    settings = make_settings("funit", "small", {"classes": root}, config=run, overrides={"iterations": 2})
+    settings = make_settings("funit", "small-colour", {"classes": root}, config=TINY_RUN, overrides={"iterations": 2})
+    assert settings.training["classmate_weight"] == 20.0
+    assert settings.model == make_settings("funit", "small", {"classes": root}, config=TINY_RUN).model
     assert train(tmp_path / "run", settings, on_progress=lambda i, losses: logged.append(losses)) is not None
     assert logged and all("classmate" in losses for losses in logged)
 

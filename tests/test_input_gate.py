@@ -182,7 +182,7 @@ def test_funit_training_blends_the_translation_not_the_reconstruction():
                             torch.device("cpu"))
     close_funit_gate(trainer.generator, -100.0)
     close_funit_gate(trainer.model, -100.0)
-    (x, _), (y, _) = next(shape_batches(0))
+    (x, _), (y, _), _ = next(shape_batches(0))
     [scored] = trainer.scoring_translations((x, y))
     torch.testing.assert_close(scored.translated, x, atol=1e-6, rtol=0)
     assert (scored.reconstructed - x).abs().mean() > 0.05

@@ -90,7 +90,7 @@ def test_colour_gap_diversity_and_bad_input():
 def _funit():
     from test_funit_trainer import make_trainer, shape_batches
 
-    (x, _), (y, _) = next(shape_batches(0))
+    (x, _), (y, _), _ = next(shape_batches(0))
     return make_trainer(), (x, y)
 
 

@@ -294,6 +294,9 @@ def test_benchmark_settings_reach_every_unified_model_and_ablations_can_be_left_
                         "--set", "identity_weight=2", "--model-set", "input_gate=true"]) == 0
     [record] = json.loads((out / "results.json").read_text())["seeds"]
     assert list(record["models"]) == ["unified"]
+    assert {row["method"] for row in record["pairs"] if row["pair"] == "ihc→he"} == {
+        "identity", "histogram matching", "unified latent", "unified reference",
+        "unified references (every training tile)"}
     gates = record["models"]["unified"]["gate_opening"]  # measured for a model with the input gate
     assert set(gates) == set(record["task"]["train"]) and all(0 < g < 1 for g in gates.values())
     assert "unified: mean input gate" in capsys.readouterr().out

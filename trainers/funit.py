@@ -86,16 +86,22 @@ class FunitTrainConfig(MethodSettings):
         return self.reconstruction_weight + (self.reconstruction_start - self.reconstruction_weight) * left
 
 
+# CPU-sized: narrow discriminator, Adam β=(0, 0.99) at a higher learning rate, an average that
+# follows early training, no weight decay (with Adam it zeroed the class encoder) and λR 20 (at 0.1
+# the glyphs lost their shapes); see benchmarks/NOTES.md for what was measured.
+SMALL: dict[str, Any] = {
+    "optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0, "reconstruction_weight": 20.0,
+    "ema_warmup": True, "dis_dim": 16, "dis_blocks": 6, "dis_max_dim": 256,
+}
+
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # As published: RMSprop lr 1e-4, weight decay 1e-4, discriminator 64 wide with 10 blocks.
     "paper": {},
-    # CPU-sized: narrow discriminator, Adam β=(0, 0.99) at a higher learning rate, an average that
-    # follows early training, no weight decay (with Adam it zeroed the class encoder) and λR 20
-    # (at 0.1 the glyphs lost their shapes); see benchmarks/NOTES.md for what was measured.
-    "small": {
-        "optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0, "reconstruction_weight": 20.0,
-        "ema_warmup": True, "dis_dim": 16, "dis_blocks": 6, "dis_max_dim": 256,
-    },
+    "small": SMALL,
+    # `small` with the class-mate term, for classes that differ in colour (stain looks): far ahead
+    # of `small` on unseen stain looks, a little behind it on unseen fonts (a change of shape;
+    # docs/benchmarks.md, "FUNIT with the class-mate identity term"), hence a preset of its own.
+    "small-colour": {**SMALL, "classmate_weight": 20.0},
 }
 
 

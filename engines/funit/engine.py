@@ -36,6 +36,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "class_dim": 32, "class_downsample": 3, "mlp_dim": 64, "input_gate": False, "colour_transform": False,
     },
 }
+PRESETS["small-colour"] = PRESETS["small"]  # the training differs (the class-mate term), not the model
 
 
 @dataclass

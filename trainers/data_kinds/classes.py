@@ -52,6 +52,8 @@ class ClassFoldersKind(DataKind):
     loop_presets = {
         "small": {"size": 32, "resize": 32, "batch": 4, "iterations": 5_000,
                   "checkpoint_every": 500, "validate_every": 500},
+        "small-colour": {"size": 32, "resize": 32, "batch": 4, "iterations": 5_000,
+                         "checkpoint_every": 500, "validate_every": 500},
         "paper": {"size": 128, "resize": 140, "batch": 64, "iterations": 100_000,
                   "checkpoint_every": 5_000, "validate_every": 5_000},
     }

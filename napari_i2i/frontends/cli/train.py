@@ -95,7 +95,7 @@ def add_parser(commands) -> None:
     run.add_argument("--compile", choices=COMPILE_CHOICES, help=COMPILE_HELP)
     settings = train.add_argument_group("settings (a new run; preset, then --config, then these flags)")
     settings.add_argument("--preset", help="small (CPU, minutes; default), paper (published sizes), or "
-                          "one of an engine's own (munit: small-colour, for changes of colour only)")
+                          "one of an engine's own (munit, funit: small-colour, for changes of colour only)")
     settings.add_argument("--config", type=Path, metavar="FILE",
                           help="TOML/YAML with [model] and [training] tables and loop settings (see docs/training.md)")
     settings.add_argument("--size", type=positive, metavar="PX", help="training crop size in pixels (default: the preset's)")
