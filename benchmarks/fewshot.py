@@ -328,6 +328,8 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error(str(error))
     if min(args.shots) < 1:
         parser.error("--shots must be >= 1")
+    if args.model is not None and args.training:
+        parser.error("--set changes training; with --model nothing is trained")
     return args
 
 

@@ -283,3 +283,6 @@ def test_command_smoke(tmp_path, capsys):
                        "--train-groups", *TRAIN, "--test-groups", *TEST, "--chars", CHARS,
                        "--example-chars", "8", "--draws", "1", "--classifier-epochs", "1"])
     assert code == 0 and not (tmp_path / "again" / "run").exists()
+    with pytest.raises(SystemExit):
+        bench.main(["--out", str(tmp_path / "none"), "--model", model, "--set", "classmate_weight=1"])
+    assert "with --model nothing is trained" in capsys.readouterr().err
