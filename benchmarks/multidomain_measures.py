@@ -39,7 +39,8 @@ def translations(model: TranslationModel, task: MultiDomainTask, source: str, ta
     """Per test file of ``source``: latent samples, the output in the style of one reference (the
     task's reference tile of ``target``) and in the mean style of every training tile of ``target``
     (what a user gets by giving all their images of the domain as references: one image's own
-    content no longer weighs in its style)."""
+    content no longer weighs in its style); for a model that stores them, also in the target's
+    typical style (the same mean, measured when training ended on one training crop of each tile)."""
     every_tile = [to_tensor(tile) for _, tile in sorted(task.train[target].items())]
     by_reference = {
         "reference": model.condition(StyleRequest(StyleMode.REFERENCE, direction,
@@ -47,6 +48,8 @@ def translations(model: TranslationModel, task: MultiDomainTask, source: str, ta
         "references (every training tile)": model.condition(StyleRequest(StyleMode.REFERENCE, direction,
                                                                          references=every_tile)),
     }
+    if StyleMode.TYPICAL in model.capabilities.style_modes:
+        by_reference["typical style"] = model.condition(StyleRequest(StyleMode.TYPICAL, direction))
     outputs: dict[str, dict] = {"latent": {}, **{method: {} for method in by_reference}}
     for index, (file, tile) in enumerate(sorted(task.test[source].items())):
         styles = model.condition(StyleRequest(StyleMode.RANDOM, direction, n_samples=samples, seed=index))

@@ -13,6 +13,7 @@ UNIT = (M.NONE,)
 FUNIT = (M.FEW_SHOT,)
 STEP = (M.REFERENCE, M.INTERPOLATE)  # no fitted mapper: no random styles
 STEP_MAPPED = (M.REFERENCE, M.RANDOM, M.INTERPOLATE)
+UNIFIED = (M.RANDOM, M.REFERENCE, M.INTERPOLATE, M.TYPICAL)  # trained with typical styles stored
 ODD = (M.MATCHED,)  # a model whose only style no front end can give alone
 
 
@@ -28,6 +29,8 @@ ODD = (M.MATCHED,)  # a model whose only style no front end can give alone
         (STEP, StyleInputs(references=1), M.REFERENCE),
         (STEP, StyleInputs(interpolation_ends=2, steps=2), M.INTERPOLATE),
         (STEP_MAPPED, StyleInputs(), M.RANDOM),
+        (UNIFIED, StyleInputs(typical=True), M.TYPICAL),
+        (UNIFIED, StyleInputs(), M.RANDOM),  # typical styles only when asked for
     ],
 )
 def test_command_line_inputs_choose_the_mode(offered, given, mode):
@@ -74,6 +77,13 @@ def test_command_line_inputs_choose_the_mode(offered, given, mode):
          "this x model takes its style from reference images: give --reference IMG... "
          "(or --interpolate REF1 REF2 --steps N)"),
         (ODD, StyleInputs(), "this x model needs a style the command line cannot give (styles: matched)"),
+        (UNIFIED[:3], StyleInputs(typical=True),
+         "this x model stores no typical style of its domains (styles: random, reference, interpolate; "
+         "multi-domain models trained with this version do); drop --typical-style"),
+        (UNIFIED, StyleInputs(typical=True, references=1, n_samples=3),
+         "--typical-style is a style of its own; drop --reference and --samples"),
+        (UNIFIED, StyleInputs(typical=True, interpolation_ends=2, steps=3),
+         "--typical-style is a style of its own; drop --interpolate and --steps"),
     ],
 )
 def test_command_line_errors_name_the_flags(offered, given, message):
@@ -92,6 +102,7 @@ def test_command_line_errors_name_the_flags(offered, given, message):
         (UNIT, M.NONE, 0, 3),
         (FUNIT, M.FEW_SHOT, 1, 1),
         (STEP, M.INTERPOLATE, 2, 2),
+        (UNIFIED, M.TYPICAL, 2, 3),  # hidden references and samples do not count
     ],
 )
 def test_widget_controls_pass_the_rule(offered, mode, n_references, n_samples):

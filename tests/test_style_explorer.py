@@ -285,5 +285,5 @@ def test_explorer_refuses_styles_it_cannot_start_from(qtbot, explorer_setup):
     widget.explore_styles()
     messages = [str(n.message) for n in notification_manager.records[start:]
                 if n.severity == NotificationSeverity.ERROR]
-    assert any("starts from a random, reference or interpolated style" in m for m in messages)
+    assert any("starts from a random, reference, interpolated or typical style" in m for m in messages)
     assert widget.explorer is None  # nothing was docked

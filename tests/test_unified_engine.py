@@ -40,7 +40,8 @@ def test_capabilities_name_a_direction_per_target_domain():
     capabilities = model.capabilities
     assert capabilities.directions == {"to_he": (3, 3), "to_ihc": (3, 3), "to_dab": (3, 3)}
     assert capabilities.domains == tuple(DOMAINS)
-    assert set(capabilities.style_modes) == {StyleMode.RANDOM, StyleMode.REFERENCE, StyleMode.INTERPOLATE}
+    assert set(capabilities.style_modes) == {StyleMode.RANDOM, StyleMode.REFERENCE, StyleMode.INTERPOLATE,
+                                             StyleMode.TYPICAL}
     assert capabilities.size_multiple == 2 and capabilities.context > 0
     gray = build(channels=1)
     assert gray.capabilities.directions["to_he"] == (1, 1)
@@ -175,3 +176,30 @@ def test_decoding_the_content_code_equals_translating(direction):
         torch.testing.assert_close(model.decode_content(content, conditioning), model.translate(image, conditioning))
         edited = model.edit_component(conditioning, 2, 1.5)  # a slider move: the same code decodes it
         torch.testing.assert_close(model.decode_content(content, edited), model.translate(image, edited))
+
+
+def test_typical_styles_are_the_stored_ones_and_survive_the_model_file(tmp_path):
+    model = build()
+    torch.testing.assert_close(condition(model, StyleMode.TYPICAL).styles, torch.zeros(1, 8))  # until stored
+    styles = torch.randn(len(DOMAINS), TINY["style_dim"], generator=torch.Generator().manual_seed(0))
+    model.store_typical_styles(styles)
+    torch.testing.assert_close(condition(model, StyleMode.TYPICAL, "to_dab").styles, styles[2:3])
+    path = tmp_path / "typical.safetensors"
+    save_model(path, UnifiedEngine(), model)
+    loaded = load_model(path, device=torch.device("cpu")).model
+    assert loaded.has_typical_styles
+    torch.testing.assert_close(condition(loaded, StyleMode.TYPICAL, "to_he").styles, styles[:1])
+
+
+def test_models_without_a_place_for_typical_styles_still_load(tmp_path):
+    model = build(typical_styles=False)  # as model files written before typical styles existed
+    assert "typical_styles" not in dict(model.named_buffers())
+    with pytest.raises(EngineError, match="no place for typical styles"):
+        model.store_typical_styles(torch.zeros(len(DOMAINS), TINY["style_dim"]))
+    del model.config["typical_styles"]  # their configs have no such key
+    path = tmp_path / "old.safetensors"
+    save_model(path, UnifiedEngine(), model)
+    loaded = load_model(path, device=torch.device("cpu")).model
+    assert not loaded.has_typical_styles and StyleMode.TYPICAL not in loaded.capabilities.style_modes
+    with pytest.raises(EngineError, match="no 'typical' style mode"):
+        condition(loaded, StyleMode.TYPICAL)

@@ -192,6 +192,26 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
+def test_the_saved_model_keeps_each_domains_mean_training_style_and_translates_with_it(tmp_path):
+    root = write_domains(tmp_path / "data")
+    settings = make_settings("unified", "small", {"domains": root}, config={**TINY_RUN, "iterations": 2})
+    path = train(tmp_path / "run", settings)
+    model = load_model(path, device=torch.device("cpu")).model
+    assert model.has_typical_styles
+    options = DataOptions(settings.model, settings.training, settings.size, settings.resize, settings.flip,
+                          settings.seed)
+    classes = default_registry().data_kind("domains").load(settings.inputs, options).dataset.classes
+    with torch.no_grad():
+        for domain, members in enumerate(classes.members):  # one crop of each training image, as served
+            images = torch.stack([classes[i][0] for i in members])
+            expected = model.style_encoder(images, torch.full((len(members),), domain)).mean(0)
+            torch.testing.assert_close(model.typical_styles[domain], expected)
+    output = tmp_path / "typical.png"
+    assert main(["translate", str(path), str(root / "he" / "0.png"), "--direction", "to_dab", "--typical-style",
+                 "-o", str(output), "--quiet"]) == 0
+    assert np.asarray(Image.open(output)).shape == (24, 24, 3)
+
+
 def test_domain_layers_train_it_from_the_train_widgets_job(tmp_path):
     """One domain per layer, named after it (as the Train widget sends them)."""
     rng = np.random.default_rng(0)
@@ -296,7 +316,7 @@ def test_benchmark_settings_reach_every_unified_model_and_ablations_can_be_left_
     assert list(record["models"]) == ["unified"]
     assert {row["method"] for row in record["pairs"] if row["pair"] == "ihc→he"} == {
         "identity", "histogram matching", "unified latent", "unified reference",
-        "unified references (every training tile)"}
+        "unified references (every training tile)", "unified typical style"}
     gates = record["models"]["unified"]["gate_opening"]  # measured for a model with the input gate
     assert set(gates) == set(record["task"]["train"]) and all(0 < g < 1 for g in gates.values())
     assert "unified: mean input gate" in capsys.readouterr().out

@@ -185,6 +185,7 @@ def _save_model(path: Path, engine: Any, trainer: MethodTrainer, record: dict[st
     """The model file with its training record; *planned*: the target of a run stopped short of it."""
     if planned is not None:  # a model all the same, marked: it stopped short of the planned iterations
         record.update(stopped_at=record["iterations"], planned_iterations=planned)
+    trainer.before_saving()  # e.g. unified: each domain's typical style, into the model
     method_record = trainer.provenance()
     if method_record is not None:  # e.g. which VGG16 weights a loss used, iterations per stage
         record["method"] = method_record

@@ -3,7 +3,8 @@
 One model translates into any of its domains; the direction names the target
 (``to_<domain>``). A style of that domain comes from the latent flow (random
 styles), from reference images of the domain (their styles averaged), or
-from a line between the styles of two references. :meth:`UnifiedModel.style_components`
+from a line between the styles of two references, or is the domain's typical style (the mean style
+of its training images, which training stores in the model). :meth:`UnifiedModel.style_components`
 and :meth:`UnifiedModel.edit_component` expose the flow's independent
 coordinates of a conditioning's styles, so a front end can change one of them.
 """
@@ -41,6 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "channels": 3, "domains": ["a", "b"], "dim": 64, "n_downsample": 3, "n_res": 2,
         "style_dim": 64, "latent_dim": 16, "style_downsample": 5, "mlp_dim": 512,
         "flow_transforms": 3, "flow_hidden": 256, "flow_bins": 8, "input_gate": False, "colour_transform": False,
+        "typical_styles": True,
     },
     # Narrow and shallow enough to train on two CPU cores: one downsampling, as the other small
     # presets (on 64² crops more lost the structure; benchmarks/NOTES.md).
@@ -48,6 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "channels": 3, "domains": ["a", "b"], "dim": 16, "n_downsample": 1, "n_res": 2,
         "style_dim": 16, "latent_dim": 8, "style_downsample": 3, "mlp_dim": 64,
         "flow_transforms": 2, "flow_hidden": 32, "flow_bins": 8, "input_gate": False, "colour_transform": False,
+        "typical_styles": True,
     },
 }
 
@@ -68,9 +71,11 @@ class UnifiedModel(TranslationModel):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
-        # Model files written before input_gate existed have no key: no gate. Every domain has the
-        # model's one `channels`, so the gate can always blend a translation with its input.
-        self.config = {"input_gate": False, "colour_transform": False, **config, "domains": list(config["domains"])}
+        # Model files written before input_gate (typical_styles) existed have no key: no gate (no
+        # stored styles). Every domain has the model's one `channels`, so the gate can always blend a
+        # translation with its input.
+        self.config = {"input_gate": False, "colour_transform": False, "typical_styles": False, **config,
+                       "domains": list(config["domains"])}
         c, count = self.config, len(self.config["domains"])
         self.generator = StyleGenerator(c["channels"], c["dim"], c["n_downsample"], c["n_res"], c["style_dim"],
                                         c["mlp_dim"], c["input_gate"], c["colour_transform"])
@@ -78,6 +83,8 @@ class UnifiedModel(TranslationModel):
                                                 c["style_dim"], count)
         self.style_flow = StyleFlow(c["latent_dim"], c["style_dim"], count, c["flow_transforms"],
                                     c["flow_hidden"], c["flow_bins"])
+        if c["typical_styles"]:  # the zero style until training stores them (store_typical_styles)
+            self.register_buffer("typical_styles", torch.zeros(count, c["style_dim"]))
 
     @property
     def domains(self) -> list[str]:
@@ -88,7 +95,7 @@ class UnifiedModel(TranslationModel):
         channels = self.config["channels"]
         return Capabilities(
             directions={direction_to(name): (channels, channels) for name in self.domains},
-            style_modes=MODES,
+            style_modes=MODES + ((StyleMode.TYPICAL,) if self.has_typical_styles else ()),
             domains=tuple(self.domains),
             size_multiple=2 ** self.config["n_downsample"],
             context=receptive_radius(self.config["n_downsample"], self.config["n_res"]),
@@ -103,6 +110,18 @@ class UnifiedModel(TranslationModel):
         return names.index(direction)
 
     # --- styles -----------------------------------------------------------------
+
+    @property
+    def has_typical_styles(self) -> bool:
+        """Whether the model keeps each domain's typical style (models trained before it existed do
+        not); known from the config alone, as front ends offer modes before reading weights."""
+        return bool(self.config.get("typical_styles"))
+
+    def store_typical_styles(self, styles: torch.Tensor) -> None:
+        """Keep ``(domains, style_dim)`` styles, one per domain, as the domains' typical styles."""
+        if not self.config["typical_styles"]:
+            raise EngineError("this unified model has no place for typical styles (config typical_styles: false)")
+        self.typical_styles.copy_(styles)
 
     def sample_styles(self, domain: int, n: int, seed: int) -> torch.Tensor:
         """``(n, style_dim)``: the flow applied to ``n`` draws of ``N(0, I)`` made on the CPU from
@@ -134,9 +153,12 @@ class UnifiedModel(TranslationModel):
                 styles = self.reference_styles(list(request.references), domain)
             elif request.mode is StyleMode.INTERPOLATE:
                 styles = self._interpolated(list(request.references), domain, request.n_samples)
+            elif request.mode is StyleMode.TYPICAL and self.has_typical_styles:
+                styles = self.typical_styles[domain:domain + 1].float()
             else:
+                modes = self.capabilities.style_modes
                 raise EngineError(f"this model has no {request.mode.value!r} style mode "
-                                  f"(styles: {', '.join(m.value for m in MODES)})")
+                                  f"(styles: {', '.join(m.value for m in modes)})")
         return UnifiedConditioning(request.direction, domain, styles)
 
     def _interpolated(self, references: list[torch.Tensor], domain: int, steps: int) -> torch.Tensor:
@@ -244,7 +266,7 @@ class UnifiedEngine(Engine):
         integers = {key: value for key, value in config.items() if key != "domains"}
         # "domains" is not an integer (checked above) and input_gate a flag; both keys may be absent here
         self.check_integer_config(integers, minimum={"n_downsample": 0, "n_res": 0, "style_downsample": 0},
-                                  choices={"domains": ()}, flags=("input_gate", "colour_transform"))
+                                  choices={"domains": ()}, flags=("input_gate", "colour_transform", "typical_styles"))
         check_colour_transform(config, self.name)
         if config["style_dim"] < config["latent_dim"]:
             raise EngineError(f"unified config: style_dim ({config['style_dim']}) must be at least "

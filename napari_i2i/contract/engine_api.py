@@ -32,6 +32,9 @@ class StyleMode(enum.Enum):
     MATCHED = "matched"
     FEW_SHOT = "few_shot"  # K example images of a class never seen in training
     INTERPOLATE = "interpolate"  # N steps between the styles of two references
+    # the target domain's typical style, stored in the model when training ends: the mean style of
+    # the domain's training images (multi-domain models; no reference or random draw needed)
+    TYPICAL = "typical"
 
 
 @dataclass(frozen=True)

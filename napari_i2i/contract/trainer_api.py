@@ -115,6 +115,10 @@ class MethodTrainer(ABC):
         """Called with the training dataset before the loop starts, for trainers that draw
         images themselves (beyond the loop's batches); the default ignores it."""
 
+    def before_saving(self) -> None:
+        """Called before the model file is written (at the end of a run, finished or stopped short):
+        e.g. to store in the model what it knows of its training data; the default does nothing."""
+
     def provenance(self) -> dict[str, Any] | None:
         """A JSON-able record of how the method trained (e.g. which VGG16 weights a loss used),
         stored as ``training.method`` in the model file; None: nothing to add."""

@@ -40,10 +40,13 @@ def require_interpolation_ends(count: int) -> None:
 def choose_style_mode(
     given: StyleInputs, offered: Sequence[StyleMode], engine: str, words: StyleWords
 ) -> StyleMode:
-    """The mode the given inputs ask for, checked by :func:`check_style`: the class of the class
-    examples, or the style of the references, if given; else random styles, else none."""
+    """The mode the given inputs ask for, checked by :func:`check_style`: the typical style if
+    asked for, the class of the class examples, or the style of the references, if given; else
+    random styles, else none."""
     if given.match and not given.references:
         mode = StyleMode.MATCHED  # the check says what is missing
+    elif given.typical:
+        mode = StyleMode.TYPICAL  # the check refuses any other style input given with it
     elif given.interpolation_ends is not None:
         mode = StyleMode.INTERPOLATE
     elif given.class_examples is not None:
@@ -65,6 +68,9 @@ def check_style(
     if given.match and not given.references:
         raise StyleChoiceError(f"{words.match.name} chooses among style references: "
                                f"give them with {words.references.give}")
+    if mode is StyleMode.TYPICAL:
+        _check_typical(given, offered, engine, words)
+        return
     if mode is StyleMode.INTERPOLATE:
         _check_interpolation(given, offered, engine, words)
         return
@@ -84,6 +90,18 @@ def check_style(
 
 def _styles(offered: Sequence[StyleMode]) -> str:
     return "styles: " + ", ".join(mode.value for mode in offered)
+
+
+def _check_typical(given: StyleInputs, offered: Sequence[StyleMode], engine: str, words: StyleWords) -> None:
+    if StyleMode.TYPICAL not in offered:
+        raise StyleChoiceError(f"this {engine} model stores no typical style of its domains ({_styles(offered)}; "
+                               f"multi-domain models trained with this version do); drop {words.typical.name}")
+    others = [wording.name for wording, given_too in (
+        (words.references, given.references is not None), (words.class_examples, given.class_examples is not None),
+        (words.interpolate, given.interpolation_ends is not None), (words.steps, given.steps is not None),
+        (words.samples, given.n_samples != 1)) if given_too]
+    if others:
+        raise StyleChoiceError(f"{words.typical.name} is a style of its own; drop {' and '.join(others)}")
 
 
 def _check_interpolation(given: StyleInputs, offered: Sequence[StyleMode], engine: str, words: StyleWords) -> None:

@@ -22,7 +22,7 @@ from napari_i2i.core.style_request import condition, prepare_style
 from napari_i2i.core.translate import TranslateOptions
 
 # Style modes whose first style can be edited: one style per output.
-EDITABLE_MODES = (StyleMode.RANDOM, StyleMode.REFERENCE)
+EDITABLE_MODES = (StyleMode.RANDOM, StyleMode.REFERENCE, StyleMode.TYPICAL)
 
 
 def parse_style_edits(texts: Sequence[str]) -> dict[int, float]:
@@ -49,8 +49,8 @@ def check_editable(options: TranslateOptions) -> None:
     if options.mode is StyleMode.NONE:
         raise EngineError("this model gives one output per input: it has no style axes to edit")
     if options.mode not in EDITABLE_MODES:
-        raise EngineError(f"style edits start from one latent style (seed) or the style of references, "
-                          f"not from {options.mode.value!r} styles")
+        raise EngineError(f"style edits start from one latent style (seed), the style of references or a "
+                          f"typical style, not from {options.mode.value!r} styles")
     if options.mode is StyleMode.RANDOM and options.n_samples != 1:
         raise EngineError(f"style edits move one style: use one sample, not {options.n_samples}")
 

@@ -24,6 +24,7 @@ class StyleWords:
     interpolate: Wording
     steps: Wording
     samples: Wording
+    typical: Wording
     front_end: str  # e.g. "the command line", in "a style the command line cannot give"
 
 
@@ -37,3 +38,4 @@ class StyleInputs:
     interpolation_ends: int | None = None  # images to interpolate between
     steps: int | None = None  # interpolation steps, both ends included
     n_samples: int = 1  # random styles
+    typical: bool = False  # the target domain's typical style, stored in the model

@@ -144,6 +144,8 @@ def describe_style(
             names.append(f"+{len(references) - NAMED_EXAMPLES} more")
         k = len(references) if n_examples is None else n_examples
         styles = f"few-shot (K={k}: {', '.join(names)})"
+    elif options.mode is StyleMode.TYPICAL:
+        styles = "typical style"
     else:
         styles = options.mode.value
     return f"{options.direction}, {styles}"

@@ -42,12 +42,12 @@ from napari_i2i.frontends.translate_job import Placement, TranslationCrashed
 PREVIEW_SIDE = 256  # the preview's largest side in pixels: the visible region's centre beyond that
 SLIDER_STEP = 0.01
 # The Translate widget's style modes an exploration can start from (its first style).
-START_MODES = (StyleMode.RANDOM, StyleMode.REFERENCE, StyleMode.INTERPOLATE)
+START_MODES = (StyleMode.RANDOM, StyleMode.REFERENCE, StyleMode.INTERPOLATE, StyleMode.TYPICAL)
 
 
 def check_start_mode(mode: StyleMode | None) -> None:
     if mode not in START_MODES:
-        raise EngineError("style exploration starts from a random, reference or interpolated style: "
+        raise EngineError("style exploration starts from a random, reference, interpolated or typical style: "
                           "choose one of those style modes")
 
 

@@ -64,6 +64,7 @@ WIDGET_WORDS = StyleWords(
     interpolate=Wording("interpolate mode", "the interpolate style mode"),
     steps=Wording("Steps", "Steps"),
     samples=Wording("Number of samples", "Number of samples"),
+    typical=Wording("typical mode", "the typical style mode"),
     front_end="this widget",
 )
 
@@ -77,6 +78,8 @@ def style_inputs(mode: StyleMode, n_references: int, n_samples: int) -> StyleInp
         return StyleInputs(class_examples=n_references)
     if mode is StyleMode.INTERPOLATE:
         return StyleInputs(interpolation_ends=n_references, steps=n_samples)
+    if mode is StyleMode.TYPICAL:
+        return StyleInputs(typical=True)
     return StyleInputs(n_samples=n_samples if mode is StyleMode.RANDOM else 1)
 
 

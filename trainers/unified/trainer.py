@@ -41,6 +41,7 @@ from trainers.losses import l1, r1_penalty
 from trainers.precision import TrainingRuntime
 from trainers.two_domain import displayable
 from trainers.ema import ema_beta, update_average
+from trainers.unified.typical import measure_typical_styles
 from trainers.unified.losses import (
     StyleDiscriminator,
     decayed_weight,
@@ -138,6 +139,15 @@ class UnifiedTrainer(MethodTrainer):
         self.scaler = self.runtime.grad_scaler()  # fp16 only; a pass-through otherwise
         # the style flow stays eager: its splines run in float32 outside autocast
         self.runtime.compile_networks(self.network.generator, self.network.style_encoder, self.dis, self.style_dis)
+        self.dataset: Any = None  # the training items (attach_dataset), for the typical styles
+
+    def attach_dataset(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def before_saving(self) -> None:
+        """Into the saved model: each domain's typical style, by the model saved."""
+        if self.model.config["typical_styles"] and self.dataset is not None:
+            self.model.store_typical_styles(measure_typical_styles(self.model, self.dataset, self.device))
 
     def modules(self) -> Mapping[str, nn.Module]:
         return {"network": self.network, "network_ema": self.model, "discriminator": self.dis,

@@ -68,6 +68,11 @@ def add_parser(commands) -> None:
     translate.add_argument("--steps", type=int, default=None, metavar="N",
                            help="with --interpolate: the number of styles from REF1 to REF2 (>= 2, "
                            "both ends included)")
+    translate.add_argument(
+        "--typical-style", action="store_true",
+        help="multi-domain models (unified): the target domain's typical style, the mean style of its "
+        "training images (stored in the model when training ended), instead of a reference or a random style",
+    )
     translate.add_argument("--samples", type=positive, default=1, help="random styles per input")
     translate.add_argument("--seed", type=int, default=0, help="seed of the random styles")
     translate.add_argument("--direction", default=None, help="e.g. a2b or b2a (default: the model's first)")

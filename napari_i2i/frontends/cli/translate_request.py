@@ -19,6 +19,7 @@ CLI_WORDS = StyleWords(
     interpolate=Wording("--interpolate", "--interpolate REF1 REF2"),
     steps=Wording("--steps", "--steps N"),
     samples=Wording("--samples", "--samples"),
+    typical=Wording("--typical-style", "--typical-style"),
     front_end="the command line",
 )
 
@@ -32,6 +33,7 @@ def style_inputs(args: argparse.Namespace) -> StyleInputs:
         interpolation_ends=len(args.interpolate) if args.interpolate else None,
         steps=args.steps,
         n_samples=args.samples,
+        typical=args.typical_style,
     )
 
 
