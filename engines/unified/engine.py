@@ -119,7 +119,7 @@ class UnifiedModel(TranslationModel):
 
     def store_typical_styles(self, styles: torch.Tensor) -> None:
         """Keep ``(domains, style_dim)`` styles, one per domain, as the domains' typical styles."""
-        if not self.config["typical_styles"]:
+        if not self.has_typical_styles:
             raise EngineError("this unified model has no place for typical styles (config typical_styles: false)")
         self.typical_styles.copy_(styles)
 

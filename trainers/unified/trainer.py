@@ -146,7 +146,7 @@ class UnifiedTrainer(MethodTrainer):
 
     def before_saving(self) -> None:
         """Into the saved model: each domain's typical style, by the model saved."""
-        if self.model.config["typical_styles"] and self.dataset is not None:
+        if self.model.has_typical_styles and self.dataset is not None:
             self.model.store_typical_styles(measure_typical_styles(self.model, self.dataset, self.device))
 
     def modules(self) -> Mapping[str, nn.Module]:
