@@ -144,14 +144,15 @@ def test_ctrl_c_stops_every_rank_with_the_model_so_far(data):
 
 
 def test_a_run_with_a_killed_rank_resumes_bit_for_bit(data):
-    """Rank 1 killed after the checkpoint of iteration 4 and a logged iteration beyond it; the
-    resumed run (two processes again) logs exactly the losses the killed one logged after 4."""
+    """Rank 1 killed after the checkpoint of iteration 12 and a logged iteration beyond it; the
+    resumed run (two processes again) logs exactly the losses the killed one logged after 12.
+    Checkpoints 12 iterations apart leave the kill 11 iterations to land before the next one."""
     run = data / "run"
-    (data / "munit.toml").write_text(MUNIT.replace("checkpoint_every = 2", "checkpoint_every = 4"))
+    (data / "munit.toml").write_text(MUNIT.replace("checkpoint_every = 2", "checkpoint_every = 12"))
     child = subprocess.Popen(torchrun(*munit_args(data, run, "--iters", 100_000, "--quiet")),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
-    _wait_for(lambda: (run / "log.jsonl").is_file() and losses(run)[-1]["iteration"] >= 5, child)
+    _wait_for(lambda: (run / "log.jsonl").is_file() and losses(run)[-1]["iteration"] >= 13, child)
     rank_1 = next(p for p in psutil.Process(child.pid).children() if p.environ().get("RANK") == "1")
     rank_1.kill()
     child.communicate(timeout=TIMEOUT)

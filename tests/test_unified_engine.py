@@ -116,6 +116,21 @@ def test_random_styles_round_trip_through_the_flow():
     torch.testing.assert_close(model.style_components(conditioning), drawn, atol=1e-4, rtol=0)
 
 
+def test_the_flows_density_of_a_drawn_style_is_the_normals_through_the_change_of_variables():
+    flow = build().style_flow
+    latents = torch.randn(5, flow.latent_dim, generator=torch.Generator().manual_seed(3))
+    domains = torch.tensor([0, 1, 2, 0, 1])
+    components, log_jacobian = flow._transform(domains).call_and_ladj(latents)
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(latents).sum(-1) - log_jacobian
+    torch.testing.assert_close(flow.log_density(flow.lift(components), domains), expected, atol=1e-4, rtol=0)
+    other_domain = flow.log_density(flow.lift(components), (domains + 1) % 3)
+    assert not torch.allclose(other_domain, expected, atol=1e-3)  # the domain is part of the density
+    styles = torch.randn(5, flow.lift.out_features, generator=torch.Generator().manual_seed(4))
+    outside = flow.off_subspace(styles)
+    assert flow.off_subspace(flow.lift(components)).abs().max() < 1e-5  # drawn styles: none outside
+    assert outside.abs().max() > 0.1 and flow.off_subspace(outside).sub(outside).abs().max() < 1e-5
+
+
 def test_tiled_translation_equals_the_whole_image():
     model = build(n_res=2)
     conditioning = condition(model, StyleMode.RANDOM, n_samples=2, seed=1)

@@ -24,6 +24,7 @@ from trainers.unified.losses import (
     nonsaturating_discriminator,
     nonsaturating_generator,
     smoothness_triplet,
+    unification_generator,
 )
 
 TINY_MODEL = {"dim": 8, "n_res": 1, "mlp_dim": 16, "style_dim": 8, "latent_dim": 4, "style_downsample": 2,
@@ -122,6 +123,43 @@ def test_gan_terms_and_the_smoothness_triplet_by_hand():
     assert views.shape == images.shape
     for image, view in zip(images, views):
         assert torch.equal(image.flatten().sort().values, view.flatten().sort().values)
+
+
+def test_unification_moves_the_flow_and_the_encoder_towards_each_other():
+    """L_uni alone, on a reference step (the flow drives no translation there): both ways into the
+    style space learn from it, each towards the label of the other."""
+    logits = torch.tensor([2.0, -1.0])
+    assert unification_generator(logits, logits).item() == pytest.approx(
+        (nonsaturating_generator(logits) + nonsaturating_generator(-logits)).item())
+    trainer = make_trainer(adversarial_weight=0.0, style_weight=0.0, cycle_weight=0.0, diversity_weight=0.0,
+                           smoothness_weight=0.0)
+    trainer.step(batch(), 1)
+    for name, module in {"latent flow": trainer.network.style_flow,
+                         "style encoder": trainer.network.style_encoder}.items():
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), f"L_uni did not reach the {name}"
+
+
+def test_the_flow_fit_brings_the_flow_and_the_reference_styles_together():
+    """``flow_fit_weight`` (ours): the flow learns the likelihood of the (detached) reference styles,
+    the encoder keeps them in the subspace the flow draws in; the lift and the generator stay."""
+    plain = make_trainer()
+    assert "flow_fit" not in plain.step(batch(), 1)  # off by default: not computed, not logged
+    trainer = make_trainer(adversarial_weight=0.0, style_weight=0.0, cycle_weight=0.0, diversity_weight=0.0,
+                           smoothness_weight=0.0, unification_weight=0.0, identity_weight=0.0,
+                           flow_fit_weight=2.0)
+    losses = trainer.step(batch(), 1)
+    assert losses["gen"] == pytest.approx(2.0 * losses["flow_fit"], rel=1e-5)
+    flow_grads = [p.grad for p in trainer.network.style_flow.flow.parameters() if p.grad is not None]
+    assert flow_grads and any(g.abs().sum() > 0 for g in flow_grads)
+    encoder_grads = [p.grad for p in trainer.network.style_encoder.parameters() if p.grad is not None]
+    assert encoder_grads and any(g.abs().sum() > 0 for g in encoder_grads)  # into the lifted subspace
+    for module in (trainer.network.generator, trainer.network.style_flow.lift):
+        assert all(p.grad is None or not p.grad.any() for p in module.parameters())
+    first = losses["flow_fit"]
+    for iteration in range(2, 12):
+        later = trainer.step(batch(), iteration | 1)["flow_fit"]
+    assert later < first  # the same references grow likelier
 
 
 def write_domains(root, names=("he", "ihc", "dab"), count=3, size=24):

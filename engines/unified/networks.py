@@ -9,6 +9,8 @@ spline flow (zuko) that maps ``z ~ N(0, I)`` to a style of domain ``u``
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 import zuko
@@ -109,6 +111,21 @@ class StyleFlow(nn.Module):
     def projected(self, styles: torch.Tensor) -> torch.Tensor:
         """``A⁺ s``: the flow's output whose lift is nearest to each style."""
         return styles @ torch.linalg.pinv(self.lift.weight.float()).T.to(styles.dtype)
+
+    def log_density(self, styles: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """``log p(A⁺ s | u)`` ``(N,)``: how likely each style's part in the lifted subspace is as a
+        latent style of its domain (change of variables through ``f⁻¹``). ``A`` is held fixed here:
+        rescaling it would raise the density without bringing the two kinds of style together."""
+        projected = styles @ torch.linalg.pinv(self.lift.weight.detach().float()).T.to(styles.dtype)
+        latents, log_jacobian = self._transform(domains).inv.call_and_ladj(projected)
+        normal = -0.5 * (latents.square() + math.log(2 * math.pi))
+        return normal.sum(-1) + log_jacobian
+
+    def off_subspace(self, styles: torch.Tensor) -> torch.Tensor:
+        """``s − A·A⁺s`` ``(N, style_dim)``: the part of each style no latent style can have (``A``
+        held fixed, as in :meth:`log_density`)."""
+        lift = self.lift.weight.detach().float()
+        return styles - styles @ (lift @ torch.linalg.pinv(lift)).T.to(styles.dtype)
 
     def coordinates(self, styles: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         """``z = f⁻¹(A⁺ s; θ_u)``: the independent coordinates of styles ``(N, style_dim)``."""

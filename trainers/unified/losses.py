@@ -22,6 +22,13 @@ def nonsaturating_generator(fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake.float()).mean()
 
 
+def unification_generator(latent: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """The generators' side of ``L_uni``: reference styles pushed to pass as latent ones and
+    latent styles to pass as reference ones, so both ways into the style space move towards
+    each other (pushing only the encoder leaves the flow where it started)."""
+    return nonsaturating_generator(reference) + nonsaturating_generator(-latent)
+
+
 def decayed_weight(start: float, iteration: int, iterations: int) -> float:
     """``start`` falling linearly to 0 at ``iterations`` (λ_ds), 0 after."""
     if iterations <= 0:

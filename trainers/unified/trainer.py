@@ -8,12 +8,15 @@ non-saturating GAN with one discriminator output per domain and R1 on real
 images; style reconstruction ``‖E^u(G(x, s̃)) − s̃‖₁``; cycle
 ``‖G(G(x, s̃), E^{u₁}(x)) − x‖₁``; diversity ``−‖G(x, s₁) − G(x, s₂)‖₁`` between two
 latent styles (latent iterations), its weight falling linearly to 0;
-unification: a style discriminator tells latent from reference styles and the
-style encoder is pushed to make its styles pass as latent ones; smoothness: a
+unification: a style discriminator tells latent from reference styles, the
+style encoder is pushed to make its styles pass as latent ones and the flow its
+latent styles as reference ones (both minimise ``L_uni``); smoothness: a
 triplet on the style encoder (an augmented view closer than the nearest other
 image of the batch); optionally (``identity_weight`` > 0, ours) CycleGAN's
 identity term on the reference, ``G(y, E^u(y)) ≈ y``: what already looks like
-the target is kept. The saved model is a moving average of the trained one.
+the target is kept; optionally (``flow_fit_weight`` > 0, ours) the flow is fitted by
+likelihood to the reference styles, which are kept in the subspace it draws in.
+The saved model is a moving average of the trained one.
 
 With the model's ``input_gate`` a translation blends with the image it translates
 (``net.generator(images, s)``): ``G(x, s̃)`` and its diversity twin with ``x``, the
@@ -49,6 +52,7 @@ from trainers.unified.losses import (
     nonsaturating_discriminator,
     nonsaturating_generator,
     smoothness_triplet,
+    unification_generator,
 )
 
 VALIDATION_SEED = 1234  # the latent styles of the validation grids: the same at every validation
@@ -73,6 +77,7 @@ class UnifiedTrainConfig(MethodSettings):
     smoothness_weight: float = 1.0  # λ_smooth (ours)
     smoothness_margin: float = 0.1  # α (ours)
     identity_weight: float = 0.0  # ours: a reference in its own style comes out unchanged, G(y, E^u(y)) ≈ y
+    flow_fit_weight: float = 0.0  # ours: the flow fitted by likelihood to each domain's reference styles
     ema_beta: float = 0.999
     ema_warmup: bool = False  # beta min(ema_beta, (1 + t) / (10 + t)): the average follows early training
     dis_dim: int = 64
@@ -224,7 +229,8 @@ class UnifiedTrainer(MethodTrainer):
             own_style = own_styles[torch.arange(len(x), device=x.device), source]
             # the way back translates the translation: gated, it blends with forward.fake, not with x
             terms["cycle"] = l1(net.generator(forward.fake, own_style), x)
-            terms["unification"] = nonsaturating_generator(self.style_dis(forward.reference_styles.float(), target))
+            terms["unification"] = unification_generator(self.style_dis(forward.latent_styles.float(), target),
+                                                         self.style_dis(forward.reference_styles.float(), target))
             terms["smoothness"] = smoothness_triplet(own_styles, source, net.style_encoder(views, source),
                                                      cfg.smoothness_margin)
             gen_loss = (cfg.adversarial_weight * terms["adversarial"] + cfg.style_weight * terms["style"]
@@ -234,6 +240,9 @@ class UnifiedTrainer(MethodTrainer):
                 gen_loss = gen_loss - diversity_weight * terms["diversity"]
             gen_loss = (gen_loss + cfg.unification_weight * terms["unification"]
                         + cfg.smoothness_weight * terms["smoothness"])
+            if cfg.flow_fit_weight > 0:
+                terms["flow_fit"] = self._flow_fit(forward.reference_styles, target)
+                gen_loss = gen_loss + cfg.flow_fit_weight * terms["flow_fit"]
             if cfg.identity_weight > 0:  # a reconstruction: never blended with y (module docstring)
                 remade = net.generator.decode(net.generator.content_encoder(y), forward.reference_styles)
                 terms["identity"] = l1(remade, y)
@@ -245,6 +254,16 @@ class UnifiedTrainer(MethodTrainer):
         self.dis.requires_grad_(True)
         self.style_dis.requires_grad_(True)
         return gen_loss, {name: value.detach() for name, value in terms.items()}
+
+    def _flow_fit(self, reference_styles: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``−log p(A⁺E^u(y) | u) + ‖E^u(y) − AA⁺E^u(y)‖``: the flow (references detached) learns to
+        draw the styles the encoder finds in domain ``u``, and the encoder keeps its styles where
+        the flow can draw them, in the lifted subspace (float32: splines outside autocast)."""
+        flow = self.network.style_flow
+        with torch.autocast(self.device.type, enabled=False):
+            styles = reference_styles.float()
+            likelihood = flow.log_density(styles.detach(), target).mean()
+            return torch.linalg.vector_norm(flow.off_subspace(styles), dim=-1).mean() - likelihood
 
     def _diversity(self, x: torch.Tensor, target: torch.Tensor, forward: _Forward, weight: float) -> torch.Tensor:
         """``‖G(x, s₁) − G(x, s₂)‖₁`` for a second latent style (the second output detached, as in
