@@ -32,7 +32,7 @@ TINY_MODEL = {"dim": 8, "n_res": 1, "mlp_dim": 16, "style_dim": 8, "latent_dim":
 TINY_TRAINING = {"dis_dim": 8, "dis_blocks": 4, "style_dis_dim": 8}
 TINY_RUN = {"size": 16, "batch": 2, "log_every": 1, "checkpoint_every": 2, "model": TINY_MODEL,
             "training": TINY_TRAINING}
-TERMS = {"adversarial", "style", "cycle", "diversity", "unification", "smoothness", "identity"}
+TERMS = {"adversarial", "style", "cycle", "diversity", "unification", "smoothness", "identity", "flow_fit"}
 
 
 def make_trainer(seed=0, **training):
@@ -53,7 +53,7 @@ def generator_total(losses, config, iteration):
     return (losses["adversarial"] + config.style_weight * losses["style"] + config.cycle_weight * losses["cycle"]
             - decayed_weight(config.diversity_weight, iteration, config.diversity_iterations) * diversity
             + config.unification_weight * losses["unification"] + config.smoothness_weight * losses["smoothness"]
-            + config.identity_weight * losses["identity"])
+            + config.identity_weight * losses["identity"] + config.flow_fit_weight * losses["flow_fit"])
 
 
 @pytest.mark.parametrize("iteration", [0, 1])  # latent-guided, then reference-guided
@@ -143,8 +143,9 @@ def test_unification_moves_the_flow_and_the_encoder_towards_each_other():
 def test_the_flow_fit_brings_the_flow_and_the_reference_styles_together():
     """``flow_fit_weight`` (ours): the flow learns the likelihood of the (detached) reference styles,
     the encoder keeps them in the subspace the flow draws in; the lift and the generator stay."""
-    plain = make_trainer()
-    assert "flow_fit" not in plain.step(batch(), 1)  # off by default: not computed, not logged
+    assert UnifiedTrainConfig().flow_fit_weight == 0 and TRAIN_PRESETS["small"]["flow_fit_weight"] == 0.3
+    plain = make_trainer(flow_fit_weight=0.0)
+    assert "flow_fit" not in plain.step(batch(), 1)  # off (as in `paper`): not computed, not logged
     trainer = make_trainer(adversarial_weight=0.0, style_weight=0.0, cycle_weight=0.0, diversity_weight=0.0,
                            smoothness_weight=0.0, unification_weight=0.0, identity_weight=0.0,
                            flow_fit_weight=2.0)
