@@ -108,24 +108,25 @@ class StyleFlow(nn.Module):
         """Styles ``(N, style_dim)`` of ``latents`` ``(N, latent_dim)``, each in its domain."""
         return self.lift(self.components(latents, domains))
 
-    def projected(self, styles: torch.Tensor) -> torch.Tensor:
-        """``A⁺ s``: the flow's output whose lift is nearest to each style."""
-        return styles @ torch.linalg.pinv(self.lift.weight.float()).T.to(styles.dtype)
+    def projected(self, styles: torch.Tensor, fixed_lift: bool = False) -> torch.Tensor:
+        """``A⁺ s``: the flow's output whose lift is nearest to each style (``fixed_lift``: no
+        gradient reaches ``A``)."""
+        lift = self.lift.weight.float()
+        return styles @ torch.linalg.pinv(lift.detach() if fixed_lift else lift).T.to(styles.dtype)
 
     def log_density(self, styles: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         """``log p(A⁺ s | u)`` ``(N,)``: how likely each style's part in the lifted subspace is as a
         latent style of its domain (change of variables through ``f⁻¹``). ``A`` is held fixed here:
         rescaling it would raise the density without bringing the two kinds of style together."""
-        projected = styles @ torch.linalg.pinv(self.lift.weight.detach().float()).T.to(styles.dtype)
-        latents, log_jacobian = self._transform(domains).inv.call_and_ladj(projected)
+        latents, log_jacobian = self._transform(domains).inv.call_and_ladj(self.projected(styles, fixed_lift=True))
         normal = -0.5 * (latents.square() + math.log(2 * math.pi))
         return normal.sum(-1) + log_jacobian
 
     def off_subspace(self, styles: torch.Tensor) -> torch.Tensor:
         """``s − A·A⁺s`` ``(N, style_dim)``: the part of each style no latent style can have (``A``
         held fixed, as in :meth:`log_density`)."""
-        lift = self.lift.weight.detach().float()
-        return styles - styles @ (lift @ torch.linalg.pinv(lift)).T.to(styles.dtype)
+        lifted_back = self.projected(styles, fixed_lift=True) @ self.lift.weight.detach().T.to(styles.dtype)
+        return styles - lifted_back
 
     def coordinates(self, styles: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         """``z = f⁻¹(A⁺ s; θ_u)``: the independent coordinates of styles ``(N, style_dim)``."""
