@@ -2,6 +2,8 @@
 the smoothness triplet, the domains data kind, runs through trainers.run and the CLI (latent and
 reference translation of the model), bit-exact resume, and training from layers."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -161,6 +163,26 @@ def test_the_flow_fit_brings_the_flow_and_the_reference_styles_together():
     for iteration in range(2, 12):
         later = trainer.step(batch(), iteration | 1)["flow_fit"]
     assert later < first  # the same references grow likelier
+
+
+def test_r1_on_the_style_discriminator_is_the_squared_slope_at_latent_styles():
+    """``style_r1_weight`` (ours): R1 on the style discriminator at its "real" inputs, the latent
+    styles, which keeps the two ways into the style space from circling each other."""
+    assert UnifiedTrainConfig().style_r1_weight == 0 == UnifiedTrainConfig.from_mapping(
+        TRAIN_PRESETS["small"]).style_r1_weight  # measured, kept off: it cost translations
+    assert "style_r1" not in make_trainer(style_r1_weight=0.0).step(batch(), 1)  # off: not computed
+    trainer = make_trainer(style_r1_weight=3.0)
+    reference = copy.deepcopy(trainer.style_dis)
+    torch.manual_seed(5)
+    losses = trainer.step(batch(), 1)
+    assert losses["dis"] == pytest.approx(losses["adversarial_dis"] + losses["unification_dis"] + losses["r1"]
+                                          + 3.0 * losses["style_r1"], rel=1e-5)
+    flow = make_trainer(style_r1_weight=3.0).network.style_flow  # the flow before its update
+    (_, _), (_, target) = batch()
+    torch.manual_seed(5)  # the step's latent draws
+    styles = flow(torch.randn(4, TINY_MODEL["latent_dim"]), target).detach().requires_grad_()
+    (slope,) = torch.autograd.grad(reference(styles, target).sum(), styles)
+    assert losses["style_r1"] == pytest.approx(slope.square().sum(1).mean().item(), rel=1e-4)
 
 
 def write_domains(root, names=("he", "ihc", "dab"), count=3, size=24):

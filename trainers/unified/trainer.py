@@ -15,8 +15,10 @@ triplet on the style encoder (an augmented view closer than the nearest other
 image of the batch); optionally (``identity_weight`` > 0, ours) CycleGAN's
 identity term on the reference, ``G(y, E^u(y)) ≈ y``: what already looks like
 the target is kept; optionally (``flow_fit_weight`` > 0, ours) the flow is fitted by
-likelihood to the reference styles, which are kept in the subspace it draws in.
-The saved model is a moving average of the trained one.
+likelihood to the reference styles, which are kept in the subspace it draws in;
+optionally (``style_r1_weight`` > 0, ours) R1 on the style discriminator: without it
+the encoder and the flow, both pushed by ``L_uni``, circle each other, and without the
+fit they end further apart than with no ``L_uni``. The saved model is a moving average of the trained one.
 
 With the model's ``input_gate`` a translation blends with the image it translates
 (``net.generator(images, s)``): ``G(x, s̃)`` and its diversity twin with ``x``, the
@@ -78,6 +80,7 @@ class UnifiedTrainConfig(MethodSettings):
     smoothness_margin: float = 0.1  # α (ours)
     identity_weight: float = 0.0  # ours: a reference in its own style comes out unchanged, G(y, E^u(y)) ≈ y
     flow_fit_weight: float = 0.0  # ours: the flow fitted by likelihood to each domain's reference styles
+    style_r1_weight: float = 0.0  # ours: R1 on the style discriminator's latent styles, so L_uni settles
     ema_beta: float = 0.999
     ema_warmup: bool = False  # beta min(ema_beta, (1 + t) / (10 + t)): the average follows early training
     dis_dim: int = 64
@@ -197,18 +200,22 @@ class UnifiedTrainer(MethodTrainer):
         Styles: latent ones real, reference ones fake."""
         cfg = self.config
         real = x.detach().requires_grad_(cfg.r1_weight > 0)
+        latent_styles = forward.latent_styles.detach().float().requires_grad_(cfg.style_r1_weight > 0)
         with self.runtime.autocast():
             real_logits = self.dis(real, source)
             adversarial = nonsaturating_discriminator(real_logits, self.dis(forward.fake.detach(), target))
+            latent_logits = self.style_dis(latent_styles, target)
             unification = nonsaturating_discriminator(
-                self.style_dis(forward.latent_styles.detach().float(), target),
-                self.style_dis(forward.reference_styles.detach().float(), target))
+                latent_logits, self.style_dis(forward.reference_styles.detach().float(), target))
         dis_loss = cfg.adversarial_weight * adversarial + cfg.unification_weight * unification
         losses = {"adversarial_dis": adversarial.detach(), "unification_dis": unification.detach()}
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
         if cfg.r1_weight > 0:
-            scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
             losses["r1"] = r1_penalty(real_logits, real, scale)
             dis_loss = dis_loss + cfg.r1_weight * losses["r1"]
+        if cfg.style_r1_weight > 0:
+            losses["style_r1"] = r1_penalty(latent_logits[:, None], latent_styles, scale)
+            dis_loss = dis_loss + cfg.style_r1_weight * losses["style_r1"]
         self.dis_optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(dis_loss).backward()
         self.scaler.step(self.dis_optimizer)
