@@ -171,6 +171,8 @@ def test_r1_on_the_style_discriminator_is_the_squared_slope_at_latent_styles():
     assert UnifiedTrainConfig().style_r1_weight == 0 == UnifiedTrainConfig.from_mapping(
         TRAIN_PRESETS["small"]).style_r1_weight  # measured, kept off: it cost translations
     assert "style_r1" not in make_trainer(style_r1_weight=0.0).step(batch(), 1)  # off: not computed
+    with pytest.raises(ValueError, match="style_r1_weight must be ≥ 0, got -1"):
+        UnifiedTrainConfig.from_mapping({"style_r1_weight": -1.0})
     trainer = make_trainer(style_r1_weight=3.0)
     reference = copy.deepcopy(trainer.style_dis)
     torch.manual_seed(5)

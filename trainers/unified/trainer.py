@@ -18,7 +18,8 @@ the target is kept; optionally (``flow_fit_weight`` > 0, ours) the flow is fitte
 likelihood to the reference styles, which are kept in the subspace it draws in;
 optionally (``style_r1_weight`` > 0, ours) R1 on the style discriminator: without it
 the encoder and the flow, both pushed by ``L_uni``, circle each other, and without the
-fit they end further apart than with no ``L_uni``. The saved model is a moving average of the trained one.
+fit they end further apart than with no ``L_uni``. The saved model is a moving
+average of the trained one.
 
 With the model's ``input_gate`` a translation blends with the image it translates
 (``net.generator(images, s)``): ``G(x, s̃)`` and its diversity twin with ``x``, the
@@ -94,6 +95,8 @@ class UnifiedTrainConfig(MethodSettings):
             raise ValueError(f"ema_beta must be in [0, 1), got {self.ema_beta}")
         if self.diversity_iterations < 0 or self.smoothness_margin < 0:
             raise ValueError("diversity_iterations and smoothness_margin must be ≥ 0")
+        if self.style_r1_weight < 0:
+            raise ValueError(f"style_r1_weight must be ≥ 0, got {self.style_r1_weight}")
         if self.lr <= 0 or self.flow_lr < 0:
             raise ValueError(f"lr must be > 0 and flow_lr ≥ 0, got {self.lr} and {self.flow_lr}")
 
