@@ -1,6 +1,8 @@
 """Large, multiscale and dask layers are translated into an OME-Zarr store that napari shows
 while it fills (core.filling_store, frontends.stored_results); Xvfb via pytest-xvfb."""
 
+import threading
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from napari.utils.notifications import NotificationSeverity, notification_manage
 from napari_i2i.contract.engine_api import StyleMode
 from napari_i2i.core import filling_store
 from napari_i2i.core.filling_store import FillingStore, StoreLevel
+from napari_i2i.core.job_progress import throttled
 from napari_i2i.core.layer_data import PixelSize
 from napari_i2i.core.lazy_images import open_zarr_levels
 from napari_i2i.core.stores import write_ome_zarr
@@ -109,7 +112,7 @@ def test_dask_and_large_layers_translate_into_a_filling_store_equal_to_memory(
     in_memory = viewer.add_image(pixels, name="in memory", contrast_limits=(0.0, 1.0), **placement)
     lazy = viewer.add_image(da.from_array(pixels, chunks=(128, 128)), name="lazy", contrast_limits=(0.0, 1.0),
                             **placement)
-    shown_while_running, redrawn_while_running = [], []
+    shown_while_running, redrawn_while_running, partly_drawn = [], [], threading.Event()
     viewer.layers.events.inserted.connect(
         lambda event: shown_while_running.append((event.value.name, widget.worker.is_running)))
     refresh = Image.refresh
@@ -120,10 +123,23 @@ def test_dask_and_large_layers_translate_into_a_filling_store_equal_to_memory(
             level = layer.data[0] if layer.multiscale else layer.data
             rows_written = np.asarray(level).any(axis=(-2, -1))  # per row (of each sample): pixels yet?
             redrawn_while_running.append((rows_written.any(), rows_written.all()))
+            if rows_written.any() and not rows_written.all():
+                partly_drawn.set()
         return refresh(layer, *args, **kwargs)
 
+    write_band = FillingStore.__setitem__
+
+    def write_band_once_drawn(store, index, values):
+        """From the second band on, the worker lets the viewer draw the first: on a fast machine
+        the job could otherwise end before the main thread handles a single progress signal."""
+        if store.bands_written:
+            partly_drawn.wait(timeout=5)
+        write_band(store, index, values)
+
     monkeypatch.setattr(Image, "refresh", counted_refresh)
+    monkeypatch.setattr(FillingStore, "__setitem__", write_band_once_drawn)
     monkeypatch.setattr(stored_results, "REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr(translate_job, "throttled", lambda steps: throttled(steps, interval=0.0))  # every band
 
     widget = prepared(viewer, munit_file, in_memory, n_samples=2)
     run_and_wait(qtbot, widget)
