@@ -1,4 +1,5 @@
-"""Loss terms and the style discriminator of the unified-style-space trainer (``docs/methods.md`` §5).
+"""Loss terms, the style discriminator and its memory of the unified-style-space trainer
+(``docs/methods.md`` §5).
 
 Non-saturating GAN terms (StarGAN v2's choice), the triplet smoothness term
 on the style encoder with its augmented views, and the linear decay of the
@@ -90,3 +91,29 @@ class StyleDiscriminator(nn.Module):
     def forward(self, styles: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         logits = self.model(styles)
         return logits[torch.arange(len(logits), device=logits.device), domains]
+
+
+class StyleMemory(nn.Module):
+    """The last ``size`` reference styles of each domain, detached: what the style discriminator
+    compares many latent draws with (``unification_draws``), where a batch holds about one
+    reference per domain. Buffers, so a resumed run goes on with the same memory."""
+
+    def __init__(self, num_domains: int, size: int, style_dim: int) -> None:
+        super().__init__()
+        self.size = size
+        self.register_buffer("styles", torch.zeros(num_domains, size, style_dim))
+        self.register_buffer("pushed", torch.zeros(num_domains, dtype=torch.long))
+
+    def push(self, styles: torch.Tensor, domains: torch.Tensor) -> None:
+        """Each style over the oldest of its domain's."""
+        for style, domain in zip(styles.detach().float(), domains.tolist()):
+            self.styles[domain, int(self.pushed[domain]) % self.size] = style
+            self.pushed[domain] += 1
+
+    def contents(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stored styles and their domains (a domain not seen yet has none)."""
+        filled = self.pushed.clamp(max=self.size).tolist()
+        styles = torch.cat([self.styles[domain, :count] for domain, count in enumerate(filled)])
+        domains = torch.cat([torch.full((count,), domain, dtype=torch.long, device=styles.device)
+                             for domain, count in enumerate(filled)])
+        return styles, domains

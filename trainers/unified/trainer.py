@@ -18,8 +18,10 @@ the target is kept; optionally (``flow_fit_weight`` > 0, ours) the flow is fitte
 likelihood to the reference styles, which are kept in the subspace it draws in;
 optionally (``style_r1_weight`` > 0, ours) R1 on the style discriminator: without it
 the encoder and the flow, both pushed by ``L_uni``, circle each other, and without the
-fit they end further apart than with no ``L_uni``. The saved model is a moving
-average of the trained one.
+fit they end further apart than with no ``L_uni``; optionally (``unification_draws`` > 0,
+ours) ``L_uni`` on many latent draws per domain against a memory of as many recent
+reference styles, where a batch holds about one of each per domain. The saved model is
+a moving average of the trained one.
 
 With the model's ``input_gate`` a translation blends with the image it translates
 (``net.generator(images, s)``): ``G(x, s̃)`` and its diversity twin with ``x``, the
@@ -50,6 +52,7 @@ from trainers.ema import ema_beta, update_average
 from trainers.unified.typical import measure_typical_styles
 from trainers.unified.losses import (
     StyleDiscriminator,
+    StyleMemory,
     decayed_weight,
     dihedral_views,
     nonsaturating_discriminator,
@@ -82,6 +85,7 @@ class UnifiedTrainConfig(MethodSettings):
     identity_weight: float = 0.0  # ours: a reference in its own style comes out unchanged, G(y, E^u(y)) ≈ y
     flow_fit_weight: float = 0.0  # ours: the flow fitted by likelihood to each domain's reference styles
     style_r1_weight: float = 0.0  # ours: R1 on the style discriminator's latent styles, so L_uni settles
+    unification_draws: int = 0  # ours: L_uni on this many latent draws and remembered references per domain
     ema_beta: float = 0.999
     ema_warmup: bool = False  # beta min(ema_beta, (1 + t) / (10 + t)): the average follows early training
     dis_dim: int = 64
@@ -97,6 +101,8 @@ class UnifiedTrainConfig(MethodSettings):
             raise ValueError("diversity_iterations and smoothness_margin must be ≥ 0")
         if self.style_r1_weight < 0:
             raise ValueError(f"style_r1_weight must be ≥ 0, got {self.style_r1_weight}")
+        if self.unification_draws < 0:
+            raise ValueError(f"unification_draws must be ≥ 0, got {self.unification_draws}")
         if self.lr <= 0 or self.flow_lr < 0:
             raise ValueError(f"lr must be > 0 and flow_lr ≥ 0, got {self.lr} and {self.flow_lr}")
 
@@ -124,6 +130,8 @@ class _Forward:
     reference_styles: torch.Tensor
     fake: torch.Tensor
     latent: bool  # the target style was latent (this iteration's kind of update)
+    draws: torch.Tensor | None = None  # unification_draws latent styles per domain, for L_uni
+    draw_domains: torch.Tensor | None = None
 
 
 class UnifiedTrainer(MethodTrainer):
@@ -141,6 +149,8 @@ class UnifiedTrainer(MethodTrainer):
         self.dis = MultiTaskDiscriminator(c["channels"], domains, config.dis_dim, config.dis_blocks,
                                           config.dis_max_dim).to(device)
         self.style_dis = StyleDiscriminator(c["style_dim"], config.style_dis_dim, domains).to(device)
+        self.style_memory = (StyleMemory(domains, config.unification_draws, c["style_dim"]).to(device)
+                             if config.unification_draws else None)
         betas = (config.beta1, config.beta2)
         self.gen_optimizer = torch.optim.Adam([
             {"params": [*model.generator.parameters(), *model.style_encoder.parameters()]},
@@ -162,8 +172,9 @@ class UnifiedTrainer(MethodTrainer):
             self.model.store_typical_styles(measure_typical_styles(self.model, self.dataset, self.device))
 
     def modules(self) -> Mapping[str, nn.Module]:
-        return {"network": self.network, "network_ema": self.model, "discriminator": self.dis,
-                "style_discriminator": self.style_dis}
+        modules = {"network": self.network, "network_ema": self.model, "discriminator": self.dis,
+                   "style_discriminator": self.style_dis}
+        return modules if self.style_memory is None else {**modules, "style_memory": self.style_memory}
 
     def optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
         return {"generator": self.gen_optimizer, "discriminator": self.dis_optimizer}
@@ -195,7 +206,14 @@ class UnifiedTrainer(MethodTrainer):
             reference_styles = net.style_encoder(y, target)
             target_style = latent_styles if latent else reference_styles
             fake = net.generator(x, target_style)
-        return _Forward(target_style, latent_styles, reference_styles, fake, latent)
+        forward = _Forward(target_style, latent_styles, reference_styles, fake, latent)
+        if self.style_memory is not None:
+            self.style_memory.push(reference_styles, target)
+            draw_domains = torch.arange(len(net.domains)).repeat_interleave(self.config.unification_draws)
+            forward.draws = net.style_flow(torch.randn(len(draw_domains), net.config["latent_dim"]).to(self.device),
+                                           draw_domains.to(self.device))
+            forward.draw_domains = draw_domains.to(self.device)
+        return forward
 
     def _discriminator_update(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
                               forward: _Forward) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -203,13 +221,16 @@ class UnifiedTrainer(MethodTrainer):
         Styles: latent ones real, reference ones fake."""
         cfg = self.config
         real = x.detach().requires_grad_(cfg.r1_weight > 0)
-        latent_styles = forward.latent_styles.detach().float().requires_grad_(cfg.style_r1_weight > 0)
+        latent_styles, latent_domains = self._unification_latents(forward, target)
+        reference_styles, reference_domains = ((forward.reference_styles, target) if self.style_memory is None
+                                               else self.style_memory.contents())
+        latent_styles = latent_styles.detach().float().requires_grad_(cfg.style_r1_weight > 0)
         with self.runtime.autocast():
             real_logits = self.dis(real, source)
             adversarial = nonsaturating_discriminator(real_logits, self.dis(forward.fake.detach(), target))
-            latent_logits = self.style_dis(latent_styles, target)
+            latent_logits = self.style_dis(latent_styles, latent_domains)
             unification = nonsaturating_discriminator(
-                latent_logits, self.style_dis(forward.reference_styles.detach().float(), target))
+                latent_logits, self.style_dis(reference_styles.detach().float(), reference_domains))
         dis_loss = cfg.adversarial_weight * adversarial + cfg.unification_weight * unification
         losses = {"adversarial_dis": adversarial.detach(), "unification_dis": unification.detach()}
         scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
@@ -223,6 +244,11 @@ class UnifiedTrainer(MethodTrainer):
         self.scaler.scale(dis_loss).backward()
         self.scaler.step(self.dis_optimizer)
         return dis_loss, losses
+
+    @staticmethod
+    def _unification_latents(forward: _Forward, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The latent styles ``L_uni`` judges, with their domains: the batch's, or the draws."""
+        return (forward.latent_styles, target) if forward.draws is None else (forward.draws, forward.draw_domains)
 
     def _generator_update(self, x: torch.Tensor, y: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
                           forward: _Forward, iteration: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -240,7 +266,8 @@ class UnifiedTrainer(MethodTrainer):
             own_style = own_styles[torch.arange(len(x), device=x.device), source]
             # the way back translates the translation: gated, it blends with forward.fake, not with x
             terms["cycle"] = l1(net.generator(forward.fake, own_style), x)
-            terms["unification"] = unification_generator(self.style_dis(forward.latent_styles.float(), target),
+            latent_styles, latent_domains = self._unification_latents(forward, target)
+            terms["unification"] = unification_generator(self.style_dis(latent_styles.float(), latent_domains),
                                                          self.style_dis(forward.reference_styles.float(), target))
             terms["smoothness"] = smoothness_triplet(own_styles, source, net.style_encoder(views, source),
                                                      cfg.smoothness_margin)
