@@ -197,6 +197,9 @@ def test_the_style_memory_keeps_the_latest_reference_styles_of_each_domain():
     restored = StyleMemory(num_domains=3, size=2, style_dim=1)
     restored.load_state_dict(memory.state_dict())  # a resumed run goes on with the same memory
     assert torch.equal(restored.contents()[0], styles)
+    memory.push(torch.tensor([[5.0], [6.0], [7.0]]), torch.tensor([1, 1, 1]))  # more than it holds at once
+    styles, domains = memory.contents()
+    assert styles.flatten().tolist() == [4.0, 3.0, 7.0, 6.0, 2.0] and domains.tolist() == [0, 0, 1, 1, 2]
 
 
 def test_unification_draws_judge_many_latent_styles_against_remembered_references():

@@ -105,10 +105,13 @@ class StyleMemory(nn.Module):
         self.register_buffer("pushed", torch.zeros(num_domains, dtype=torch.long))
 
     def push(self, styles: torch.Tensor, domains: torch.Tensor) -> None:
-        """Each style over the oldest of its domain's."""
-        for style, domain in zip(styles.detach().float(), domains.tolist()):
-            self.styles[domain, int(self.pushed[domain]) % self.size] = style
-            self.pushed[domain] += 1
+        """Each style over the oldest of its domain's, all at once (no sync with the device)."""
+        one_hot = F.one_hot(domains, len(self.pushed))
+        rank = (one_hot.cumsum(0) - 1).gather(1, domains[:, None])[:, 0]  # its place among this batch's
+        newest = rank >= one_hot.sum(0)[domains] - self.size  # more than `size` of a domain: the last ones
+        slots = (self.pushed[domains] + rank) % self.size
+        self.styles[domains[newest], slots[newest]] = styles.detach().float()[newest]
+        self.pushed += one_hot.sum(0)
 
     def contents(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The stored styles and their domains (a domain not seen yet has none)."""

@@ -206,14 +206,14 @@ class UnifiedTrainer(MethodTrainer):
             reference_styles = net.style_encoder(y, target)
             target_style = latent_styles if latent else reference_styles
             fake = net.generator(x, target_style)
-        forward = _Forward(target_style, latent_styles, reference_styles, fake, latent)
-        if self.style_memory is not None:
+        draws = draw_domains = None
+        if self.style_memory is not None:  # this batch's references join the memory before it is judged
             self.style_memory.push(reference_styles, target)
             draw_domains = torch.arange(len(net.domains)).repeat_interleave(self.config.unification_draws)
-            forward.draws = net.style_flow(torch.randn(len(draw_domains), net.config["latent_dim"]).to(self.device),
-                                           draw_domains.to(self.device))
-            forward.draw_domains = draw_domains.to(self.device)
-        return forward
+            draw_domains = draw_domains.to(self.device)
+            draws = net.style_flow(torch.randn(len(draw_domains), net.config["latent_dim"]).to(self.device),
+                                   draw_domains)
+        return _Forward(target_style, latent_styles, reference_styles, fake, latent, draws, draw_domains)
 
     def _discriminator_update(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
                               forward: _Forward) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
